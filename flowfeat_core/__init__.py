@@ -1,0 +1,1 @@
+"""FlowFeat core: model, encoders, checkpoints, distillation, data, training (no ROS)."""

@@ -1,0 +1,1 @@
+"""ROS 2 nodes around flowfeat_core: perception, recorder, video publisher."""
