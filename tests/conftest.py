@@ -1,10 +1,108 @@
-"""Shared pytest set-up: isolate ROS 2 traffic per test session and locate real test data."""
+"""Shared pytest set-up: isolate ROS 2 traffic per test session and locate real test data.
+
+Missing data fails the test with the command that installs it; nothing is skipped quietly. With
+CI=true any skipped test fails the whole session, and the skip reasons are listed at the end.
+"""
 
 from __future__ import annotations
 
 import os
 import random
+from pathlib import Path
 
-# Each pytest process talks on its own DDS domain, on localhost only, so parallel runs never cross-talk.
+import pytest
+
+# Each pytest process uses its own DDS domain, on localhost only: parallel runs never cross-talk.
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 101)))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+OPENCV_DATA_DIR = Path("/usr/share/doc/opencv-doc/examples/data")
+REFERENCE_DIR = REPO_ROOT.parent / "shared" / "reference"
+
+
+def running_in_ci() -> bool:
+    """True when the CI environment variable is set to a truthy value (CI=true, CI=1)."""
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    """The repository root (the directory holding package.xml)."""
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def opencv_data_dir() -> Path:
+    """OpenCV's sample data directory from the Debian package opencv-doc."""
+    if not OPENCV_DATA_DIR.is_dir():
+        pytest.fail(
+            f"{OPENCV_DATA_DIR} is missing: install it with `apt-get install opencv-doc` "
+            "(scripts/setup_env.sh does this)",
+            pytrace=False,
+        )
+    return OPENCV_DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def sample_video(opencv_data_dir: Path) -> Path:
+    """vtest.avi: 768x576 pedestrians filmed by a static camera."""
+    video = opencv_data_dir / "vtest.avi"
+    if not video.is_file():
+        pytest.fail(
+            f"{video} is missing: reinstall it with `apt-get install --reinstall opencv-doc`",
+            pytrace=False,
+        )
+    return video
+
+
+@pytest.fixture(scope="session")
+def reference_dir() -> Path:
+    """Reference artefacts of the official FlowFeat implementation, in ../shared/reference."""
+    if not REFERENCE_DIR.is_dir():
+        pytest.fail(
+            f"reference directory {REFERENCE_DIR} is missing "
+            "(expected ../shared/reference beside the repository)",
+            pytrace=False,
+        )
+    return REFERENCE_DIR
+
+
+def _skip_reason(report: pytest.CollectReport | pytest.TestReport) -> str:
+    """The message a skip carries; skip reports hold (path, line, message) tuples."""
+    if isinstance(report.longrepr, tuple):
+        return report.longrepr[2]
+    return str(report.longrepr)
+
+
+class SkipsFailInCI:
+    """Records every skip (of a test or a whole module); fails the session if there was one."""
+
+    def __init__(self) -> None:
+        self.skips: list[str] = []
+
+    def _record(self, report: pytest.CollectReport | pytest.TestReport) -> None:
+        if report.skipped and not hasattr(report, "wasxfail"):
+            self.skips.append(f"{report.nodeid}: {_skip_reason(report)}")
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        self._record(report)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self._record(report)
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.skips and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if not self.skips:
+            return
+        terminalreporter.section("skipped tests fail the run because CI=true", sep="=", red=True)
+        for skip in self.skips:
+            terminalreporter.write_line(f"SKIPPED {skip}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if running_in_ci():
+        config.pluginmanager.register(SkipsFailInCI(), "flowfeat-skips-fail-in-ci")

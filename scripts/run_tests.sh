@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Set up (idempotent), then lint with ruff and run the pytest suite; arguments go to pytest.
+# Both always run; the exit status is non-zero when either fails (or when pytest collects no tests).
+#   bash scripts/run_tests.sh                 # everything
+#   bash scripts/run_tests.sh -k packaging    # a subset
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+bash "$REPO_ROOT/scripts/setup_env.sh"
+
+cd "$REPO_ROOT"
+export VIRTUAL_ENV="$REPO_ROOT/.venv"
+export PATH="$VIRTUAL_ENV/bin:$PATH"
+
+echo "[run_tests] ruff check ."
+ruff_status=0
+ruff check . || ruff_status=$?
+
+echo "[run_tests] python -m pytest $*"
+pytest_status=0
+python -m pytest "$@" || pytest_status=$?
+if [[ "$pytest_status" -eq 5 ]]; then
+    echo "[run_tests] ERROR: pytest collected no tests (exit 5); check the selection: $*" >&2
+fi
+
+if [[ "$ruff_status" -ne 0 ]]; then
+    echo "[run_tests] ERROR: ruff check failed (exit $ruff_status)" >&2
+fi
+if [[ "$pytest_status" -ne 0 ]]; then
+    exit "$pytest_status"
+fi
+exit "$ruff_status"

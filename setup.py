@@ -1,0 +1,51 @@
+"""Install the flowfeat_ros ament_python package (flowfeat_core + flowfeat_ros) with setuptools.
+
+Name, version, description, maintainer and licence come from package.xml, their one source.
+"""
+
+from glob import glob
+from pathlib import Path
+from xml.etree import ElementTree
+
+from setuptools import find_packages, setup
+
+PACKAGE_NAME = "flowfeat_ros"
+SHARE_DIR = f"share/{PACKAGE_NAME}"
+MANIFEST = ElementTree.parse(Path(__file__).resolve().parent / "package.xml").getroot()
+
+CONSOLE_SCRIPTS = [
+    "perception_node = flowfeat_ros.perception_node:main",
+    "recorder_node = flowfeat_ros.recorder_node:main",
+    "video_publisher = flowfeat_ros.video_publisher:main",
+    "flowfeat_train = flowfeat_core.train:main",
+    "flowfeat_bench = flowfeat_core.bench:main",
+    "flowfeat_video_features = flowfeat_core.video_features:main",
+    "flowfeat_probe = flowfeat_core.probe:main",
+    "flowfeat_evaluate = flowfeat_core.evaluate:main",
+]
+
+
+def manifest_text(tag: str) -> str:
+    """Whitespace-normalised text of one top-level package.xml element."""
+    return " ".join(MANIFEST.findtext(tag, default="").split())
+
+
+setup(
+    name=manifest_text("name"),
+    version=manifest_text("version"),
+    description=manifest_text("description"),
+    maintainer=manifest_text("maintainer"),
+    maintainer_email=MANIFEST.find("maintainer").get("email"),
+    license=manifest_text("license"),
+    python_requires=">=3.10",
+    packages=find_packages(exclude=["tests", "tests.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE_NAME}"]),
+        (SHARE_DIR, ["package.xml"]),
+        (f"{SHARE_DIR}/launch", sorted(glob("launch/*.launch.py"))),
+        (f"{SHARE_DIR}/config", sorted(glob("config/*.yaml"))),
+    ],
+    zip_safe=True,
+    extras_require={"test": ["pytest"]},
+    entry_points={"console_scripts": CONSOLE_SCRIPTS},
+)
