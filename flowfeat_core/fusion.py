@@ -1,0 +1,110 @@
+"""DPT-style multi-scale fusion: residual conv units, fusion blocks, output head, channel LayerNorm.
+
+Module and parameter names follow the DPT code that FlowFeat's released checkpoints were saved
+from (``scratch.layer1_rn``, ``scratch.refinenet4.resConfUnit1.conv1``, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def conv3x3(in_channels: int, out_channels: int, bias: bool = True) -> nn.Conv2d:
+    """A same-size 3x3 convolution."""
+    return nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=bias)
+
+
+class ResidualConvUnit(nn.Module):
+    """``conv(relu(conv(relu(x)))) + relu(x)``.
+
+    The skip adds ``relu(x)``, not ``x``: DPT applies its first ReLU in place, and the released
+    FlowFeat weights were trained with that behaviour.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = conv3x3(channels, channels)
+        self.conv2 = conv3x3(channels, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(x)
+        return self.conv2(F.relu(self.conv1(x))) + x
+
+
+class FusionBlock(nn.Module):
+    """Adds a refined lateral map to the coarser path, refines, and upsamples to ``out_hw``."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.resConfUnit1 = ResidualConvUnit(channels)
+        self.resConfUnit2 = ResidualConvUnit(channels)
+
+    def forward(
+        self, path: torch.Tensor, lateral: torch.Tensor | None, out_hw: tuple[int, int]
+    ) -> torch.Tensor:
+        if lateral is not None:
+            path = path + self.resConfUnit1(lateral)
+        path = self.resConfUnit2(path)
+        # Upsampling to an explicit size equals DPT's "x2, align_corners=True" on even grids and
+        # also works on odd ones, where the reference crashes.
+        return F.interpolate(path, size=out_hw, mode="bilinear", align_corners=True)
+
+
+class FusionHead(nn.Module):
+    """Projects four feature maps (finest first) to ``width``, fuses them coarsest first, and
+    produces an ``out_dim`` map at the requested output size."""
+
+    def __init__(
+        self, in_channels: Sequence[int], width: int, out_dim: int, head_width: int | None = None
+    ) -> None:
+        super().__init__()
+        head_width = head_width or width
+        for level, channels in enumerate(in_channels, start=1):
+            self.add_module(f"layer{level}_rn", conv3x3(channels, width, bias=False))
+            self.add_module(f"refinenet{level}", FusionBlock(width))
+        self.output_conv0 = conv3x3(width, head_width)
+        self.output_conv1 = nn.Sequential(
+            conv3x3(head_width, head_width), nn.ReLU(inplace=True), nn.Conv2d(head_width, out_dim, 1)
+        )
+
+    def forward(self, features: Sequence[torch.Tensor], out_hw: tuple[int, int]) -> torch.Tensor:
+        laterals = [
+            getattr(self, f"layer{level}_rn")(feature) for level, feature in enumerate(features, start=1)
+        ]
+        finest_h, finest_w = laterals[0].shape[-2:]
+        path = laterals[-1]
+        for level in range(len(laterals), 0, -1):
+            block: FusionBlock = getattr(self, f"refinenet{level}")
+            lateral = laterals[level - 1] if level < len(laterals) else None
+            upsampled_hw = laterals[level - 2].shape[-2:] if level > 1 else (2 * finest_h, 2 * finest_w)
+            path = block(path, lateral, tuple(upsampled_hw))
+        path = self.output_conv0(path)
+        path = F.interpolate(path, size=out_hw, mode="bilinear", align_corners=False)
+        return self.output_conv1(path)
+
+
+class ChannelLayerNorm(nn.Module):
+    """LayerNorm over the channel axis of a B x C x H x W map."""
+
+    def __init__(self, channels: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(channels, eps=eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class FusionDecoder(nn.Module):
+    """Fuses multi-scale CNN features (strides 4..32) into ``fdim`` channel-normalised features."""
+
+    def __init__(self, in_channels: Sequence[int], width: int, head_width: int, fdim: int) -> None:
+        super().__init__()
+        self.scratch = FusionHead(in_channels, width=width, out_dim=fdim, head_width=head_width)
+        self.norm = ChannelLayerNorm(fdim)
+
+    def forward(self, features: Sequence[torch.Tensor], out_hw: tuple[int, int]) -> torch.Tensor:
+        return self.norm(self.scratch(features, out_hw))
