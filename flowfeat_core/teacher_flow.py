@@ -19,6 +19,9 @@ from torchvision.models import optical_flow
 
 NORMALISATION_EPS = 1e-5
 
+# torchvision RAFT's correlation pyramid needs feature maps (1/8 of the frame) of at least 16 px.
+RAFT_MIN_SIDE = 128
+
 FlowArray = TypeVar("FlowArray", torch.Tensor, np.ndarray)
 
 _DIS_PRESETS = {
@@ -157,6 +160,10 @@ class RAFTFlow:
     def __call__(self, frame_a: np.ndarray, frame_b: np.ndarray) -> np.ndarray:
         _check_frames(frame_a, frame_b)
         height, width = frame_a.shape[:2]
+        if min(height, width) < RAFT_MIN_SIDE:
+            raise ValueError(
+                f"RAFT needs frames of at least {RAFT_MIN_SIDE} px per side, got {height} x {width}"
+            )
         pad = (0, -width % 8, 0, -height % 8)
         image_a = F.pad(self._to_input(frame_a), pad, mode="replicate")
         image_b = F.pad(self._to_input(frame_b), pad, mode="replicate")
