@@ -1,0 +1,167 @@
+"""Find rosbag2 bags on disk and stream their image messages (mcap and sqlite3, via rosbags).
+
+A bag is a directory with metadata.yaml, a bare .mcap / .db3 file, or any of these found by
+recursing into a parent folder. An .mcap file that rosbags refuses (no footer or summary, as left
+by a recorder killed with SIGKILL) is scanned record by record with the `mcap` stream reader, which
+recovers every message in the complete chunks before the truncation point.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+from mcap.exceptions import McapError
+from mcap.records import Channel, Message, Schema
+from mcap.stream_reader import StreamReader
+from rosbags.rosbag2 import Reader, ReaderError
+from rosbags.serde import SerdeError
+from rosbags.typesys import Stores, get_typestore
+
+from flowfeat_core.data.errors import DataError
+
+LOG = logging.getLogger(__name__)
+
+IMAGE_MSGTYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+BAG_FILE_SUFFIXES = (".mcap", ".db3")
+# sensor_msgs/Image and CompressedImage are identical from Humble to Kilted.
+TYPESTORE = get_typestore(Stores.ROS2_KILTED)
+ROSBAGS_ERRORS = (ReaderError, sqlite3.Error, OSError, KeyError, ValueError, AssertionError)
+
+
+def find_bags(paths: Sequence[str | Path]) -> list[Path]:
+    """Expand bag directories, bare .mcap/.db3 files and parent folders into a sorted bag list."""
+    bags: list[Path] = []
+    for raw_path in paths:
+        path = Path(raw_path).expanduser()
+        if not path.exists():
+            raise DataError(f"bag path {path} does not exist")
+        if path.is_file():
+            if path.suffix not in BAG_FILE_SUFFIXES:
+                raise DataError(f"{path} is not a rosbag2 bag (expected a directory with "
+                                f"metadata.yaml, an .mcap or a .db3 file)")
+            bags.append(path)
+            continue
+        found = _bags_under(path)
+        if not found:
+            what = "is an empty directory" if not any(path.iterdir()) else "contains no bags"
+            raise DataError(f"{path} {what}: no metadata.yaml, .mcap or .db3 found")
+        bags.extend(found)
+    return sorted(dict.fromkeys(bags))
+
+
+def _bags_under(folder: Path) -> list[Path]:
+    """Bag directories and bare bag files under `folder` (files inside bag directories excluded)."""
+    if (folder / "metadata.yaml").is_file():
+        return [folder]
+    bags: list[Path] = []
+    for child in sorted(folder.iterdir()):
+        if child.is_dir():
+            bags.extend(_bags_under(child))
+        elif child.suffix in BAG_FILE_SUFFIXES:
+            bags.append(child)
+    return bags
+
+
+def image_topic_counts(bag: Path) -> dict[str, int]:
+    """Message count of every sensor_msgs Image / CompressedImage topic of a bag."""
+    reader = _open_reader(bag)
+    if isinstance(reader, Exception):
+        return dict(Counter(topic for topic, _, _, _ in _scan_mcap_records(bag, reader)))
+    with closing(reader):
+        counts: Counter[str] = Counter()
+        for connection in reader.connections:
+            if connection.msgtype in IMAGE_MSGTYPES:
+                counts[connection.topic] += connection.msgcount
+        return dict(counts)
+
+
+def _open_reader(bag: Path) -> Reader | Exception:
+    """An opened rosbags Reader, or the error rosbags raised while opening the bag."""
+    try:
+        reader = Reader(bag)
+        reader.open()
+    except ROSBAGS_ERRORS as error:
+        return error
+    return reader
+
+
+def select_image_topics(bag: Path, topics: Sequence[str] | None) -> list[str]:
+    """The requested topics (all must be image topics of the bag) or the one with most frames."""
+    counts = image_topic_counts(bag)
+    if not counts:
+        raise DataError(f"bag {bag} has no sensor_msgs/Image or CompressedImage topic")
+    if not topics:
+        return [max(sorted(counts), key=lambda topic: counts[topic])]
+    missing = [topic for topic in topics if topic not in counts]
+    if missing:
+        raise DataError(f"bag {bag} has no image topic {', '.join(missing)} "
+                        f"(image topics: {', '.join(sorted(counts))})")
+    return list(topics)
+
+
+def iter_image_messages(bag: Path, topic: str) -> Iterator[tuple[int, Any]]:
+    """Yield (log_time_ns, message) for every Image/CompressedImage message on `topic`."""
+    reader = _open_reader(bag)
+    if isinstance(reader, Exception):
+        for record_topic, msgtype, log_time, raw in _scan_mcap_records(bag, reader):
+            if record_topic == topic:
+                yield log_time, _deserialize(raw, msgtype, bag, topic)
+        return
+    with closing(reader):
+        connections = [c for c in reader.connections
+                       if c.topic == topic and c.msgtype in IMAGE_MSGTYPES]
+        messages = reader.messages(connections=connections)
+        while True:
+            try:
+                connection, log_time, raw = next(messages)
+            except StopIteration:
+                return
+            except ROSBAGS_ERRORS as error:
+                raise DataError(f"corrupt bag {bag}: reading {topic} failed: {error}") from None
+            yield log_time, _deserialize(raw, connection.msgtype, bag, topic)
+
+
+def _deserialize(raw: bytes | memoryview, msgtype: str, bag: Path, topic: str) -> Any:
+    """CDR-deserialize one image message, naming bag and topic if it is corrupt."""
+    try:
+        return TYPESTORE.deserialize_cdr(raw, msgtype)
+    except (SerdeError, ValueError, IndexError) as error:
+        raise DataError(f"bag {bag} topic {topic}: corrupt {msgtype} message ({error})") from None
+
+
+def _scan_mcap_records(
+    bag: Path, rosbags_error: Exception
+) -> Iterator[tuple[str, str, int, bytes]]:
+    """Recover (topic, msgtype, log_time_ns, cdr) image records from mcap files rosbags rejected."""
+    files = sorted(bag.glob("*.mcap")) if bag.is_dir() else [bag]
+    if not files or any(file.suffix != ".mcap" for file in files):
+        raise DataError(f"corrupt or unreadable bag {bag}: {rosbags_error}")
+    recovered = 0
+    for file in files:
+        schemas: dict[int, str] = {}
+        channels: dict[int, tuple[str, str]] = {}
+        try:
+            with file.open("rb") as stream:
+                for record in StreamReader(stream).records:
+                    if isinstance(record, Schema):
+                        schemas[record.id] = record.name
+                    elif isinstance(record, Channel):
+                        channels[record.id] = (record.topic, schemas.get(record.schema_id, ""))
+                    elif isinstance(record, Message):
+                        topic, msgtype = channels.get(record.channel_id, ("", ""))
+                        if msgtype in IMAGE_MSGTYPES:
+                            recovered += 1
+                            yield topic, msgtype, record.log_time, record.data
+        except (McapError, ValueError, EOFError) as error:
+            LOG.warning("bag %s: %s is truncated or corrupt (%s); using the %d image messages "
+                        "read before that point", bag, file.name,
+                        str(error) or type(error).__name__, recovered)
+    if not recovered:
+        raise DataError(f"corrupt or truncated bag {bag}: {rosbags_error}; no readable image "
+                        f"messages")
