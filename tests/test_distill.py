@@ -17,13 +17,12 @@ from flowfeat_core.distill import (
 )
 
 REL_TOL = 1e-4
-REFERENCE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 
 
 @pytest.fixture(scope="module")
-def step() -> dict[str, torch.Tensor]:
+def step(reference_dir: Path) -> dict[str, torch.Tensor]:
     """Inputs and outputs of one reference distillation step."""
-    path = REFERENCE_DIR / "official_distill_step.safetensors"
+    path = reference_dir / "official_distill_step.safetensors"
     if not path.is_file():
         pytest.fail(f"reference fixture missing: {path}")
     return load_file(str(path))
@@ -111,9 +110,7 @@ def test_ridge_recovers_exact_linear_map() -> None:
 def test_gradient_reaches_student_only(step: dict[str, torch.Tensor]) -> None:
     teacher = step["features_teacher"].clone().requires_grad_(True)
     student = step["features_student"].clone().requires_grad_(True)
-    result = distillation_losses(
-        teacher, student, step["teacher_flow_view1"], step["teacher_flow_view2"]
-    )
+    result = distillation_losses(teacher, student, step["teacher_flow_view1"], step["teacher_flow_view2"])
     result.total.backward()
     assert student.grad is not None
     assert torch.isfinite(student.grad).all()
@@ -125,9 +122,7 @@ def test_runs_in_float32_under_autocast(step: dict[str, torch.Tensor]) -> None:
     teacher = step["features_teacher"].bfloat16()
     student = step["features_student"].bfloat16()
     with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
-        result = distillation_losses(
-            teacher, student, step["teacher_flow_view1"], step["teacher_flow_view2"]
-        )
+        result = distillation_losses(teacher, student, step["teacher_flow_view1"], step["teacher_flow_view2"])
     assert result.ridge_solution.dtype == torch.float32
     assert result.total.dtype == torch.float32
     # Only the bf16 rounding of the inputs separates this from the reference.

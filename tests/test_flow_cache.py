@@ -12,15 +12,13 @@ import pytest
 from flowfeat_core.flow_cache import FlowCache, flow_cache_key
 from flowfeat_core.teacher_flow import DISFlow
 
-OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
-
 
 @pytest.fixture(scope="module")
-def basketball_flow() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def basketball_flow(opencv_data_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The real 640 x 480 basketball pair (RGB) and its DIS flow."""
-    frames = [cv2.imread(str(OPENCV_DATA / f"basketball{i}.png")) for i in (1, 2)]
+    frames = [cv2.imread(str(opencv_data_dir / f"basketball{i}.png")) for i in (1, 2)]
     if any(frame is None for frame in frames):
-        pytest.fail(f"cannot read basketball1/2.png in {OPENCV_DATA} (Debian package opencv-doc)")
+        pytest.fail(f"cannot read basketball1/2.png in {opencv_data_dir}")
     frame_a, frame_b = (cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) for frame in frames)
     return frame_a, frame_b, DISFlow()(frame_a, frame_b)
 

@@ -20,11 +20,8 @@ from flowfeat_core.teacher_flow import (
     raft_weights_path,
 )
 
-OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
 
-
-def _read_rgb(name: str) -> np.ndarray:
-    path = OPENCV_DATA / name
+def _read_rgb(path: Path) -> np.ndarray:
     image = cv2.imread(str(path))
     if image is None:
         pytest.fail(f"cannot read test image {path} (Debian package opencv-doc)")
@@ -32,13 +29,13 @@ def _read_rgb(name: str) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def vtest_frame() -> np.ndarray:
+def vtest_frame(sample_video: Path) -> np.ndarray:
     """First frame of vtest.avi (768 x 576), RGB."""
-    capture = cv2.VideoCapture(str(OPENCV_DATA / "vtest.avi"))
+    capture = cv2.VideoCapture(str(sample_video))
     ok, frame = capture.read()
     capture.release()
     if not ok:
-        pytest.fail(f"cannot read {OPENCV_DATA / 'vtest.avi'} (Debian package opencv-doc)")
+        pytest.fail(f"cannot decode {sample_video}")
     return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
 
 
@@ -66,9 +63,10 @@ def test_recovers_known_translation(
 
 
 @pytest.mark.parametrize("teacher", [DISFlow(), FarnebackFlow()], ids=lambda teacher: teacher.name)
-def test_flow_warps_real_pair_into_alignment(teacher: TeacherFlow) -> None:
+def test_flow_warps_real_pair_into_alignment(teacher: TeacherFlow, opencv_data_dir: Path) -> None:
     """Sampling basketball2 at p + flow(p) reproduces basketball1 far better than no motion."""
-    frame_a, frame_b = _read_rgb("basketball1.png"), _read_rgb("basketball2.png")
+    frame_a = _read_rgb(opencv_data_dir / "basketball1.png")
+    frame_b = _read_rgb(opencv_data_dir / "basketball2.png")
     flow = teacher(frame_a, frame_b)
     assert flow.shape == (480, 640, 2) and np.isfinite(flow).all()
     grid_x, grid_y = np.meshgrid(np.arange(640, dtype=np.float32), np.arange(480, dtype=np.float32))
@@ -91,8 +89,7 @@ def test_rejects_bad_frames() -> None:
 def test_normalize_flow_per_image_and_channel() -> None:
     generator = torch.Generator().manual_seed(0)
     flow = (
-        torch.randn(3, 2, 20, 30, generator=generator)
-        * torch.tensor([1.0, 5.0, 0.1])[:, None, None, None]
+        torch.randn(3, 2, 20, 30, generator=generator) * torch.tensor([1.0, 5.0, 0.1])[:, None, None, None]
         + 7.0
     )
     normalised = normalize_flow(flow)
@@ -138,9 +135,7 @@ def empty_hub_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     ("name", "file_name"),
     [("raft_small", "raft_small_C_T_V2-01064c6d.pth"), ("raft_large", "raft_large_C_T_SKHT_V2")],
 )
-def test_raft_offline_error_names_file_and_place(
-    empty_hub_dir: Path, name: str, file_name: str
-) -> None:
+def test_raft_offline_error_names_file_and_place(empty_hub_dir: Path, name: str, file_name: str) -> None:
     with pytest.raises(FileNotFoundError) as caught:
         make_teacher_flow(name, allow_download=False)
     message = str(caught.value)
