@@ -22,11 +22,11 @@ BUILD_INPUTS = [
     "pyproject.toml",
     "package.xml",
     "resource",
-    "launch",
-    "config",
     "flowfeat_core",
     "flowfeat_ros",
 ]
+# Folders git drops while they are empty.
+OPTIONAL_BUILD_INPUTS = ["launch", "config"]
 EXEC_DEPENDS = {
     "rclpy",
     "sensor_msgs",
@@ -70,12 +70,13 @@ def install_prefix(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) ->
     """The package built and installed by pip into a fresh prefix (offline, no dependencies)."""
     workdir = tmp_path_factory.mktemp("packaging")
     source = workdir / "source"
-    for name in BUILD_INPUTS:
+    source.mkdir()
+    present_optional = [name for name in OPTIONAL_BUILD_INPUTS if (repo_root / name).is_dir()]
+    for name in BUILD_INPUTS + present_optional:
         origin = repo_root / name
         if origin.is_dir():
             shutil.copytree(origin, source / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
-            source.mkdir(exist_ok=True)
             shutil.copy2(origin, source / name)
     prefix = workdir / "prefix"
     # --ignore-installed: without it pip uninstalls the venv's own (editable) flowfeat_ros.
