@@ -1,0 +1,1 @@
+"""Building blocks of the on-robot recorder: bag sequence, motion gate, disk guard, recovery."""

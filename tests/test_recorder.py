@@ -1,0 +1,386 @@
+"""End-to-end tests of the recorder node: a real recorder process, real rclpy publishers in this
+process sending vtest.avi frames, real bags read back with rosbags and the mcap package."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import rclpy
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray
+from mcap.exceptions import EndOfFile
+from mcap.reader import NonSeekingReader, make_reader
+from mcap_ros2.decoder import DecoderFactory
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rosbags.rosbag2 import Reader
+from rosbags.typesys import Stores, get_typestore
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from std_msgs.msg import Header
+from std_srvs.srv import SetBool, Trigger
+
+from flowfeat_core.image_codec import decode_image_message, encode_compressed
+from flowfeat_ros.image_conversion import rgb8_to_msg
+from flowfeat_ros.recording.recover import recover_bag
+
+pytestmark = pytest.mark.ros
+
+REPO = Path(__file__).resolve().parents[1]
+VIDEO = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
+TYPESTORE = get_typestore(Stores.ROS2_KILTED)
+QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+RELIABLE_ARGS = ("qos:=reliable", "qos_depth:=50", "max_rate_hz:=0.0", "motion_threshold:=0.0")
+
+
+@pytest.fixture(scope="module")
+def frames() -> list[np.ndarray]:
+    """First 40 frames of vtest.avi as 160x120 RGB."""
+    capture = cv2.VideoCapture(str(VIDEO))
+    out = []
+    while len(out) < 40:
+        ok, bgr = capture.read()
+        assert ok, f"cannot read {VIDEO}"
+        small = cv2.resize(bgr, (160, 120), interpolation=cv2.INTER_AREA)
+        out.append(cv2.cvtColor(small, cv2.COLOR_BGR2RGB))
+    capture.release()
+    return out
+
+
+@pytest.fixture(scope="module")
+def ros_node() -> Iterator[Node]:
+    """A test-side rclpy node in its own context, with its executor as ``node.test_executor``."""
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node("recorder_test_peer", context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    node.test_executor = executor
+    yield node
+    executor.shutdown()
+    node.destroy_node()
+    rclpy.try_shutdown(context=context)
+
+
+class Recorder:
+    """A recorder node running in a separate process, with its log captured to a file."""
+
+    def __init__(self, out_dir: Path, log: Path, params: tuple[str, ...]) -> None:
+        self.out_dir = out_dir
+        self.log = log
+        args = [sys.executable, "-m", "flowfeat_ros.recorder_node", "--ros-args",
+                "-p", f"output_dir:={out_dir}"]
+        for param in params:
+            args += ["-p", param]
+        env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+        with log.open("w") as log_file:
+            self.proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=log_file,
+                                         stderr=subprocess.STDOUT)
+
+    def stop(self, sig: int = signal.SIGINT) -> int:
+        """Send ``sig`` and wait for the process to exit; returns its exit code."""
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=15)
+
+    def bags(self) -> list[Path]:
+        return sorted(p for p in self.out_dir.iterdir() if p.is_dir())
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+
+@pytest.fixture
+def start_recorder(tmp_path: Path) -> Iterator[Callable[..., Recorder]]:
+    """Factory starting recorder processes; any still running at the end are killed."""
+    started: list[Recorder] = []
+
+    def start(*params: str, name: str = "bags") -> Recorder:
+        recorder = Recorder(tmp_path / name, tmp_path / f"{name}.log", params)
+        started.append(recorder)
+        return recorder
+
+    yield start
+    for recorder in started:
+        if recorder.proc.poll() is None:
+            recorder.proc.kill()
+            recorder.proc.wait(timeout=10)
+
+
+def header(index: int) -> Header:
+    return Header(stamp=Time(sec=1000 + index, nanosec=index * 1000), frame_id="camera")
+
+
+def spin_until(node: Node, condition: Callable[[], bool], timeout: float, what: str,
+               recorder: Recorder | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            log = recorder.output() if recorder else ""
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{log}")
+        node.test_executor.spin_once(timeout_sec=0.05)
+
+
+class Diagnostics:
+    """Latest recorder status from /diagnostics, as a key -> value dict."""
+
+    def __init__(self, node: Node) -> None:
+        self.values: dict[str, str] = {}
+        self.level = -1
+        self.sub = node.create_subscription(DiagnosticArray, "/diagnostics", self._on_msg, 10)
+
+    def _on_msg(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.name.endswith(": recorder"):
+                self.values = {kv.key: kv.value for kv in status.values}
+                self.level = int.from_bytes(status.level, "little") if isinstance(
+                    status.level, bytes) else int(status.level)
+
+    def kept(self) -> int:
+        return int(self.values.get("kept", -1))
+
+
+def wait_ready(node: Node, publishers: list, recorder: Recorder) -> None:
+    spin_until(node, lambda: all(p.get_subscription_count() > 0 for p in publishers), 20,
+               "the recorder to subscribe", recorder)
+
+
+def read_rosbags(bag: Path) -> list[tuple[str, int, object]]:
+    """(topic, bag timestamp, deserialized message) for every message, read with rosbags."""
+    with Reader(bag) as reader:
+        return [(conn.topic, t, TYPESTORE.deserialize_cdr(raw, conn.msgtype))
+                for conn, t, raw in reader.messages()]
+
+
+def test_sigint_closes_complete_bag_readable_by_both_readers(ros_node, frames, start_recorder):
+    recorder = start_recorder("topics:=[/cam/image_raw,/cam/camera_info,/cam/image/compressed]",
+                              *RELIABLE_ARGS)
+    image_pub = ros_node.create_publisher(Image,
+                                          "/cam/image_raw", QOS)
+    info_pub = ros_node.create_publisher(CameraInfo, "/cam/camera_info", QOS)
+    jpeg_pub = ros_node.create_publisher(CompressedImage, "/cam/image/compressed", QOS)
+    diagnostics = Diagnostics(ros_node)
+    wait_ready(ros_node, [image_pub, info_pub, jpeg_pub], recorder)
+    count = 8
+    for i in range(count):
+        image_pub.publish(rgb8_to_msg(frames[i], header(i)))
+        info_pub.publish(CameraInfo(header=header(i), width=160, height=120))
+        jpeg = CompressedImage(header=header(i), format="jpeg")
+        jpeg.data = encode_compressed(frames[i], "jpeg")
+        jpeg_pub.publish(jpeg)
+        time.sleep(0.02)
+    spin_until(ros_node, lambda: diagnostics.kept() == 3 * count, 15, "24 kept messages",
+               recorder)
+    assert recorder.stop(signal.SIGINT) == 0, recorder.output()
+
+    (bag,) = recorder.bags()
+    assert (bag / "metadata.yaml").is_file()
+    messages = read_rosbags(bag)
+    by_topic = {t: [m for topic, _, m in messages if topic == t]
+                for t in ("/cam/image_raw", "/cam/camera_info", "/cam/image/compressed")}
+    assert {t: len(m) for t, m in by_topic.items()} == dict.fromkeys(by_topic, count)
+    for i, msg in enumerate(by_topic["/cam/image_raw"]):
+        assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (1000 + i, i * 1000)
+        np.testing.assert_array_equal(decode_image_message(msg), frames[i])
+    jpeg_error = np.abs(decode_image_message(by_topic["/cam/image/compressed"][3]).astype(int)
+                        - frames[3]).mean()
+    assert jpeg_error < 6
+    bag_times = [t for _, t, _ in messages]
+    assert bag_times == sorted(bag_times) and bag_times[0] > 1e18  # receive time, node clock
+
+    with (bag / f"{bag.name}.mcap").open("rb") as stream:
+        reader = make_reader(stream, decoder_factories=[DecoderFactory()])
+        summary = reader.get_summary()
+        assert summary is not None and summary.statistics.message_count == 3 * count
+        decoded = [(ch.topic, m) for _, ch, _, m in reader.iter_decoded_messages()]
+    mcap_images = [m for topic, m in decoded if topic == "/cam/image_raw"]
+    assert [m.header.stamp.sec for m in mcap_images] == [1000 + i for i in range(count)]
+    np.testing.assert_array_equal(decode_image_message(mcap_images[5]), frames[5])
+
+
+def test_sigkill_loses_only_the_last_flush_interval(ros_node, frames, start_recorder, tmp_path):
+    recorder = start_recorder("topics:=[/kill/image_raw]", "flush_interval_s:=0.2",
+                              *RELIABLE_ARGS)
+    pub = ros_node.create_publisher(Image,
+                                    "/kill/image_raw", QOS)
+    diagnostics = Diagnostics(ros_node)
+    wait_ready(ros_node, [pub], recorder)
+    for i in range(10):
+        pub.publish(rgb8_to_msg(frames[i], header(i)))
+        time.sleep(0.02)
+    spin_until(ros_node, lambda: diagnostics.kept() == 10, 15, "10 kept frames", recorder)
+    time.sleep(0.6)  # > flush_interval_s: everything kept so far is on disk
+    assert recorder.stop(signal.SIGKILL) == -signal.SIGKILL
+
+    (bag,) = recorder.bags()
+    assert not (bag / "metadata.yaml").exists()
+    with pytest.raises(Exception, match="metadata"):
+        read_rosbags(bag)
+    streamed = []
+    with (bag / f"{bag.name}.mcap").open("rb") as stream:
+        reader = NonSeekingReader(stream, decoder_factories=[DecoderFactory()])
+        # Without a summary/footer the streaming reader hits the end of the file mid-stream.
+        with pytest.raises(EndOfFile):
+            for _, _, _, msg in reader.iter_decoded_messages(log_time_order=False):
+                streamed.append(msg)
+    assert [m.header.stamp.sec for m in streamed] == [1000 + i for i in range(10)]
+
+    assert recover_bag(bag) == 10
+    recovered = read_rosbags(bag)
+    assert [m.header.stamp.sec for _, _, m in recovered] == [1000 + i for i in range(10)]
+    np.testing.assert_array_equal(decode_image_message(recovered[9][2]), frames[9])
+
+
+def test_sigterm_sqlite3_zstd_bag(ros_node, frames, start_recorder):
+    recorder = start_recorder("topics:=[/sql/image_raw]", "storage:=sqlite3",
+                              "compression:=zstd", *RELIABLE_ARGS)
+    pub = ros_node.create_publisher(Image,
+                                    "/sql/image_raw", QOS)
+    diagnostics = Diagnostics(ros_node)
+    wait_ready(ros_node, [pub], recorder)
+    for i in range(5):
+        pub.publish(rgb8_to_msg(frames[i], header(i)))
+    spin_until(ros_node, lambda: diagnostics.kept() == 5, 15, "5 kept frames", recorder)
+    assert recorder.stop(signal.SIGTERM) == 0, recorder.output()
+    (bag,) = recorder.bags()
+    assert (bag / f"{bag.name}.db3").is_file()
+    messages = read_rosbags(bag)
+    assert [m.header.stamp.sec for _, _, m in messages] == [1000 + i for i in range(5)]
+    np.testing.assert_array_equal(decode_image_message(messages[4][2]), frames[4])
+
+
+def test_split_by_size_and_quota_deletes_oldest(ros_node, frames, start_recorder):
+    frame_bytes = 160 * 120 * 3
+    # Three frames per bag; the quota holds about two finished bags plus the current one.
+    recorder = start_recorder("topics:=[/quota/image_raw]",
+                              f"max_bag_size_mb:={3.5 * frame_bytes / 2**20}",
+                              f"quota_mb:={10.5 * frame_bytes / 2**20}", *RELIABLE_ARGS)
+    pub = ros_node.create_publisher(Image,
+                                    "/quota/image_raw", QOS)
+    diagnostics = Diagnostics(ros_node)
+    wait_ready(ros_node, [pub], recorder)
+    for i in range(18):
+        pub.publish(rgb8_to_msg(frames[i], header(i)))
+        time.sleep(0.03)
+    spin_until(ros_node, lambda: diagnostics.kept() == 18, 15, "18 kept frames", recorder)
+    assert recorder.stop() == 0, recorder.output()
+    bags = recorder.bags()
+    assert int(diagnostics.values["bags_started"]) == 6
+    assert 2 <= len(bags) <= 4 and int(diagnostics.values["bags_deleted"]) == 6 - len(bags)
+    stamps = [[m.header.stamp.sec for _, _, m in read_rosbags(bag)] for bag in bags]
+    assert all(len(s) == 3 for s in stamps)
+    assert stamps[-1] == [1015, 1016, 1017]  # the newest survive, in order
+    assert sum(s[0] for s in stamps) == sum(range(1018 - 3 * len(bags), 1018, 3))
+
+
+def test_motion_gate_skips_repeated_frames(ros_node, frames, start_recorder):
+    recorder = start_recorder("topics:=[/gate/image_raw]", "qos:=reliable", "max_rate_hz:=0.0",
+                              "motion_threshold:=3.0")
+    pub = ros_node.create_publisher(Image,
+                                    "/gate/image_raw", QOS)
+    diagnostics = Diagnostics(ros_node)
+    wait_ready(ros_node, [pub], recorder)
+    sequence = [0, 0, 0, 0, 30, 30, 30]  # a parked robot, then the scene changes
+    for i, index in enumerate(sequence):
+        pub.publish(rgb8_to_msg(frames[index], header(i)))
+        time.sleep(0.02)
+    spin_until(ros_node, lambda: diagnostics.values.get("skipped_motion") == "5", 15,
+               "5 frames skipped by the motion gate", recorder)
+    assert diagnostics.kept() == 2
+    assert recorder.stop() == 0
+    (bag,) = recorder.bags()
+    assert [m.header.stamp.sec for _, _, m in read_rosbags(bag)] == [1000, 1004]
+
+
+def call(node: Node, client, request, recorder: Recorder):
+    spin_until(node, lambda: client.service_is_ready(), 20, f"service {client.srv_name}",
+               recorder)
+    future = client.call_async(request)
+    spin_until(node, future.done, 10, f"reply of {client.srv_name}", recorder)
+    return future.result()
+
+
+def test_services_toggle_recording_and_split(ros_node, frames, start_recorder):
+    recorder = start_recorder("topics:=[/srv/image_raw]", "start_recording:=false",
+                              *RELIABLE_ARGS)
+    pub = ros_node.create_publisher(Image,
+                                    "/srv/image_raw", QOS)
+    diagnostics = Diagnostics(ros_node)
+    set_recording = ros_node.create_client(SetBool, "/recorder/set_recording")
+    split = ros_node.create_client(Trigger, "/recorder/split")
+    wait_ready(ros_node, [pub], recorder)
+
+    def publish(indices: range) -> None:
+        for i in indices:
+            pub.publish(rgb8_to_msg(frames[i], header(i)))
+            time.sleep(0.02)
+
+    publish(range(3))
+    spin_until(ros_node, lambda: diagnostics.values.get("skipped_paused") == "3", 15,
+               "3 frames dropped while stopped", recorder)
+    assert not recorder.out_dir.exists() or recorder.bags() == []
+    assert call(ros_node, set_recording, SetBool.Request(data=True), recorder).success
+    publish(range(3, 6))
+    spin_until(ros_node, lambda: diagnostics.kept() == 3, 15, "3 kept frames", recorder)
+    reply = call(ros_node, split, Trigger.Request(), recorder)
+    assert reply.success and reply.message.startswith("closed ")
+    publish(range(6, 8))
+    spin_until(ros_node, lambda: diagnostics.kept() == 5, 15, "5 kept frames", recorder)
+    reply = call(ros_node, set_recording, SetBool.Request(data=False), recorder)
+    assert reply.success and "closed" in reply.message
+    publish(range(8, 10))
+    spin_until(ros_node, lambda: diagnostics.values.get("skipped_paused") == "5", 15,
+               "2 more frames dropped", recorder)
+    assert recorder.stop() == 0
+    bags = recorder.bags()
+    assert [[m.header.stamp.sec for _, _, m in read_rosbags(b)] for b in bags] == [
+        [1003, 1004, 1005], [1006, 1007]]
+
+
+def test_low_disk_space_pauses_with_diagnostics(ros_node, frames, start_recorder):
+    recorder = start_recorder("topics:=[/disk/image_raw]", "min_free_mb:=900000000.0",
+                              "quota_mb:=0.0", *RELIABLE_ARGS)
+    pub = ros_node.create_publisher(Image,
+                                    "/disk/image_raw", QOS)
+    diagnostics = Diagnostics(ros_node)
+    wait_ready(ros_node, [pub], recorder)
+    for i in range(3):
+        pub.publish(rgb8_to_msg(frames[i], header(i)))
+    spin_until(ros_node, lambda: diagnostics.values.get("skipped_paused") == "3", 15,
+               "3 frames dropped for low disk space", recorder)
+    assert diagnostics.values["paused_reason"].startswith("low disk space")
+    assert diagnostics.level == 1  # WARN
+    assert recorder.stop() == 0
+    assert recorder.bags() == []
+    assert "recording paused, low disk space" in recorder.output()
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (("storage:=zip",), "storage must be one of ['mcap', 'sqlite3'], got 'zip'"),
+        (("compression:=lz4",), "compression must be one of ['none', 'zstd']"),
+        (("max_rate_hz:=-1.0",), "max_rate_hz out of range"),
+        (("max_rate_hz:=5",), "expecting type 'DOUBLE'"),
+        (("quota_mb:=10.0", "max_bag_size_mb:=100.0"), "quota_mb (10.0) must be >="),
+        (("qos:=fast",), "qos must be one of"),
+        (("topics:=[/a/image_raw,/a/image_raw]",), "duplicates"),
+    ],
+)
+def test_bad_parameters_are_rejected(params, message, start_recorder):
+    recorder = start_recorder(*params)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        recorder.proc.wait(timeout=20)
+    assert recorder.proc.returncode == 2, recorder.output()
+    lines = [line for line in recorder.output().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("recorder: bad parameter: "), lines
+    assert message in lines[0]
