@@ -51,7 +51,8 @@ class EfficientNetEncoder(nn.Module):
     """EfficientNet-Lite0 trunk returning feature maps at strides 4, 8, 16 and 32."""
 
     channels = (24, 40, 112, 320)
-    size_multiple = 32
+    # Stride-32 maps of inputs that are multiples of 16 are padded by at most half a cell.
+    size_multiple = 16
 
     def __init__(self, classifier: nn.Module | None = None) -> None:
         super().__init__()

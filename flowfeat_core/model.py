@@ -12,6 +12,7 @@ from torch import nn
 from flowfeat_core.dpt import DPTDecoder
 from flowfeat_core.efficientnet import IMAGENET_MEAN, IMAGENET_STD, EfficientNetEncoder
 from flowfeat_core.fusion import FusionDecoder
+from flowfeat_core.official import check_state_dict, read_torch_state_dict
 from flowfeat_core.vit import DinoViT, ViTSpec, resolve_vit_spec
 
 EMBEDDED_ENCODER = "efficientnet_lite0"
@@ -117,10 +118,16 @@ class FlowFeat(nn.Module):
         cls, path: str | Path, encoder: str | ViTSpec = "dinov2_vits14", fdim: int = 128
     ) -> FlowFeat:
         """Load an authors' FlowFeat ``.pth`` (released or in their layout) with strict key checks."""
-        from flowfeat_core.official import load_official_state_dict
+        return cls.from_official_state_dict(read_torch_state_dict(path), encoder, fdim, f"checkpoint {path}")
 
+    @classmethod
+    def from_official_state_dict(
+        cls, state: dict[str, torch.Tensor], encoder: str | ViTSpec, fdim: int, origin: str
+    ) -> FlowFeat:
+        """Build the ViT FlowFeat for ``encoder`` and load a state dict in the authors' layout."""
         model = cls(ModelConfig.for_vit(encoder, fdim))
-        model.load_state_dict(load_official_state_dict(path, model.state_dict()))
+        check_state_dict(state, model.state_dict(), origin)
+        model.load_state_dict(state)
         return model
 
 

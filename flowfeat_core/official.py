@@ -51,12 +51,3 @@ def check_state_dict(
             problems.append(f"{len(items)} {label}: {shown}")
     if problems:
         raise CheckpointError(f"{origin} does not match the model: " + "; ".join(problems))
-
-
-def load_official_state_dict(
-    path: str | Path, expected: Mapping[str, torch.Tensor]
-) -> dict[str, torch.Tensor]:
-    """Read an official FlowFeat ``.pth`` and check it against the model's state dict."""
-    state = read_torch_state_dict(path)
-    check_state_dict(state, expected, f"checkpoint {path}")
-    return state

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from functools import partial
 from dataclasses import asdict, dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F

@@ -1,0 +1,78 @@
+"""Our checkpoint format: one safetensors file whose header metadata holds the model config
+and provenance as JSON. No pickle anywhere."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+
+from flowfeat_core.model import FlowFeat, ModelConfig
+from flowfeat_core.official import CheckpointError, check_state_dict
+
+FORMAT_KEY = "flowfeat_format"
+FORMAT_VERSION = "1"
+CONFIG_KEY = "model_config"
+PROVENANCE_KEY = "provenance"
+
+
+def save_checkpoint(path: str | Path, model: FlowFeat, provenance: dict | None = None) -> Path:
+    """Write ``model`` (config, all tensors) atomically to ``path`` (``.safetensors``).
+
+    ``provenance`` records where the weights came from: training data, steps, teacher flow, ...
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    metadata = {
+        FORMAT_KEY: FORMAT_VERSION,
+        CONFIG_KEY: json.dumps(model.config.to_dict()),
+        PROVENANCE_KEY: json.dumps(provenance or {}),
+    }
+    tensors = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(handle)
+    try:
+        save_file(tensors, temporary, metadata=metadata)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+    return path
+
+
+def read_checkpoint_metadata(path: str | Path) -> tuple[ModelConfig, dict]:
+    """Model config and provenance of a checkpoint, without loading its tensors."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"{path} is not a readable safetensors file: {error}") from error
+    if metadata.get(FORMAT_KEY) != FORMAT_VERSION:
+        raise CheckpointError(f"{path} is not a flowfeat checkpoint (no '{FORMAT_KEY}' metadata)")
+    try:
+        return ModelConfig.from_dict(json.loads(metadata[CONFIG_KEY])), json.loads(
+            metadata.get(PROVENANCE_KEY, "{}")
+        )
+    except (KeyError, ValueError, TypeError) as error:
+        raise CheckpointError(f"{path} has invalid model metadata: {error}") from error
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> FlowFeat:
+    """Rebuild the model a checkpoint describes and load its tensors (strict)."""
+    config, _ = read_checkpoint_metadata(path)
+    model = FlowFeat(config)
+    try:
+        tensors = load_file(str(path), device=str(device))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"cannot read tensors of {path}: {error}") from error
+    check_state_dict(tensors, model.state_dict(), f"checkpoint {path}")
+    model.load_state_dict(tensors)
+    return model.to(device).eval()

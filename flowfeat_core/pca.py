@@ -1,0 +1,85 @@
+"""A fixed PCA of dense features: fitted once, reused for every frame so colours and reduced
+channels stay stable across a video (refitting per frame flickers)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+
+class FeaturePCA:
+    """Projects C-channel features onto ``n_components`` principal directions fitted once."""
+
+    def __init__(self, mean: torch.Tensor, basis: torch.Tensor, low: torch.Tensor, high: torch.Tensor):
+        self.mean = mean.float()  # C
+        self.basis = basis.float()  # C x k
+        self.low = low.float()  # k: 1st percentile of each component on the fitting set
+        self.high = high.float()  # k: 99th percentile
+
+    @property
+    def n_components(self) -> int:
+        return self.basis.shape[1]
+
+    @classmethod
+    def fit(
+        cls, features: torch.Tensor, n_components: int = 3, max_samples: int = 50_000, seed: int = 0
+    ) -> FeaturePCA:
+        """Fit on B x C x H x W features (or N x C rows), using at most ``max_samples`` pixels."""
+        rows = _rows(features)
+        if rows.shape[0] > max_samples:
+            generator = torch.Generator().manual_seed(seed)
+            rows = rows[torch.randperm(rows.shape[0], generator=generator)[:max_samples]]
+        if n_components > rows.shape[1]:
+            raise ValueError(f"n_components {n_components} exceeds the {rows.shape[1]} feature channels")
+        mean = rows.mean(0)
+        centred = rows - mean
+        _, _, vh = torch.linalg.svd(centred, full_matrices=False)
+        basis = vh[:n_components].T.contiguous()
+        # Deterministic signs: the largest loading of every component is positive.
+        signs = torch.sign(basis.gather(0, basis.abs().argmax(0, keepdim=True)))
+        basis = basis * signs
+        projected = centred @ basis
+        low = torch.quantile(projected, 0.01, dim=0)
+        high = torch.quantile(projected, 0.99, dim=0)
+        return cls(mean, basis, low, high)
+
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        """B x C x H x W -> B x k x H x W."""
+        mean = self.mean.to(features.device).view(1, -1, 1, 1)
+        basis = self.basis.to(features.device)
+        return torch.einsum("bchw,ck->bkhw", features.float() - mean, basis)
+
+    def colorize(self, features: torch.Tensor) -> np.ndarray:
+        """B x C x H x W features -> B x H x W x 3 uint8 RGB, using the first three components."""
+        if self.n_components < 3:
+            raise ValueError("colorize needs a PCA with at least 3 components")
+        projected = self.project(features)[:, :3]
+        low = self.low[:3].to(projected.device).view(1, 3, 1, 1)
+        high = self.high[:3].to(projected.device).view(1, 3, 1, 1)
+        scaled = ((projected - low) / (high - low).clamp_min(1e-6)).clamp(0, 1)
+        return (scaled * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu().numpy()
+
+    def save(self, path: str | Path) -> None:
+        """Store the basis in a safetensors file."""
+        tensors = {"mean": self.mean, "basis": self.basis, "low": self.low, "high": self.high}
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(path))
+
+    @classmethod
+    def load(cls, path: str | Path) -> FeaturePCA:
+        """Read a basis written by :meth:`save`."""
+        tensors = load_file(str(path))
+        try:
+            return cls(tensors["mean"], tensors["basis"], tensors["low"], tensors["high"])
+        except KeyError as error:
+            raise ValueError(f"{path} is not a FeaturePCA file (missing {error})") from error
+
+
+def _rows(features: torch.Tensor) -> torch.Tensor:
+    if features.ndim == 4:
+        return features.permute(0, 2, 3, 1).reshape(-1, features.shape[1]).float().cpu()
+    if features.ndim == 2:
+        return features.float().cpu()
+    raise ValueError(f"features must be B x C x H x W or N x C, got shape {tuple(features.shape)}")

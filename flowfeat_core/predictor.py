@@ -1,0 +1,162 @@
+"""Inference API: uint8 images in, dense FlowFeat features out.
+
+Resize policy: the network sees each image resized so that its shorter side equals
+``input_short_side`` (aspect kept, both sides rounded to the encoder's size multiple), or to an
+exact ``(height, width)`` when one is given; ``input_short_side=0`` keeps the native size (the
+model pads to its size multiple and crops back). Features come back at network resolution or,
+with ``resolution="input"``, bilinearly resized to the input size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import nullcontext
+from typing import Literal
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from flowfeat_core.model import FlowFeat
+
+Precision = Literal["fp32", "bf16", "fp16"]
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def select_device(device: str) -> torch.device:
+    """``"auto"`` picks CUDA when present, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available")
+    return resolved
+
+
+def network_size(
+    image_hw: tuple[int, int], short_side: int, multiple: int, exact_hw: tuple[int, int] | None = None
+) -> tuple[int, int]:
+    """The (height, width) the network runs at for an image of ``image_hw`` (see module doc)."""
+    if exact_hw is not None:
+        return exact_hw
+    height, width = image_hw
+    if short_side <= 0:
+        return height, width
+    scale = short_side / min(height, width)
+
+    def rounded(side: float) -> int:
+        return max(multiple, round(side / multiple) * multiple)
+
+    return rounded(height * scale), rounded(width * scale)
+
+
+class Predictor:
+    """Runs a FlowFeat model on HxWx3 uint8 images (one, or a batch of equal size)."""
+
+    def __init__(
+        self,
+        model: FlowFeat,
+        device: str = "auto",
+        precision: Precision = "fp32",
+        input_short_side: int | None = None,
+        input_hw: tuple[int, int] | None = None,
+        channels_last: bool = True,
+    ) -> None:
+        if precision not in ("fp32", *_AUTOCAST_DTYPES):
+            raise ValueError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
+        self.device = select_device(device)
+        if precision == "fp16" and self.device.type != "cuda":
+            raise ValueError("fp16 needs CUDA; use bf16 or fp32 on the CPU")
+        self.precision = precision
+        self.input_short_side = (
+            model.config.input_short_side if input_short_side is None else int(input_short_side)
+        )
+        self.input_hw = tuple(input_hw) if input_hw is not None else None
+        memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.memory_format = memory_format
+        self.model = model.eval().to(self.device, memory_format=memory_format)
+        config = model.config
+        self._mean = torch.tensor(config.mean, device=self.device).view(1, 3, 1, 1) * 255.0
+        self._std = torch.tensor(config.std, device=self.device).view(1, 3, 1, 1) * 255.0
+
+    @property
+    def fdim(self) -> int:
+        """Channels of the dense features."""
+        return self.model.config.fdim
+
+    def network_size(self, image_hw: tuple[int, int]) -> tuple[int, int]:
+        """(height, width) the network runs at for images of ``image_hw``."""
+        return network_size(image_hw, self.input_short_side, self.model.size_multiple, self.input_hw)
+
+    def preprocess(self, images: np.ndarray | Sequence[np.ndarray], color: str = "rgb") -> torch.Tensor:
+        """Resize, convert to RGB and normalise into a B x 3 x H x W tensor on the device."""
+        batch = _as_batch(images)
+        height, width = batch[0].shape[:2]
+        net_h, net_w = self.network_size((height, width))
+        resized = [_resize(image, net_w, net_h) for image in batch]
+        array = np.stack(resized)
+        tensor = torch.from_numpy(array).to(self.device, non_blocking=True)
+        tensor = tensor.permute(0, 3, 1, 2).float()
+        if color.lower() == "bgr":
+            tensor = tensor.flip(1)
+        elif color.lower() != "rgb":
+            raise ValueError(f"color must be 'rgb' or 'bgr', got {color!r}")
+        tensor = (tensor - self._mean) / self._std
+        return tensor.contiguous(memory_format=self.memory_format)
+
+    def _autocast(self):
+        dtype = _AUTOCAST_DTYPES.get(self.precision)
+        return torch.autocast(self.device.type, dtype=dtype) if dtype else nullcontext()
+
+    def run(self, tensor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Model forward on a preprocessed batch; returns float32 (encoder, dense) features."""
+        with torch.inference_mode(), self._autocast():
+            encoder_features, dense = self.model(tensor)
+        return encoder_features.float(), dense.float()
+
+    def predict(
+        self,
+        images: np.ndarray | Sequence[np.ndarray],
+        color: str = "rgb",
+        resolution: Literal["network", "input"] = "network",
+        as_numpy: bool = False,
+    ) -> torch.Tensor | np.ndarray:
+        """Dense features for ``images``.
+
+        Returns a float32 torch tensor B x C x H x W, or with ``as_numpy`` a contiguous numpy
+        array B x H x W x C (the layout of a ``32FC<C>`` ROS image). A single HxWx3 image gives
+        a batch of one.
+        """
+        batch = _as_batch(images)
+        _, dense = self.run(self.preprocess(batch, color))
+        if resolution == "input":
+            dense = F.interpolate(dense, size=batch[0].shape[:2], mode="bilinear", align_corners=False)
+        elif resolution != "network":
+            raise ValueError(f"resolution must be 'network' or 'input', got {resolution!r}")
+        if as_numpy:
+            return dense.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+        return dense
+
+
+def _as_batch(images: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
+    batch = [images] if isinstance(images, np.ndarray) and images.ndim == 3 else list(images)
+    if not batch:
+        raise ValueError("no images given")
+    shape = batch[0].shape
+    for image in batch:
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"images must be HxWx3 uint8, got {image.shape} {image.dtype}")
+        if image.shape != shape:
+            raise ValueError(f"images in a batch must share one size, got {shape} and {image.shape}")
+        if min(image.shape[:2]) == 0:
+            raise ValueError("empty image")
+    return batch
+
+
+def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    if image.shape[:2] == (height, width):
+        return image
+    shrinking = width * height < image.shape[0] * image.shape[1]
+    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    return cv2.resize(image, (width, height), interpolation=interpolation)

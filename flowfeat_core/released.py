@@ -1,0 +1,80 @@
+"""The authors' released FlowFeat weights: names, local cache and download."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tqdm import tqdm
+
+RELEASE_URL = "https://cvg.cit.tum.de/webshare/g/papers/flowfeat/"
+
+# Released file -> encoder it was trained with.
+RELEASED_WEIGHTS: dict[str, str] = {
+    "dino_s16_flowfeat_yt.pth": "dino_vits16",
+    "dino_b16_flowfeat_yt.pth": "dino_vitb16",
+    "dino_b16_flowfeat_kt.pth": "dino_vitb16",
+    "dino2_s14_flowfeat_yt.pth": "dinov2_vits14",
+    "dino2_b14_flowfeat_yt.pth": "dinov2_vitb14",
+    "dino2_b14_flowfeat_kt.pth": "dinov2_vitb14",
+}
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Released weights are neither on disk nor downloadable."""
+
+
+def cache_dir() -> Path:
+    """``$FLOWFEAT_HOME``, else ``~/.cache/flowfeat``."""
+    return Path(os.environ.get("FLOWFEAT_HOME", Path.home() / ".cache" / "flowfeat")).expanduser()
+
+
+def released_file_name(name: str) -> str:
+    """Accept ``dino2_s14_flowfeat_yt`` or ``dino2_s14_flowfeat_yt.pth``."""
+    file_name = name if name.endswith(".pth") else f"{name}.pth"
+    if file_name not in RELEASED_WEIGHTS:
+        known = ", ".join(sorted(RELEASED_WEIGHTS))
+        raise ValueError(f"unknown released FlowFeat weights {name!r}; known: {known}")
+    return file_name
+
+
+def resolve_released_weights(name: str, download: bool = True, timeout_s: float = 30.0) -> Path:
+    """Local path of released weights: the cache dir first, then a download into it."""
+    file_name = released_file_name(name)
+    target = cache_dir() / file_name
+    if target.is_file():
+        return target
+    if download:
+        try:
+            return download_file(RELEASE_URL + file_name, target, timeout_s)
+        except (urllib.error.URLError, OSError, TimeoutError) as error:
+            reason = getattr(error, "reason", error)
+            raise WeightsUnavailableError(
+                f"cannot download {file_name} ({reason}); download {RELEASE_URL}{file_name} "
+                f"on a machine with internet and put it at {target} (or set FLOWFEAT_HOME)"
+            ) from error
+    raise WeightsUnavailableError(f"{file_name} is not at {target}; download {RELEASE_URL}{file_name}")
+
+
+def download_file(url: str, target: Path, timeout_s: float) -> Path:
+    """Download ``url`` to ``target`` with a progress bar; the file appears only when complete."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with (
+            os.fdopen(handle, "wb") as out,
+            urllib.request.urlopen(url, timeout=timeout_s) as response,
+        ):
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=target.name) as progress:
+                while chunk := response.read(1 << 20):
+                    out.write(chunk)
+                    progress.update(len(chunk))
+        os.replace(temporary, target)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+    return target
