@@ -17,22 +17,19 @@ REQUIRED_PYTHON="3.11"
 log() { echo "[setup_env] $*"; }
 die() { echo "[setup_env] ERROR: $*" >&2; exit 1; }
 
-# Run a command as root: directly when already root, else through non-interactive sudo.
-as_root() {
-    if [[ "$(id -u)" -eq 0 ]]; then
-        "$@"
-    elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-        sudo -n "$@"
-    else
-        die "'$*' needs root: run this script as root, or set up password-less sudo."
-    fi
-}
-
+# Install Debian packages as root: directly when root, else through password-less sudo.
 apt_install() {
     command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install these Debian packages by hand: $*"
+    local as_root=()
+    if [[ "$(id -u)" -ne 0 ]]; then
+        command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null \
+            || die "the Debian packages '$*' are missing and installing them needs root: run this" \
+                "script as root, set up password-less sudo, or run 'apt-get install -y $*' as root"
+        as_root=(sudo -n)
+    fi
     log "installing Debian packages: $*"
-    as_root apt-get update
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@"
+    "${as_root[@]}" apt-get update
+    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@"
 }
 
 ensure_opencv_doc() {
