@@ -101,12 +101,23 @@ class FlowFeat(nn.Module):
         """Input sides are padded to multiples of this."""
         return self.encoder.size_multiple
 
+    def encode(self, images: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Encoder pass on padded images: (multi-scale maps for the decoder, coarse features)."""
+        return self.encoder.multiscale_features(pad_to_multiple(images, self.size_multiple))
+
+    def decode(
+        self, multiscale: list[torch.Tensor], image_hw: tuple[int, int], decoder: nn.Module | None = None
+    ) -> torch.Tensor:
+        """Dense features at ``image_hw`` from :meth:`encode`'s maps (``decoder`` defaults to ours;
+        training passes its EMA copy)."""
+        height, width = image_hw
+        padded_hw = (height + (-height % self.size_multiple), width + (-width % self.size_multiple))
+        dense = (decoder or self.decoder)(multiscale, padded_hw)
+        return dense[..., :height, :width]
+
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        height, width = images.shape[-2:]
-        padded = pad_to_multiple(images, self.size_multiple)
-        multiscale, encoder_features = self.encoder.multiscale_features(padded)
-        dense = self.decoder(multiscale, tuple(padded.shape[-2:]))
-        return encoder_features, dense[..., :height, :width]
+        multiscale, encoder_features = self.encode(images)
+        return encoder_features, self.decode(multiscale, tuple(images.shape[-2:]))
 
     @classmethod
     def embedded_default(cls, fdim: int = 128) -> FlowFeat:

@@ -1,0 +1,112 @@
+"""Training configuration and its command line."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one training run (defaults follow the reference where it has one)."""
+
+    bags: list[str] = field(default_factory=list)
+    videos: list[str] = field(default_factory=list)
+    images: list[str] = field(default_factory=list)
+    topic: str | None = None
+    init: str | None = None
+    out: Path = Path("runs/flowfeat")
+    steps: int = 2000
+    batch_size: int = 8
+    accumulate: int = 1
+    lr: float = 1e-4
+    ema_decay: float = 0.999
+    ema_every: int = 5
+    input_size: int = 224
+    crop_scale: tuple[float, float] = (0.5, 0.75)
+    gap: int = 2
+    max_side: int = 320
+    teacher: str = "dis"
+    flow_cache: Path | None = None
+    no_flow_cache: bool = False
+    workers: int = 2
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    log_every: int = 10
+    image_every: int = 200
+    save_every: int = 500
+    resume: bool = False
+
+    @property
+    def flow_cache_dir(self) -> Path | None:
+        """Where teacher flow is cached (None when disabled)."""
+        if self.no_flow_cache:
+            return None
+        return self.flow_cache or self.out / "flow_cache"
+
+    def to_dict(self) -> dict:
+        """JSON-friendly form (stored in checkpoints' provenance)."""
+        data = asdict(self)
+        for key in ("out", "flow_cache"):
+            data[key] = str(data[key]) if data[key] is not None else None
+        return data
+
+
+def parse_args(argv: list[str] | None = None) -> TrainConfig:
+    """Command line -> :class:`TrainConfig`."""
+    defaults = TrainConfig()
+    parser = argparse.ArgumentParser(
+        prog="python -m flowfeat_core.train",
+        description="Train the FlowFeat decoder on unlabeled video by motion-profile distillation.",
+    )
+    data = parser.add_argument_group("data (at least one)")
+    data.add_argument("--bags", nargs="+", default=[], help="rosbag2 folders/files or parents of them")
+    data.add_argument("--videos", nargs="+", default=[], help="video files or glob patterns")
+    data.add_argument("--images", nargs="+", default=[], help="folders of sorted frames")
+    data.add_argument("--topic", help="image topic in the bags (default: the one with most frames)")
+    data.add_argument("--max-side", type=int, default=defaults.max_side, help="frame long side (px)")
+    data.add_argument("--gap", type=int, default=defaults.gap, help="max frame distance of a pair")
+    model = parser.add_argument_group("model")
+    model.add_argument(
+        "--init",
+        help="start from this model: 'default' (shipped embedded model), a .safetensors checkpoint, "
+        "an official .pth or a released name; omitted: embedded encoder with a fresh decoder",
+    )
+    model.add_argument("--input-size", type=int, default=defaults.input_size, help="crop side (px)")
+    run = parser.add_argument_group("optimisation")
+    run.add_argument("--steps", type=int, default=defaults.steps)
+    run.add_argument("--batch-size", type=int, default=defaults.batch_size, help="per process")
+    run.add_argument("--accumulate", type=int, default=defaults.accumulate, help="gradient accumulation")
+    run.add_argument("--lr", type=float, default=defaults.lr)
+    run.add_argument("--ema-decay", type=float, default=defaults.ema_decay)
+    run.add_argument("--ema-every", type=int, default=defaults.ema_every)
+    run.add_argument("--crop-scale", type=float, nargs=2, default=defaults.crop_scale)
+    run.add_argument("--teacher", default=defaults.teacher, help="dis, farneback, raft_small, raft_large")
+    run.add_argument("--flow-cache", type=Path, help="teacher-flow cache dir (default: OUT/flow_cache)")
+    run.add_argument("--no-flow-cache", action="store_true", help="recompute teacher flow every time")
+    run.add_argument("--workers", type=int, default=defaults.workers, help="DataLoader workers")
+    run.add_argument("--seed", type=int, default=defaults.seed)
+    run.add_argument("--device", default=defaults.device, help="auto, cpu, cuda, cuda:1, ...")
+    run.add_argument("--no-amp", dest="amp", action="store_false", help="disable CUDA mixed precision")
+    out = parser.add_argument_group("output")
+    out.add_argument("--out", type=Path, default=defaults.out, help="run folder")
+    out.add_argument("--log-every", type=int, default=defaults.log_every)
+    out.add_argument("--image-every", type=int, default=defaults.image_every)
+    out.add_argument("--save-every", type=int, default=defaults.save_every)
+    out.add_argument("--resume", action="store_true", help="continue from OUT/state.safetensors")
+    args = parser.parse_args(argv)
+    if not (args.bags or args.videos or args.images):
+        parser.error("give training data with --bags, --videos or --images")
+    for name in ("steps", "batch_size", "accumulate", "input_size", "gap", "ema_every", "max_side"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.workers < 0:
+        parser.error("--workers must be >= 0")
+    low, high = args.crop_scale
+    if not 0 < low <= high <= 1:
+        parser.error("--crop-scale needs 0 < LOW <= HIGH <= 1")
+    values = vars(args)
+    values["crop_scale"] = tuple(values["crop_scale"])
+    return TrainConfig(**values)

@@ -1,0 +1,257 @@
+"""The distillation training loop: EMA teacher on view 1, trained decoder on view 2."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import statistics
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+from tqdm import tqdm
+
+from flowfeat_core.checkpoint import save_checkpoint
+from flowfeat_core.crops import sample_crop_thetas
+from flowfeat_core.data import FramePairDataset, build_frame_sequences
+from flowfeat_core.distill import distillation_losses
+from flowfeat_core.loading import load_model
+from flowfeat_core.model import FlowFeat
+from flowfeat_core.predictor import select_device
+from flowfeat_core.training.batches import normalise_frames, two_views
+from flowfeat_core.training.config import TrainConfig
+from flowfeat_core.training.distributed import DistributedContext, init_distributed
+from flowfeat_core.training.ema import EMA
+from flowfeat_core.training.flow_pairs import TeacherFlowPairs
+from flowfeat_core.training.state import TrainingState, load_training_state, save_training_state
+from flowfeat_core.training.visuals import features_to_rgb, flow_to_rgb
+
+LOG = logging.getLogger(__name__)
+STATE_FILE = "state.safetensors"
+FINAL_CHECKPOINT = "flowfeat.safetensors"
+
+
+@dataclass
+class TrainSummary:
+    """What a finished (or interrupted) run reports."""
+
+    steps: int
+    seconds: float
+    steps_per_second: float
+    final_loss: float
+    checkpoint: Path
+    interrupted: bool
+
+
+def build_model(config: TrainConfig) -> FlowFeat:
+    """The model to train: ``--init`` if given, else the embedded encoder with a fresh decoder."""
+    if config.init:
+        return load_model(config.init)
+    torch.manual_seed(config.seed)
+    return FlowFeat.embedded_default()
+
+
+class Trainer:
+    """Runs :class:`TrainConfig`; one instance per process (torchrun starts several)."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+        self.device = select_device(config.device)
+        if self.device.type == "cuda" and "LOCAL_RANK" in os.environ:
+            self.device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        self.context: DistributedContext = init_distributed(self.device)
+        self.model = build_model(config).to(self.device)
+        self.model.encoder.eval()
+        self.model.decoder.train()
+        self.ema = EMA(self.model.decoder, config.ema_decay)
+        self.student = (
+            DistributedDataParallel(self.model.decoder) if self.context.enabled else self.model.decoder
+        )
+        self.optimizer = torch.optim.Adam(
+            self.model.decoder.parameters(), lr=config.lr, betas=(0.9, 0.999), weight_decay=0.0
+        )
+        self.use_amp = config.amp and self.device.type == "cuda"
+        self.step = 0
+        self.epoch = 0
+        self.generator = torch.Generator().manual_seed(config.seed + self.context.rank)
+        self.dataset = self._dataset()
+        self.writer = self._writer()
+        if config.resume:
+            self._resume()
+
+    def _dataset(self) -> TeacherFlowPairs:
+        sequences = build_frame_sequences(
+            bags=self.config.bags,
+            videos=self.config.videos,
+            images=self.config.images,
+            topic=self.config.topic,
+            max_side=self.config.max_side,
+        )
+        pairs = FramePairDataset(sequences, gap=self.config.gap, seed=self.config.seed)
+        return TeacherFlowPairs(pairs, self.config.teacher, self.config.flow_cache_dir)
+
+    def _writer(self):
+        if not self.context.is_main:
+            return None
+        from torch.utils.tensorboard import SummaryWriter
+
+        return SummaryWriter(log_dir=str(self.config.out / "tensorboard"))
+
+    def _batches(self) -> Iterator[dict[str, torch.Tensor]]:
+        """Endless batches; every pass over the data is one epoch with fresh time flips."""
+        while True:
+            self.dataset.set_epoch(self.epoch)
+            if self.context.enabled:
+                sampler = DistributedSampler(self.dataset, seed=self.config.seed, drop_last=True)
+                sampler.set_epoch(self.epoch)
+            else:
+                sampler = RandomSampler(
+                    self.dataset, generator=torch.Generator().manual_seed(self.config.seed + self.epoch)
+                )
+            loader = DataLoader(
+                self.dataset,
+                batch_size=self.config.batch_size,
+                sampler=sampler,
+                num_workers=self.config.workers,
+                drop_last=len(self.dataset) >= self.config.batch_size,
+                pin_memory=self.device.type == "cuda",
+                persistent_workers=False,
+            )
+            yield from loader
+            self.epoch += 1
+
+    def _losses(self, batch: dict[str, torch.Tensor]):
+        frames = normalise_frames(
+            batch["frame"].to(self.device, non_blocking=True), self.model.config.mean, self.model.config.std
+        )
+        flow = batch["flow"].to(self.device, non_blocking=True)
+        image_hw = tuple(frames.shape[-2:])
+        count = frames.shape[0]
+        theta1 = sample_crop_thetas(count, self.generator, self.config.crop_scale, image_hw=image_hw)
+        theta2 = sample_crop_thetas(count, self.generator, self.config.crop_scale, image_hw=image_hw)
+        views = two_views(frames, flow, theta1, theta2, self.config.input_size)
+        size_hw = (self.config.input_size, self.config.input_size)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
+            with torch.no_grad():
+                multiscale, _ = self.model.encode(torch.cat([views.image1, views.image2]))
+                teacher = self.model.decode([m[:count] for m in multiscale], size_hw, self.ema.module)
+            student = self.model.decode([m[count:] for m in multiscale], size_hw, self.student)
+        return distillation_losses(teacher, student, views.flow1, views.flow2), views, student
+
+    def train(self) -> TrainSummary:
+        """Run until ``config.steps``; Ctrl-C saves a checkpoint and resumable state first."""
+        config = self.config
+        batches = self._batches()
+        progress = tqdm(
+            total=config.steps, initial=self.step, disable=not self.context.is_main, desc="distill"
+        )
+        started, start_step = time.perf_counter(), self.step
+        recent: list[float] = []
+        interrupted = False
+        try:
+            while self.step < config.steps:
+                self.optimizer.zero_grad(set_to_none=True)
+                step_losses = []
+                for _ in range(config.accumulate):
+                    losses, views, student = self._losses(next(batches))
+                    if not math.isfinite(losses.total.item()):
+                        raise FloatingPointError(f"non-finite loss at step {self.step}")
+                    (losses.total / config.accumulate).backward()
+                    step_losses.append(losses)
+                self.optimizer.step()
+                self.step += 1
+                if self.step % config.ema_every == 0:
+                    self.ema.update(self.model.decoder)
+                loss = statistics.fmean(item.total.item() for item in step_losses)
+                recent = [*recent, loss][-config.log_every :]
+                progress.update(1)
+                progress.set_postfix(loss=f"{statistics.fmean(recent):.4f}", epoch=self.epoch)
+                self._log(step_losses[-1], views, student)
+                if self.context.is_main and self.step % config.save_every == 0:
+                    self.save(self.config.out / "checkpoints" / f"step_{self.step:07d}.safetensors")
+        except KeyboardInterrupt:
+            interrupted = True
+            LOG.warning("interrupted at step %d; saving", self.step)
+        finally:
+            progress.close()
+        seconds = time.perf_counter() - started
+        final = self.config.out / FINAL_CHECKPOINT
+        if self.context.is_main:
+            self.save(final)
+            if self.writer:
+                self.writer.close()
+        done = self.step - start_step
+        return TrainSummary(
+            steps=self.step,
+            seconds=seconds,
+            steps_per_second=done / seconds if seconds > 0 else 0.0,
+            final_loss=statistics.fmean(recent) if recent else float("nan"),
+            checkpoint=final,
+            interrupted=interrupted,
+        )
+
+    def _log(self, losses, views, student: torch.Tensor) -> None:
+        if not self.writer:
+            return
+        if self.step % self.config.log_every == 0:
+            self.writer.add_scalar("loss/total", losses.total.item(), self.step)
+            self.writer.add_scalar("loss/flow_l1", losses.flow_l1.item(), self.step)
+            self.writer.add_scalar("loss/boundary", losses.boundary.item(), self.step)
+            self.writer.add_scalar("train/epoch", self.epoch, self.step)
+        if self.step % self.config.image_every == 0:
+            mean = torch.tensor(self.model.config.mean, device=views.image2.device).view(3, 1, 1)
+            std = torch.tensor(self.model.config.std, device=views.image2.device).view(3, 1, 1)
+            frame = ((views.image2[0] * std + mean).clamp(0, 1) * 255).byte().permute(1, 2, 0).cpu()
+            scale = float(views.flow2[0].norm(dim=0).quantile(0.99)) or 1.0
+            pictures = {
+                "frame": frame.numpy(),
+                "features_pca": features_to_rgb(student[0].detach()),
+                "flow_teacher": flow_to_rgb(views.flow2[0], scale),
+                "flow_predicted": flow_to_rgb(losses.predicted_flow[0].detach(), scale),
+            }
+            for name, picture in pictures.items():
+                self.writer.add_image(f"view2/{name}", picture, self.step, dataformats="HWC")
+
+    def provenance(self) -> dict:
+        """Where the weights come from (stored in checkpoints)."""
+        return {
+            "method": "motion-profile distillation",
+            "teacher_flow": self.config.teacher,
+            "steps": self.step,
+            "init": self.config.init or "embedded encoder, fresh decoder",
+            "data": {"bags": self.config.bags, "videos": self.config.videos, "images": self.config.images},
+            "train_config": self.config.to_dict(),
+            "world_size": self.context.world_size,
+            "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+
+    def save(self, checkpoint: Path) -> None:
+        """Write a loadable model checkpoint and the resumable state next to the run."""
+        save_checkpoint(checkpoint, self.model, self.provenance())
+        save_training_state(
+            self.config.out / STATE_FILE,
+            TrainingState(
+                decoder=self.model.decoder.state_dict(),
+                ema_decoder=self.ema.module.state_dict(),
+                optimizer=self.optimizer.state_dict(),
+                step=self.step,
+                epoch=self.epoch,
+                config=self.config.to_dict(),
+            ),
+        )
+
+    def _resume(self) -> None:
+        path = self.config.out / STATE_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"--resume: no training state at {path}")
+        state = load_training_state(path)
+        self.model.decoder.load_state_dict(state.decoder)
+        self.ema.module.load_state_dict(state.ema_decoder)
+        self.optimizer.load_state_dict(state.optimizer)
+        self.step, self.epoch = state.step, state.epoch
+        LOG.info("resumed from %s at step %d", path, self.step)
