@@ -1,0 +1,7 @@
+"""Building blocks of the real-time ``perception`` node (see flowfeat_ros/perception_node.py).
+
+parameters: declared parameters and their validation; frame_mailbox: newest-frame-only hand-off
+from callbacks to the worker; runtime: model/probe loading and atomic hot swap; rendering: output
+images from model tensors; outputs: publishers per camera; pipeline_stats: rates, latencies, stage
+timings and the /diagnostics message.
+"""

@@ -1,0 +1,71 @@
+"""Per-camera topics of the perception node: input subscriptions feeding the frame mailbox and
+output publishers that report which outputs anyone subscribes to."""
+
+from __future__ import annotations
+
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+
+from flowfeat_ros.perception.frame_mailbox import FrameMailbox
+from flowfeat_ros.perception.parameters import PerceptionSettings
+
+#: output name -> (message type, topic relative to the camera prefix)
+OUTPUT_TOPICS: dict[str, tuple[type, str]] = {
+    "features": (Image, "flowfeat/features"),
+    "pca": (Image, "flowfeat/features/pca"),
+    "depth": (Image, "flowfeat/depth"),
+    "depth_colored": (Image, "flowfeat/depth/colored"),
+    "segmentation": (Image, "flowfeat/segmentation"),
+    "segmentation_overlay": (Image, "flowfeat/segmentation/overlay"),
+    "camera_info": (CameraInfo, "flowfeat/camera_info"),
+}
+MODEL_OUTPUTS = frozenset(OUTPUT_TOPICS) - {"camera_info"}
+
+
+def _topic(prefix: str, name: str) -> str:
+    return f"{prefix}/{name}" if prefix else name
+
+
+def input_qos(settings: PerceptionSettings) -> QoSProfile:
+    """Input QoS: sensor data (best effort, depth 1) unless configured otherwise."""
+    reliability = (ReliabilityPolicy.BEST_EFFORT if settings.qos_reliability == "best_effort"
+                   else ReliabilityPolicy.RELIABLE)
+    return QoSProfile(depth=settings.qos_depth, reliability=reliability)
+
+
+class CameraIO:
+    """Inputs ``<camera>/image``, ``<camera>/image/compressed``, ``<camera>/camera_info`` and
+    outputs ``<camera>/flowfeat/*`` of one camera (no prefix for the single-camera setup)."""
+
+    def __init__(self, node: Node, camera: str, settings: PerceptionSettings,
+                 mailbox: FrameMailbox) -> None:
+        self.name = camera
+        self.latest_info: CameraInfo | None = None
+        qos = input_qos(settings)
+
+        def store(msg: Image | CompressedImage) -> None:
+            mailbox.put(camera, msg)
+
+        if settings.input_transport in ("raw", "both"):
+            node.create_subscription(Image, _topic(camera, "image"), store, qos)
+        if settings.input_transport in ("compressed", "both"):
+            node.create_subscription(CompressedImage, _topic(camera, "image/compressed"), store,
+                                     qos)
+        node.create_subscription(CameraInfo, _topic(camera, "camera_info"), self._on_info, qos)
+        output_qos = QoSProfile(depth=settings.output_qos_depth,
+                                reliability=ReliabilityPolicy.RELIABLE)
+        self.publishers = {name: node.create_publisher(msg_type, _topic(camera, topic), output_qos)
+                           for name, (msg_type, topic) in OUTPUT_TOPICS.items()}
+
+    def _on_info(self, msg: CameraInfo) -> None:
+        self.latest_info = msg
+
+    def wanted(self) -> frozenset[str]:
+        """Outputs that at least one subscriber listens to (the others are not computed)."""
+        return frozenset(name for name, pub in self.publishers.items()
+                         if pub.get_subscription_count() > 0)
+
+    def publish(self, name: str, msg: Image | CameraInfo) -> None:
+        """Publish ``msg`` on output ``name``."""
+        self.publishers[name].publish(msg)

@@ -1,0 +1,62 @@
+"""Newest-frame-only hand-off from subscription callbacks to the inference worker.
+
+A callback only stores its message (replacing an unprocessed older one, which counts as
+dropped); the worker takes the newest message of every camera at once. Nothing queues, so the
+output rate follows the model and latency stays bounded however fast the cameras are.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class PendingFrame:
+    """A received image message and when it arrived (monotonic seconds)."""
+
+    camera: str
+    msg: Any
+    received: float
+
+
+class FrameMailbox:
+    """One slot per camera holding only the newest unprocessed frame."""
+
+    def __init__(self) -> None:
+        self._slots: dict[str, PendingFrame] = {}
+        self._ready = threading.Condition()
+        self.dropped: dict[str, int] = {}
+        self.received: dict[str, int] = {}
+
+    def put(self, camera: str, msg: Any) -> None:
+        """Store ``msg`` as the newest frame of ``camera`` and wake the worker."""
+        frame = PendingFrame(camera, msg, time.monotonic())
+        with self._ready:
+            if camera in self._slots:
+                self.dropped[camera] = self.dropped.get(camera, 0) + 1
+            self._slots[camera] = frame
+            self.received[camera] = self.received.get(camera, 0) + 1
+            self._ready.notify()
+
+    def take_all(self, timeout: float) -> list[PendingFrame]:
+        """Remove and return the newest frame of every camera that has one; waits up to
+        ``timeout`` seconds for the first and returns an empty list when none arrived."""
+        with self._ready:
+            if not self._slots:
+                self._ready.wait(timeout)
+            frames = list(self._slots.values())
+            self._slots.clear()
+        return frames
+
+    def wake(self) -> None:
+        """Wake a waiting worker (used at shutdown)."""
+        with self._ready:
+            self._ready.notify_all()
+
+    def total_dropped(self) -> int:
+        """Frames replaced by a newer one before the worker took them, over all cameras."""
+        with self._ready:
+            return sum(self.dropped.values())

@@ -1,0 +1,224 @@
+"""Parameters of the perception node: declarations (with descriptors and ranges) and validation.
+
+Validation is pure and cheap (no model is loaded here): it checks types, choices, ranges, that
+files exist and that a ``.safetensors`` checkpoint carries FlowFeat metadata. Loading happens in
+the background (see runtime.py), where a checkpoint that still fails is rejected and reverted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import torch
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
+from flowfeat_core.checkpoint import read_checkpoint_metadata
+from flowfeat_core.loading import EMBEDDED_NAMES
+from flowfeat_core.official import CheckpointError
+from flowfeat_core.pca import FeaturePCA
+from flowfeat_core.released import RELEASED_WEIGHTS
+from flowfeat_ros.perception.probe_loading import probes_available
+
+RELIABILITY_CHOICES = ("best_effort", "reliable")
+TRANSPORT_CHOICES = ("raw", "compressed", "both")
+PRECISION_CHOICES = ("fp32", "bf16", "fp16")
+MAX_SIDE = 8192
+
+
+@dataclass(frozen=True)
+class PerceptionSettings:
+    """A consistent snapshot of every parameter (the worker reads one snapshot per batch)."""
+
+    checkpoint: str = "default"
+    device: str = "auto"
+    precision: str = "fp32"
+    input_short_side: int = 0
+    input_width: int = 0
+    input_height: int = 0
+    output_width: int = 0
+    output_height: int = 0
+    feature_channels: int = 0
+    pca_basis: str = ""
+    depth_probe: str = ""
+    segmentation_probe: str = ""
+    depth_min: float = 0.0
+    depth_max: float = 0.0
+    overlay_alpha: float = 0.5
+    max_rate_hz: float = 0.0
+    cameras: tuple[str, ...] = ()
+    input_transport: str = "raw"
+    qos_reliability: str = "best_effort"
+    qos_depth: int = 1
+    output_qos_depth: int = 1
+    diagnostics_period_s: float = 1.0
+    watch_checkpoint: bool = False
+    watch_period_s: float = 1.0
+    warn_period_s: float = 5.0
+
+    def model_key(self) -> tuple:
+        """The settings a loaded predictor depends on."""
+        return (self.checkpoint, self.device, self.precision, self.input_short_side,
+                self.input_width, self.input_height)
+
+    def runtime_key(self) -> tuple:
+        """The settings a loaded runtime (predictor + probes) depends on."""
+        return (*self.model_key(), self.depth_probe, self.segmentation_probe)
+
+
+def _descriptor(description: str, *, low: float | None = None, high: float | None = None,
+                read_only: bool = False) -> ParameterDescriptor:
+    descriptor = ParameterDescriptor(description=description, read_only=read_only)
+    if isinstance(low, int) and isinstance(high, int):
+        descriptor.integer_range = [IntegerRange(from_value=low, to_value=high)]
+    elif low is not None:
+        descriptor.floating_point_range = [FloatingPointRange(from_value=float(low),
+                                                              to_value=float(high))]
+    return descriptor
+
+
+DESCRIPTORS: dict[str, ParameterDescriptor] = {
+    "checkpoint": _descriptor("model: 'default' (embedded EfficientNet-Lite0), a .safetensors "
+                              "checkpoint, an official .pth or a released weights name"),
+    "device": _descriptor("auto, cpu, cuda or cuda:<index>"),
+    "precision": _descriptor("fp32, bf16 (CPU/GPU) or fp16 (GPU only)"),
+    "input_short_side": _descriptor("network input: shorter side in pixels (0: the model's "
+                                    "preferred size)", low=0, high=MAX_SIDE),
+    "input_width": _descriptor("exact network input width (with input_height; 0: use "
+                               "input_short_side)", low=0, high=MAX_SIDE),
+    "input_height": _descriptor("exact network input height (with input_width; 0: use "
+                                "input_short_side)", low=0, high=MAX_SIDE),
+    "output_width": _descriptor("output width (0 and output_height 0: network resolution; one "
+                                "of them 0: keep the input aspect)", low=0, high=MAX_SIDE),
+    "output_height": _descriptor("output height (see output_width)", low=0, high=MAX_SIDE),
+    "feature_channels": _descriptor("channels on flowfeat/features (0: all; fewer: fixed PCA "
+                                    "projection)", low=0, high=4096),
+    "pca_basis": _descriptor("FeaturePCA file (.safetensors) for colours and channel "
+                             "reduction; empty: fit once on the first processed frame"),
+    "depth_probe": _descriptor("depth probe file; empty: depth outputs disabled"),
+    "segmentation_probe": _descriptor("segmentation probe file; empty: segmentation disabled"),
+    "depth_min": _descriptor("depth mapped to the first colour (0 with depth_max 0: per-frame "
+                             "2nd percentile)", low=0.0, high=1.0e4),
+    "depth_max": _descriptor("depth mapped to the last colour (0: per-frame 98th percentile)",
+                             low=0.0, high=1.0e4),
+    "overlay_alpha": _descriptor("weight of class colours in segmentation/overlay",
+                                 low=0.0, high=1.0),
+    "max_rate_hz": _descriptor("upper bound on processed frames per second (0: as fast as the "
+                               "model)", low=0.0, high=1000.0),
+    "cameras": _descriptor("camera names; each gets <name>/image, <name>/camera_info inputs and "
+                           "<name>/flowfeat/* outputs, equal-size frames share a batch (empty: "
+                           "one camera, no prefix)", read_only=True),
+    "input_transport": _descriptor("raw (image), compressed (image/compressed) or both",
+                                   read_only=True),
+    "qos_reliability": _descriptor("input QoS: best_effort (sensor data) or reliable",
+                                   read_only=True),
+    "qos_depth": _descriptor("input QoS history depth", low=1, high=100, read_only=True),
+    "output_qos_depth": _descriptor("output QoS history depth (reliable)", low=1, high=100,
+                                    read_only=True),
+    "diagnostics_period_s": _descriptor("period of /diagnostics messages", low=0.1, high=60.0,
+                                        read_only=True),
+    "watch_checkpoint": _descriptor("reload when the checkpoint or probe files change on disk"),
+    "watch_period_s": _descriptor("how often watch_checkpoint polls file times", low=0.1,
+                                  high=3600.0, read_only=True),
+    "warn_period_s": _descriptor("throttle period of bad-input warnings", low=0.1, high=3600.0,
+                                 read_only=True),
+}
+DEFAULTS = PerceptionSettings()
+PARAMETER_NAMES = tuple(f.name for f in fields(PerceptionSettings))
+
+
+def settings_from_values(values: dict[str, object]) -> PerceptionSettings:
+    """Build settings from parameter values (missing names keep their defaults)."""
+    known = {name: value for name, value in values.items() if name in PARAMETER_NAMES}
+    if "cameras" in known:
+        known["cameras"] = tuple(known["cameras"] or ())
+    return PerceptionSettings(**{**DEFAULTS.__dict__, **known})
+
+
+def _check_checkpoint(source: str) -> str | None:
+    if source in EMBEDDED_NAMES:
+        return None
+    path = Path(source).expanduser()
+    if path.suffix == ".safetensors":
+        try:
+            read_checkpoint_metadata(path)
+        except CheckpointError as error:
+            return str(error)
+        return None
+    if path.suffix == ".pth" and path.is_file():
+        return None
+    if f"{path.name.removesuffix('.pth')}.pth" in RELEASED_WEIGHTS and not path.parent.name:
+        return None
+    return (f"checkpoint {source!r} is neither 'default', an existing .safetensors/.pth file nor a "
+            f"released weights name ({', '.join(sorted(RELEASED_WEIGHTS))})")
+
+
+def _check_device(device: str) -> str | None:
+    if device == "auto":
+        return None
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as error:
+        return f"device {device!r}: {error}"
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        return f"device {device!r} requested but CUDA is not available"
+    if resolved.type not in ("cpu", "cuda"):
+        return f"device {device!r} is not supported (use auto, cpu or cuda[:index])"
+    return None
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> str | None:
+    return None if value in choices else f"{name} must be one of {list(choices)}, got {value!r}"
+
+
+def _check_pca_basis(path: str, channels: int) -> str | None:
+    if not path:
+        return None
+    try:
+        basis = FeaturePCA.load(Path(path).expanduser())
+    except (OSError, ValueError) as error:
+        return f"pca_basis {path!r}: {error}"
+    wanted = max(3, channels)
+    if basis.n_components < wanted:
+        return (f"pca_basis {path!r} has {basis.n_components} components; feature_channels "
+                f"and colours need {wanted}")
+    return None
+
+
+def _check_probe(name: str, path: str) -> str | None:
+    if not path:
+        return None
+    if not Path(path).expanduser().is_file():
+        return f"{name} {path!r} does not exist"
+    missing = probes_available()
+    return f"{name} {path!r}: {missing}" if missing else None
+
+
+def validate_settings(settings: PerceptionSettings) -> str | None:
+    """The first problem with ``settings`` as a one-line reason, or None when they are valid."""
+    checks = (
+        lambda: _check_choice("precision", settings.precision, PRECISION_CHOICES),
+        lambda: _check_choice("input_transport", settings.input_transport, TRANSPORT_CHOICES),
+        lambda: _check_choice("qos_reliability", settings.qos_reliability, RELIABILITY_CHOICES),
+        lambda: _check_device(settings.device),
+        lambda: ("precision fp16 needs a CUDA device; use bf16 or fp32 on the CPU"
+                 if settings.precision == "fp16" and not settings.device.startswith("cuda")
+                 and not (settings.device == "auto" and torch.cuda.is_available()) else None),
+        lambda: ("input_width and input_height must be both 0 or both positive"
+                 if (settings.input_width == 0) != (settings.input_height == 0) else None),
+        lambda: ("depth_max must be greater than depth_min (or both 0 for automatic range)"
+                 if (settings.depth_min or settings.depth_max)
+                 and settings.depth_max <= settings.depth_min else None),
+        lambda: ("cameras must be distinct non-empty names"
+                 if len(set(settings.cameras)) != len(settings.cameras) or "" in settings.cameras
+                 else None),
+        lambda: _check_checkpoint(settings.checkpoint),
+        lambda: _check_probe("depth_probe", settings.depth_probe),
+        lambda: _check_probe("segmentation_probe", settings.segmentation_probe),
+        lambda: _check_pca_basis(settings.pca_basis, settings.feature_channels),
+    )
+    for check in checks:
+        reason = check()
+        if reason:
+            return reason
+    return None

@@ -1,0 +1,186 @@
+"""One worker step: decode the newest frames, run the model once per group of equal-size frames,
+render and publish only the outputs someone subscribes to, with the input headers unchanged."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
+
+from flowfeat_core.image_codec import decode_image_message
+from flowfeat_core.pca import FeaturePCA
+from flowfeat_ros.image_conversion import (
+    copy_header,
+    features_to_msg,
+    float32_to_msg,
+    mono8_to_msg,
+    rgb8_to_msg,
+    scale_camera_info,
+    uint16_to_msg,
+)
+from flowfeat_ros.perception import rendering
+from flowfeat_ros.perception.camera_io import MODEL_OUTPUTS, CameraIO
+from flowfeat_ros.perception.frame_mailbox import PendingFrame
+from flowfeat_ros.perception.parameters import PerceptionSettings
+from flowfeat_ros.perception.pipeline_stats import PipelineStats
+from flowfeat_ros.perception.runtime import Runtime
+
+Warn = Callable[[str, str], None]  # (throttle key, message)
+
+
+@dataclass
+class DecodedFrame:
+    """A frame ready for the model: its camera, RGB pixels, header and arrival time."""
+
+    camera: CameraIO
+    rgb: np.ndarray
+    header: Header
+    received: float
+    wanted: frozenset[str]
+
+
+def _stamp_seconds(header: Header) -> float:
+    return header.stamp.sec + header.stamp.nanosec * 1e-9
+
+
+class FrameProcessor:
+    """Turns batches of pending frames into published outputs (runs on the worker thread)."""
+
+    def __init__(self, cameras: dict[str, CameraIO], stats: PipelineStats, warn: Warn,
+                 now: Callable[[], float]) -> None:
+        self.cameras = cameras
+        self.stats = stats
+        self.warn = warn
+        self.now = now
+        self._projection: rendering.FeatureProjection | None = None
+        self._projection_key: tuple | None = None
+
+    def process(self, pending: list[PendingFrame], runtime: Runtime,
+                settings: PerceptionSettings) -> None:
+        """Decode, batch by size, infer and publish ``pending`` frames."""
+        frames = [f for f in (self._decode(p) for p in pending) if f is not None]
+        groups: dict[tuple[int, int], list[DecodedFrame]] = {}
+        for frame in frames:
+            groups.setdefault(frame.rgb.shape[:2], []).append(frame)
+        for group in groups.values():
+            self._process_group(group, runtime, settings)
+        self.stats.finish_batch()
+
+    def _decode(self, pending: PendingFrame) -> DecodedFrame | None:
+        camera = self.cameras[pending.camera]
+        wanted = camera.wanted()
+        if not wanted:
+            return None
+        label = f"camera {camera.name!r}" if camera.name else "camera"
+        with self.stats.stage("decode"):
+            try:
+                rgb = decode_image_message(pending.msg)
+            except ValueError as error:  # ImageDecodeError and malformed fields
+                self.stats.record_invalid()
+                self.warn(f"{label}:{error}", f"{label}: skipping frame: {error}")
+                return None
+        info = camera.latest_info
+        if info is not None and (info.width, info.height) != (rgb.shape[1], rgb.shape[0]):
+            self.stats.record_invalid()
+            self.warn(f"{label}:info{info.width}x{info.height}:{rgb.shape[:2]}",
+                      f"{label}: skipping frame: camera_info is {info.width}x{info.height} but "
+                      f"the image is {rgb.shape[1]}x{rgb.shape[0]}")
+            return None
+        return DecodedFrame(camera, rgb, copy_header(pending.msg.header), pending.received,
+                            wanted)
+
+    def _process_group(self, group: list[DecodedFrame], runtime: Runtime,
+                       settings: PerceptionSettings) -> None:
+        predictor = runtime.predictor
+        input_hw = group[0].rgb.shape[:2]
+        out_hw = rendering.output_size(settings.output_width, settings.output_height, input_hw,
+                                       predictor.network_size(input_hw))
+        model_frames = [f for f in group if f.wanted & MODEL_OUTPUTS]
+        dense = encoder = None
+        if model_frames:
+            with self.stats.stage("preprocess"):
+                batch = predictor.preprocess([f.rgb for f in model_frames])
+            with self.stats.stage("model"):
+                encoder, dense = predictor.run(batch)
+        index = {id(f): i for i, f in enumerate(model_frames)}
+        for frame in group:
+            row = index.get(id(frame))
+            messages = self._render(frame, row, dense, encoder, runtime, settings, out_hw)
+            with self.stats.stage("publish"):
+                for name, msg in messages:
+                    frame.camera.publish(name, msg)
+            self.stats.record_frame(self.now() - _stamp_seconds(frame.header),
+                                    time.monotonic() - frame.received)
+
+    def _projection_for(self, dense: torch.Tensor, settings: PerceptionSettings,
+                        runtime: Runtime, channels: int) -> rendering.FeatureProjection:
+        key = (id(runtime.predictor), settings.pca_basis, max(3, channels))
+        if self._projection_key != key:
+            self._projection = (
+                rendering.FeatureProjection(FeaturePCA.load(settings.pca_basis))
+                if settings.pca_basis else rendering.FeatureProjection.fit(dense, channels))
+            self._projection_key = key
+        return self._projection
+
+    def _render(self, frame: DecodedFrame, row: int | None, dense: torch.Tensor | None,
+                encoder: torch.Tensor | None, runtime: Runtime, settings: PerceptionSettings,
+                out_hw: tuple[int, int]) -> list[tuple[str, Image | CameraInfo]]:
+        wanted, header = frame.wanted, frame.header
+        messages: list[tuple[str, Image | CameraInfo]] = []
+        info = frame.camera.latest_info
+        if "camera_info" in wanted and info is not None:
+            scaled = scale_camera_info(info, out_hw[1], out_hw[0])
+            scaled.header = copy_header(header)
+            messages.append(("camera_info", scaled))
+        if row is None:
+            return messages
+        with self.stats.stage("postprocess"):
+            features = dense[row:row + 1]
+            fdim = features.shape[1]
+            channels = settings.feature_channels if 0 < settings.feature_channels < fdim else 0
+            if wanted & {"features", "pca"}:
+                projection = self._projection_for(features, settings, runtime, channels)
+            if "features" in wanted:
+                reduced = projection.reduce(features, channels) if channels else features
+                maps = rendering.to_hwc(rendering.resize_maps(reduced, out_hw))[0]
+                messages.append(("features", features_to_msg(maps, header)))
+            if "pca" in wanted:
+                colours = rendering.resize_images(projection.colorize(features), out_hw)[0]
+                messages.append(("pca", rgb8_to_msg(colours, header)))
+            messages += self._probe_outputs(frame, features, encoder[row:row + 1], runtime,
+                                            settings, out_hw)
+        return messages
+
+    def _probe_outputs(self, frame: DecodedFrame, features: torch.Tensor,
+                       encoder: torch.Tensor, runtime: Runtime, settings: PerceptionSettings,
+                       out_hw: tuple[int, int]) -> list[tuple[str, Image]]:
+        wanted, header = frame.wanted, frame.header
+        messages: list[tuple[str, Image]] = []
+        depth_probe, seg_probe = runtime.depth_probe, runtime.segmentation_probe
+        if depth_probe is not None and wanted & {"depth", "depth_colored"}:
+            with torch.inference_mode():
+                depth = depth_probe(features, encoder).float()
+            depth = rendering.resize_maps(depth, out_hw)[0, 0].cpu().numpy()
+            if "depth" in wanted:
+                messages.append(("depth", float32_to_msg(np.ascontiguousarray(depth), header)))
+            if "depth_colored" in wanted:
+                colours = rendering.colorize_depth(depth, settings.depth_min, settings.depth_max)
+                messages.append(("depth_colored", rgb8_to_msg(colours, header)))
+        if seg_probe is not None and wanted & {"segmentation", "segmentation_overlay"}:
+            with torch.inference_mode():
+                logits = seg_probe(features, encoder)
+            ids = rendering.class_ids(logits, out_hw)[0]
+            if "segmentation" in wanted:
+                build = mono8_to_msg if ids.dtype == np.uint8 else uint16_to_msg
+                messages.append(("segmentation", build(ids, header)))
+            if "segmentation_overlay" in wanted:
+                colors = np.asarray(seg_probe.class_colors, dtype=np.uint8).reshape(-1, 3)
+                image = rendering.resize_images(frame.rgb[None], out_hw)[0]
+                overlay = rendering.overlay_classes(image, ids, colors, settings.overlay_alpha)
+                messages.append(("segmentation_overlay", rgb8_to_msg(overlay, header)))
+        return messages

@@ -1,0 +1,161 @@
+"""The loaded model and probes (a ``Runtime``) and their background loading with atomic swap.
+
+The worker reads ``RuntimeManager.current`` once per batch; a new runtime is built on a loader
+thread and replaces the reference in one assignment, so the stream never stops and a batch
+never mixes two models. A load that fails leaves the running runtime in place.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flowfeat_core.loading import load_model
+from flowfeat_core.official import CheckpointError
+from flowfeat_core.predictor import Predictor
+from flowfeat_core.released import WeightsUnavailableError
+from flowfeat_ros.perception.parameters import PerceptionSettings
+from flowfeat_ros.perception.probe_loading import ProbeLoadError, load_task_probe
+
+
+class RuntimeLoadError(ValueError):
+    """Model or probe loading failed; the message is one line naming what and why."""
+
+
+@dataclass
+class Runtime:
+    """A ready-to-run predictor with its optional probes, built for one set of settings."""
+
+    settings: PerceptionSettings
+    predictor: Predictor
+    depth_probe: Any | None = None
+    segmentation_probe: Any | None = None
+    file_times: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def description(self) -> str:
+        """Short human-readable summary for logs and diagnostics."""
+        parts = [self.settings.checkpoint]
+        if self.depth_probe is not None:
+            parts.append(f"depth={self.settings.depth_probe}")
+        if self.segmentation_probe is not None:
+            parts.append(f"segmentation={self.settings.segmentation_probe}")
+        return " ".join(parts)
+
+
+def watched_files(settings: PerceptionSettings) -> list[Path]:
+    """The files a runtime for ``settings`` was loaded from (for reload-on-change)."""
+    names = (settings.checkpoint, settings.depth_probe, settings.segmentation_probe)
+    paths = [Path(name).expanduser() for name in names if name]
+    return [path for path in paths if path.is_file()]
+
+
+def file_times(settings: PerceptionSettings) -> dict[str, float]:
+    """Modification times of the watched files of ``settings``."""
+    times = {}
+    for path in watched_files(settings):
+        try:
+            times[str(path)] = path.stat().st_mtime
+        except OSError:
+            continue
+    return times
+
+
+def _build_predictor(settings: PerceptionSettings) -> Predictor:
+    try:
+        model = load_model(settings.checkpoint)
+    except (CheckpointError, WeightsUnavailableError, OSError, ImportError, ValueError) as error:
+        raise RuntimeLoadError(f"checkpoint {settings.checkpoint!r}: {error}") from error
+    exact = ((settings.input_height, settings.input_width) if settings.input_width else None)
+    try:
+        return Predictor(model, device=settings.device, precision=settings.precision,
+                         input_short_side=settings.input_short_side or None, input_hw=exact)
+    except ValueError as error:
+        raise RuntimeLoadError(f"checkpoint {settings.checkpoint!r}: {error}") from error
+
+
+def _load_probe(path: str, task: str, predictor: Predictor) -> Any | None:
+    if not path:
+        return None
+    try:
+        probe = load_task_probe(path, task)
+    except ProbeLoadError as error:
+        raise RuntimeLoadError(str(error)) from error
+    if hasattr(probe, "to"):
+        probe = probe.to(predictor.device)
+    if hasattr(probe, "eval"):
+        probe.eval()
+    return probe
+
+
+def build_runtime(settings: PerceptionSettings, previous: Runtime | None = None,
+                  force: bool = False) -> Runtime:
+    """Load what ``settings`` ask for, reusing parts of ``previous`` that did not change
+    (unless ``force``, which reloads everything from disk)."""
+    times = file_times(settings)
+    reuse = previous is not None and not force
+    if reuse and previous.settings.model_key() == settings.model_key():
+        predictor = previous.predictor
+    else:
+        predictor = _build_predictor(settings)
+    probes = {}
+    for task, path in (("depth", settings.depth_probe),
+                       ("segmentation", settings.segmentation_probe)):
+        same = reuse and predictor is previous.predictor and getattr(
+            previous.settings, f"{task}_probe") == path
+        probes[task] = (getattr(previous, f"{task}_probe") if same
+                        else _load_probe(path, task, predictor))
+    return Runtime(settings, predictor, probes["depth"], probes["segmentation"], times)
+
+
+class RuntimeManager:
+    """Holds the current runtime and swaps in new ones loaded on a background thread."""
+
+    def __init__(self, initial: Runtime,
+                 on_failure: Callable[[str, PerceptionSettings], None],
+                 on_swap: Callable[[Runtime], None]) -> None:
+        self.current = initial
+        self._on_failure = on_failure
+        self._on_swap = on_swap
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flowfeat-loader")
+        self._lock = threading.Lock()
+        self._generation = 0
+        self.requested_key = initial.settings.runtime_key()
+        self.last_error = ""
+
+    def request(self, settings: PerceptionSettings, force: bool = False) -> Future:
+        """Load a runtime for ``settings`` in the background; the future yields it or raises
+        RuntimeLoadError. Only the newest request is swapped in."""
+        with self._lock:
+            self._generation += 1
+            generation = self._generation
+            self.requested_key = settings.runtime_key()
+        return self._executor.submit(self._load, settings, force, generation)
+
+    def _load(self, settings: PerceptionSettings, force: bool, generation: int) -> Runtime:
+        try:
+            runtime = build_runtime(settings, self.current, force)
+        except RuntimeLoadError as error:
+            with self._lock:
+                newest = generation == self._generation
+                if newest:
+                    self.requested_key = self.current.settings.runtime_key()
+                    self.last_error = str(error)
+            if newest:
+                self._on_failure(str(error), self.current.settings)
+            raise
+        with self._lock:
+            if generation != self._generation:
+                return runtime  # superseded by a newer request: never swapped in
+            self.current = runtime
+            self.last_error = ""
+        self._on_swap(runtime)
+        return runtime
+
+    def shutdown(self) -> None:
+        """Stop the loader thread (a load in progress finishes first)."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
