@@ -25,24 +25,34 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--height", type=int, default=128)
     parser.add_argument("--width", type=int, default=160)
     parser.add_argument("--format", choices=("bag", "folder", "both"), default="both")
-    parser.add_argument("--score-teachers", default="",
-                        help="comma-separated teacher flows to score, e.g. dis,farneback,raft_small")
+    parser.add_argument(
+        "--score-teachers",
+        default="",
+        help="comma-separated teacher flows to score, e.g. dis,farneback,raft_small",
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        sequences = generate_split(args.seed, args.split, args.sequences, height=args.height,
-                                   width=args.width, frames=args.frames)
+        sequences = generate_split(
+            args.seed, args.split, args.sequences, height=args.height, width=args.width, frames=args.frames
+        )
         for sequence in sequences:
             if args.format in ("bag", "both"):
                 write_sequence_bag(sequence, args.out / "bags" / sequence.name)
             if args.format in ("folder", "both"):
                 write_sequence_folder(sequence, args.out / "folders" / sequence.name)
-        scores = {name: score_teacher(make_teacher_flow(name, allow_download=False)
-                                      if name.startswith("raft") else make_teacher_flow(name), sequences)
-                  for name in filter(None, args.score_teachers.split(","))}
+        scores = {
+            name: score_teacher(
+                make_teacher_flow(name, allow_download=False)
+                if name.startswith("raft")
+                else make_teacher_flow(name),
+                sequences,
+            )
+            for name in filter(None, args.score_teachers.split(","))
+        }
     except (ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -31,8 +31,15 @@ class SyntheticSequence:
         return CLASS_COLORS
 
 
-def generate_sequence(seed: int, index: int = 0, split: str = "train", height: int = 128,
-                      width: int = 160, frames: int = 8, max_objects: int = 4) -> SyntheticSequence:
+def generate_sequence(
+    seed: int,
+    index: int = 0,
+    split: str = "train",
+    height: int = 128,
+    width: int = 160,
+    frames: int = 8,
+    max_objects: int = 4,
+) -> SyntheticSequence:
     """Sequence ``index`` of ``split`` for ``seed``: the same arguments always give the same pixels."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")

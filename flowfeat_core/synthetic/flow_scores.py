@@ -32,5 +32,8 @@ def score_teacher(teacher: TeacherFlow, sequences: Sequence[SyntheticSequence]) 
             outliers.append(float((distance > 3.0).mean()))
     if not errors:
         raise ValueError("flow scoring needs sequences of at least 2 frames")
-    return {"epe": float(np.mean(errors)), "outliers_3px": float(np.mean(outliers)),
-            "zero_flow_epe": float(np.mean(zero_errors))}
+    return {
+        "epe": float(np.mean(errors)),
+        "outliers_3px": float(np.mean(outliers)),
+        "zero_flow_epe": float(np.mean(zero_errors)),
+    }

@@ -70,8 +70,9 @@ def _trace(scene: Scene, frame: int) -> _LayerHits:
         best_depth[wins], best_layer[wins] = depth[wins], index
         best_s[wins], best_t[wins] = tex_s[wins], tex_t[wins]
     shape = (scene.height, scene.width)
-    return _LayerHits(best_layer.reshape(shape), best_s.reshape(shape), best_t.reshape(shape),
-                      best_depth.reshape(shape))
+    return _LayerHits(
+        best_layer.reshape(shape), best_s.reshape(shape), best_t.reshape(shape), best_depth.reshape(shape)
+    )
 
 
 def _colours(scene: Scene, hits: _LayerHits) -> np.ndarray:
@@ -85,8 +86,9 @@ def _colours(scene: Scene, hits: _LayerHits) -> np.ndarray:
     return rgb
 
 
-def _forward_flow(scene: Scene, frame: int, hits: _LayerHits, next_hits: _LayerHits
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def _forward_flow(
+    scene: Scene, frame: int, hits: _LayerHits, next_hits: _LayerHits
+) -> tuple[np.ndarray, np.ndarray]:
     height, width = hits.layer.shape
     flow = np.zeros((height, width, 2), np.float32)
     valid = np.zeros((height, width), bool)
@@ -120,12 +122,14 @@ def render_scene(scene: Scene) -> list[RenderedFrame]:
         current = hits[frame]
         flow, flow_valid = _forward_flow(scene, frame, current, hits[frame + 1])
         covered = current.layer >= 0
-        frames.append(RenderedFrame(
-            rgb=_colours(scene, current),
-            depth=np.where(covered, current.depth, 0.0).astype(np.float32),
-            classes=class_of[current.layer],
-            instances=instance_of[current.layer],
-            flow=flow,
-            flow_valid=flow_valid & covered,
-        ))
+        frames.append(
+            RenderedFrame(
+                rgb=_colours(scene, current),
+                depth=np.where(covered, current.depth, 0.0).astype(np.float32),
+                classes=class_of[current.layer],
+                instances=instance_of[current.layer],
+                flow=flow,
+                flow_valid=flow_valid & covered,
+            )
+        )
     return frames

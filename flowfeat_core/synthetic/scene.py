@@ -86,20 +86,33 @@ def _stuff_layers(rng: np.random.Generator, focal: float) -> list[PlanarLayer]:
     wall_scale = wall_depth / focal
     wall_w, wall_h = int(30.0 / wall_scale), int((10.5 + camera_height) / wall_scale)
     wall = PlanarLayer(
-        random_texture(rng, WALL, wall_h, wall_w), np.ones((wall_h, wall_w), np.uint8),
-        np.array([-15.0, -10.0, wall_depth]), np.array([wall_scale, 0, 0]), np.array([0, wall_scale, 0]),
-        np.zeros(3), WALL, 0)
+        random_texture(rng, WALL, wall_h, wall_w),
+        np.ones((wall_h, wall_w), np.uint8),
+        np.array([-15.0, -10.0, wall_depth]),
+        np.array([wall_scale, 0, 0]),
+        np.array([0, wall_scale, 0]),
+        np.zeros(3),
+        WALL,
+        0,
+    )
     floor_scale = 0.05
     floor_w, floor_h = int(30.0 / floor_scale), int((wall_depth + 0.2) / floor_scale)
     floor = PlanarLayer(
-        random_texture(rng, FLOOR, floor_h, floor_w), np.ones((floor_h, floor_w), np.uint8),
-        np.array([-15.0, camera_height, 0.3]), np.array([floor_scale, 0, 0]), np.array([0, 0, floor_scale]),
-        np.zeros(3), FLOOR, 0)
+        random_texture(rng, FLOOR, floor_h, floor_w),
+        np.ones((floor_h, floor_w), np.uint8),
+        np.array([-15.0, camera_height, 0.3]),
+        np.array([floor_scale, 0, 0]),
+        np.array([0, 0, floor_scale]),
+        np.zeros(3),
+        FLOOR,
+        0,
+    )
     return [wall, floor]
 
 
-def _object_layer(rng: np.random.Generator, camera: CameraPath, height: int, width: int,
-                  instance_id: int) -> PlanarLayer:
+def _object_layer(
+    rng: np.random.Generator, camera: CameraPath, height: int, width: int, instance_id: int
+) -> PlanarLayer:
     class_id = int(rng.choice(OBJECT_CLASSES))
     depth = rng.uniform(2.5, 6.0)
     focal = camera.intrinsics[0, 0]
@@ -114,12 +127,20 @@ def _object_layer(rng: np.random.Generator, camera: CameraPath, height: int, wid
     origin = centre - np.array([tex_w * scale / 2, tex_h * scale / 2, 0.0])
     velocity = np.array([rng.uniform(-0.1, 0.1), rng.uniform(-0.04, 0.04), rng.uniform(-0.08, 0.08)])
     return PlanarLayer(
-        random_texture(rng, class_id, tex_h, tex_w), cutout_mask(rng, CLASSES[class_id].shape, tex_h, tex_w),
-        origin, np.array([scale, 0, 0]), np.array([0, scale, 0]), velocity, class_id, instance_id)
+        random_texture(rng, class_id, tex_h, tex_w),
+        cutout_mask(rng, CLASSES[class_id].shape, tex_h, tex_w),
+        origin,
+        np.array([scale, 0, 0]),
+        np.array([0, scale, 0]),
+        velocity,
+        class_id,
+        instance_id,
+    )
 
 
-def random_scene(rng: np.random.Generator, height: int, width: int, frames: int,
-                 max_objects: int = 4) -> Scene:
+def random_scene(
+    rng: np.random.Generator, height: int, width: int, frames: int, max_objects: int = 4
+) -> Scene:
     """Wall, floor and 2..``max_objects`` moving objects under a random camera path."""
     if height < 16 or width < 16 or frames < 1:
         raise ValueError(f"scene needs at least 16x16 pixels and 1 frame, got {height}x{width}, {frames}")

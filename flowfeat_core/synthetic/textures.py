@@ -32,20 +32,52 @@ class SemanticClass:
 
 
 CLASSES: tuple[SemanticClass, ...] = (
-    SemanticClass("wall", (128, 64, 64), "full",
-                  (SKIMAGE_DATA / "brick.png", OPENCV_DATA / "building.jpg", OPENCV_DATA / "home.jpg")),
-    SemanticClass("floor", (64, 128, 64), "full",
-                  (SKIMAGE_DATA / "gravel.png", SKIMAGE_DATA / "grass.png", OPENCV_DATA / "board.jpg")),
-    SemanticClass("fruit", (230, 160, 20), "ellipse",
-                  (OPENCV_DATA / "fruits.jpg", OPENCV_DATA / "apple.jpg", OPENCV_DATA / "orange.jpg",
-                   OPENCV_DATA / "smarties.png")),
-    SemanticClass("picture", (40, 90, 220), "rectangle",
-                  (OPENCV_DATA / "starry_night.jpg", OPENCV_DATA / "baboon.jpg",
-                   SKIMAGE_DATA / "astronaut.png", SKIMAGE_DATA / "chelsea.png",
-                   SKIMAGE_DATA / "coffee.png")),
-    SemanticClass("paper", (220, 220, 220), "polygon",
-                  (OPENCV_DATA / "sudoku.png", OPENCV_DATA / "notes.png", SKIMAGE_DATA / "page.png",
-                   SKIMAGE_DATA / "text.png")),
+    SemanticClass(
+        "wall",
+        (128, 64, 64),
+        "full",
+        (SKIMAGE_DATA / "brick.png", OPENCV_DATA / "building.jpg", OPENCV_DATA / "home.jpg"),
+    ),
+    SemanticClass(
+        "floor",
+        (64, 128, 64),
+        "full",
+        (SKIMAGE_DATA / "gravel.png", SKIMAGE_DATA / "grass.png", OPENCV_DATA / "board.jpg"),
+    ),
+    SemanticClass(
+        "fruit",
+        (230, 160, 20),
+        "ellipse",
+        (
+            OPENCV_DATA / "fruits.jpg",
+            OPENCV_DATA / "apple.jpg",
+            OPENCV_DATA / "orange.jpg",
+            OPENCV_DATA / "smarties.png",
+        ),
+    ),
+    SemanticClass(
+        "picture",
+        (40, 90, 220),
+        "rectangle",
+        (
+            OPENCV_DATA / "starry_night.jpg",
+            OPENCV_DATA / "baboon.jpg",
+            SKIMAGE_DATA / "astronaut.png",
+            SKIMAGE_DATA / "chelsea.png",
+            SKIMAGE_DATA / "coffee.png",
+        ),
+    ),
+    SemanticClass(
+        "paper",
+        (220, 220, 220),
+        "polygon",
+        (
+            OPENCV_DATA / "sudoku.png",
+            OPENCV_DATA / "notes.png",
+            SKIMAGE_DATA / "page.png",
+            SKIMAGE_DATA / "text.png",
+        ),
+    ),
 )
 CLASS_NAMES: tuple[str, ...] = tuple(semantic.name for semantic in CLASSES)
 CLASS_COLORS: tuple[tuple[int, int, int], ...] = tuple(semantic.color for semantic in CLASSES)
@@ -86,7 +118,7 @@ def random_texture(rng: np.random.Generator, class_id: int, height: int, width: 
     crop_w = max(8, min(photo_w, int(crop_h * width / height)))
     top = int(rng.integers(0, photo_h - crop_h + 1))
     left = int(rng.integers(0, photo_w - crop_w + 1))
-    crop = photo[top:top + crop_h, left:left + crop_w]
+    crop = photo[top : top + crop_h, left : left + crop_w]
     if rng.random() < 0.5:
         crop = crop[:, ::-1]
     texture = cv2.resize(np.ascontiguousarray(crop), (width, height), interpolation=cv2.INTER_AREA)
@@ -106,8 +138,13 @@ def cutout_mask(rng: np.random.Generator, shape: str, height: int, width: int) -
         corners = int(rng.integers(5, 9))
         angles = np.sort(rng.uniform(0, 2 * np.pi, corners))
         radii = rng.uniform(0.6, 1.0, corners)
-        points = np.stack([width / 2 + (width / 2 - 1) * radii * np.cos(angles),
-                           height / 2 + (height / 2 - 1) * radii * np.sin(angles)], axis=1)
+        points = np.stack(
+            [
+                width / 2 + (width / 2 - 1) * radii * np.cos(angles),
+                height / 2 + (height / 2 - 1) * radii * np.sin(angles),
+            ],
+            axis=1,
+        )
         cv2.fillPoly(mask, [np.round(points).astype(np.int32)], 1)
     else:
         raise ValueError(f"unknown cut-out shape {shape!r}")

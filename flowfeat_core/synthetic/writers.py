@@ -38,7 +38,8 @@ def image_message(pixels: np.ndarray, encoding: str, stamp_ns: int, frame_id: st
     """A rosbags sensor_msgs/Image of rgb8 / mono8 / 32FC1 ``pixels`` (little endian, no padding)."""
     types = TYPESTORE.types
     header = types["std_msgs/msg/Header"](
-        types["builtin_interfaces/msg/Time"](stamp_ns // 1_000_000_000, stamp_ns % 1_000_000_000), frame_id)
+        types["builtin_interfaces/msg/Time"](stamp_ns // 1_000_000_000, stamp_ns % 1_000_000_000), frame_id
+    )
     dtype = {"rgb8": np.uint8, "mono8": np.uint8, "32FC1": np.dtype("<f4")}[encoding]
     array = np.ascontiguousarray(pixels, dtype=dtype)
     height, width = array.shape[:2]
@@ -46,8 +47,14 @@ def image_message(pixels: np.ndarray, encoding: str, stamp_ns: int, frame_id: st
     return types[IMAGE_MSGTYPE](header, height, width, encoding, 0, data.shape[1], data.reshape(-1))
 
 
-def write_sequence_bag(sequence: SyntheticSequence, path: str | Path, topics: BagTopics = BagTopics(),
-                       fps: float = 10.0, depth_delay_ns: int = 0, storage: str = "mcap") -> Path:
+def write_sequence_bag(
+    sequence: SyntheticSequence,
+    path: str | Path,
+    topics: BagTopics = BagTopics(),
+    fps: float = 10.0,
+    depth_delay_ns: int = 0,
+    storage: str = "mcap",
+) -> Path:
     """Write ``sequence`` as a rosbag2 bag directory; depth is stamped ``depth_delay_ns`` later
     than colour (as on real RGB-D cameras), labels exactly with colour."""
     path = Path(path)
@@ -56,14 +63,18 @@ def write_sequence_bag(sequence: SyntheticSequence, path: str | Path, topics: Ba
     plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}[storage]
     period_ns = round(1e9 / fps)
     with Writer(path, version=9, storage_plugin=plugin) as writer:
-        connections = {name: writer.add_connection(topic, IMAGE_MSGTYPE, typestore=TYPESTORE)
-                       for name, topic in vars(topics).items()}
+        connections = {
+            name: writer.add_connection(topic, IMAGE_MSGTYPE, typestore=TYPESTORE)
+            for name, topic in vars(topics).items()
+        }
         for index, frame in enumerate(sequence.frames):
             stamp = START_STAMP_NS + index * period_ns
-            messages = {"image": (frame.rgb, "rgb8", stamp),
-                        "depth": (frame.depth, "32FC1", stamp + depth_delay_ns),
-                        "labels": (frame.classes, "mono8", stamp),
-                        "instances": (frame.instances, "mono8", stamp)}
+            messages = {
+                "image": (frame.rgb, "rgb8", stamp),
+                "depth": (frame.depth, "32FC1", stamp + depth_delay_ns),
+                "labels": (frame.classes, "mono8", stamp),
+                "instances": (frame.instances, "mono8", stamp),
+            }
             for name, (pixels, encoding, message_stamp) in messages.items():
                 raw = TYPESTORE.serialize_cdr(image_message(pixels, encoding, message_stamp), IMAGE_MSGTYPE)
                 writer.write(connections[name], message_stamp, raw)
@@ -78,16 +89,24 @@ def write_sequence_folder(sequence: SyntheticSequence, folder: str | Path) -> Pa
     for index, frame in enumerate(sequence.frames):
         name = f"{index:06d}"
         depth_mm = np.clip(np.round(frame.depth * 1000.0), 0, 65535).astype(np.uint16)
-        writes = {"images": cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR), "depth": depth_mm,
-                  "labels": frame.classes, "instances": frame.instances}
+        writes = {
+            "images": cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR),
+            "depth": depth_mm,
+            "labels": frame.classes,
+            "instances": frame.instances,
+        }
         for sub, pixels in writes.items():
             if not cv2.imwrite(str(folder / sub / f"{name}.png"), pixels):
                 raise OSError(f"cannot write {folder / sub / name}.png")
         np.save(folder / "flow" / f"{name}.npy", frame.flow)
         cv2.imwrite(str(folder / "flow" / f"{name}_valid.png"), frame.flow_valid.astype(np.uint8) * 255)
-    meta = {"name": sequence.name, "intrinsics": sequence.intrinsics.tolist(),
-            "class_names": list(sequence.class_names),
-            "class_colors": [list(color) for color in sequence.class_colors],
-            "depth_png": "uint16 millimetres, 0 = invalid", "labels_ignore": 255}
+    meta = {
+        "name": sequence.name,
+        "intrinsics": sequence.intrinsics.tolist(),
+        "class_names": list(sequence.class_names),
+        "class_colors": [list(color) for color in sequence.class_colors],
+        "depth_png": "uint16 millimetres, 0 = invalid",
+        "labels_ignore": 255,
+    }
     (folder / "meta.json").write_text(json.dumps(meta, indent=2))
     return folder

@@ -1,0 +1,68 @@
+"""Probe checkpoints: one safetensors file, JSON metadata (spec, FlowFeat model, metrics). No pickle."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+
+from flowfeat_core.probes.heads import Probe, ProbeSpec
+
+FORMAT_KEY = "flowfeat_probe_format"
+FORMAT_VERSION = "1"
+
+
+class ProbeError(ValueError):
+    """A probe file cannot be used; the message is one line naming the file and the problem."""
+
+
+def save_probe(path: str | Path, probe: Probe) -> Path:
+    """Write ``probe`` (tensors, spec, ``model_info`` and ``metrics``) atomically to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    metadata = {
+        FORMAT_KEY: FORMAT_VERSION,
+        "spec": json.dumps(probe.spec.to_dict()),
+        "model": json.dumps(probe.model_info),
+        "metrics": json.dumps(probe.metrics),
+    }
+    tensors = {key: value.detach().cpu().contiguous() for key, value in probe.state_dict().items()}
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(handle)
+    try:
+        save_file(tensors, temporary, metadata=metadata)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+    return path
+
+
+def load_probe(path: str | Path) -> Probe:
+    """Rebuild a probe saved by :func:`save_probe` (in eval mode, on the CPU)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ProbeError(f"probe file not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise ProbeError(f"{path} is not a readable safetensors file: {error}") from None
+    if metadata.get(FORMAT_KEY) != FORMAT_VERSION:
+        raise ProbeError(f"{path} is not a flowfeat probe (no '{FORMAT_KEY}' metadata)")
+    try:
+        probe = Probe(ProbeSpec.from_dict(json.loads(metadata["spec"])))
+        probe.model_info = json.loads(metadata.get("model", "{}"))
+        probe.metrics = json.loads(metadata.get("metrics", "{}"))
+    except (KeyError, TypeError, ValueError) as error:
+        raise ProbeError(f"{path} has invalid probe metadata: {error}") from None
+    expected = probe.state_dict()
+    if set(tensors) != set(expected) or any(tensors[k].shape != expected[k].shape for k in expected):
+        raise ProbeError(f"{path}: tensors do not match the probe its metadata describes")
+    probe.load_state_dict(tensors)
+    return probe.eval()

@@ -1,0 +1,127 @@
+"""Train probes on frozen features: features are computed once per image, a fixed number of
+labelled pixels per image is kept, and the 1x1-convolution head is fitted on those pixels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from flowfeat_core.predictor import Predictor
+from flowfeat_core.probes.heads import Probe, ProbeSpec, assemble_inputs
+from flowfeat_core.probes.losses import METRIC_LAMBDA, RELATIVE_LAMBDA, silog_loss
+from flowfeat_core.probes.metrics import IGNORE_LABEL
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Optimisation of a probe head (Adam on pixel samples)."""
+
+    steps: int = 300
+    learning_rate: float = 3e-3
+    weight_decay: float = 1e-4
+    images_per_step: int = 16
+    seed: int = 0
+
+
+def features_of(predictor: Predictor, rgb: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """(dense, encoder) features of one RGB uint8 image, on the CPU, batch of one."""
+    encoder_features, dense = predictor.run(predictor.preprocess(rgb))
+    return dense.cpu(), encoder_features.cpu()
+
+
+def resize_target(target: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A depth or label map resized to ``size`` (height, width) by nearest neighbour."""
+    if target.shape[:2] == size:
+        return target
+    return cv2.resize(target, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
+
+
+def target_validity(task: str, target: np.ndarray) -> np.ndarray:
+    """Usable target pixels: finite positive depth, or labels other than 255."""
+    if task == "depth":
+        return np.isfinite(target) & (target > 0)
+    return target != IGNORE_LABEL
+
+
+@dataclass
+class PixelSamples:
+    """Per image, ``pixels`` sampled input vectors (C) with their targets; grows image by image."""
+
+    task: str
+    pixels: int
+    inputs: list[torch.Tensor] = field(default_factory=list)
+    targets: list[torch.Tensor] = field(default_factory=list)
+
+    def add(self, inputs: torch.Tensor, target: np.ndarray, rng: np.random.Generator) -> None:
+        """Sample from one image's assembled inputs (1 x C x H x W) and its target (H x W)."""
+        if inputs.shape[-2:] != target.shape:
+            raise ValueError(f"target {target.shape} does not match features {tuple(inputs.shape[-2:])}")
+        valid = np.flatnonzero(target_validity(self.task, target))
+        if valid.size == 0:
+            return
+        chosen = torch.from_numpy(rng.choice(valid, self.pixels, replace=valid.size < self.pixels))
+        flat = inputs[0].flatten(1)
+        self.inputs.append(flat[:, chosen].to(torch.float16))
+        values = target.reshape(-1)[chosen.numpy()]
+        dtype = torch.float32 if self.task == "depth" else torch.int64
+        self.targets.append(
+            torch.as_tensor(values.astype(np.float32 if self.task == "depth" else np.int64), dtype=dtype)
+        )
+
+
+def fit_probe(spec: ProbeSpec, samples: PixelSamples, config: FitConfig = FitConfig()) -> Probe:
+    """A probe of ``spec`` fitted on ``samples`` (input statistics standardised first)."""
+    if not samples.inputs:
+        raise ValueError("no labelled pixels to train the probe on")
+    inputs = torch.stack(samples.inputs).float()  # N x C x P
+    targets = torch.stack(samples.targets)  # N x P
+    if inputs.shape[1] != spec.in_channels:
+        raise ValueError(f"samples have {inputs.shape[1]} channels, the probe expects {spec.in_channels}")
+    if spec.task == "segmentation" and int(targets.max()) >= spec.out_channels:
+        raise ValueError(
+            f"labels contain class id {int(targets.max())} but only "
+            f"{spec.out_channels} class names were given (255 = ignore)"
+        )
+    torch.manual_seed(config.seed)
+    probe = Probe(spec)
+    probe.input_mean.copy_(inputs.mean(dim=(0, 2)))
+    probe.input_std.copy_(inputs.std(dim=(0, 2)).clamp_min(1e-4))
+    final = probe.head if spec.head == "linear" else probe.head[-1]
+    if spec.task == "depth":
+        with torch.no_grad():
+            final.bias.fill_(float(targets.log().mean()))
+    optimizer = torch.optim.AdamW(
+        probe.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    generator = torch.Generator().manual_seed(config.seed)
+    lam = METRIC_LAMBDA if spec.metric else RELATIVE_LAMBDA
+    for _ in range(config.steps):
+        batch = torch.randperm(len(inputs), generator=generator)[: config.images_per_step]
+        output = probe.raw_output(inputs[batch].unsqueeze(-1)).squeeze(-1)  # B x out x P
+        if spec.task == "depth":
+            target = targets[batch]
+            loss = silog_loss(output[:, 0], target.log(), target > 0, lam)
+        else:
+            loss = F.cross_entropy(output, targets[batch])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return probe.eval()
+
+
+def probe_inputs(probe_spec: ProbeSpec, dense: torch.Tensor, encoder_features: torch.Tensor) -> torch.Tensor:
+    """Assembled inputs for ``probe_spec`` from one image's features."""
+    return assemble_inputs(dense, encoder_features, probe_spec.dense_channels, probe_spec.encoder_channels)
+
+
+@torch.inference_mode()
+def predict_map(probe: Probe, dense: torch.Tensor, encoder_features: torch.Tensor) -> np.ndarray:
+    """Depth (H x W float32) or class ids (H x W uint8) of one image at the dense resolution."""
+    output = probe(dense, encoder_features)[0]
+    if probe.task == "depth":
+        return output[0].numpy().astype(np.float32)
+    return output.argmax(0).numpy().astype(np.uint8)
