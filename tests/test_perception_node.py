@@ -1,0 +1,245 @@
+"""End-to-end tests of the perception node (separate process) fed real vtest.avi frames by a real
+rclpy peer: outputs and headers, run-time parameters, model swaps and bad inputs."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header
+from std_srvs.srv import Trigger
+from test_perception_support import (
+    RELIABLE,
+    Camera,
+    Diagnostics,
+    Outputs,
+    PerceptionProcess,
+    base_params,
+    checkpoint,
+    make_checkpoint,
+    peer,
+    read_frames,
+    set_parameters,
+    spin_for,
+    spin_until,
+)
+
+from flowfeat_core.checkpoint import FORMAT_KEY
+from flowfeat_core.loading import load_model
+from flowfeat_core.predictor import Predictor
+from flowfeat_ros.image_conversion import image_msg_to_array
+from flowfeat_ros.video_publisher import pinhole_camera_info
+
+pytestmark = pytest.mark.ros
+NODE = "/pn/perception"
+__all__ = ["checkpoint", "peer"]  # fixtures used by this module
+
+
+@pytest.fixture(scope="module")
+def frames() -> list[np.ndarray]:
+    return read_frames(12, (320, 240))
+
+
+@pytest.fixture(scope="module")
+def node(checkpoint, tmp_path_factory) -> PerceptionProcess:
+    log = tmp_path_factory.mktemp("logs") / "perception.log"
+    process = PerceptionProcess(log, base_params(checkpoint, input_transport="both"), "/pn")
+    yield process
+    assert process.stop() == 0, process.output()
+
+
+@pytest.fixture(scope="module")
+def camera(peer, node) -> Camera:
+    cam = Camera(peer, "/pn")
+    spin_until(peer, lambda: cam.image.get_subscription_count() > 0, 60,
+               "the node to subscribe", node)
+    return cam
+
+
+@pytest.fixture(scope="module")
+def outputs(peer) -> Outputs:
+    return Outputs(peer, "/pn")
+
+
+def expected_features(checkpoint: Path, rgb: np.ndarray) -> np.ndarray:
+    predictor = Predictor(load_model(checkpoint), device="cpu", input_hw=(120, 160))
+    return predictor.predict(rgb, as_numpy=True)[0]
+
+
+def send_and_receive(peer, camera, outputs, rgb, node, topics=None, **send) -> Header:
+    """Send one frame and wait until every collected topic received its output."""
+    topics = topics or list(outputs.messages)
+    before = {t: outputs.count(t) for t in topics}
+    header = camera.send(rgb, **send)
+    spin_until(peer, lambda: all(outputs.count(t) > before[t] for t in topics), 30,
+               f"outputs on {topics}", node)
+    return header
+
+
+def test_outputs_keep_the_input_header_and_match_the_model(peer, node, camera, outputs, frames,
+                                                           checkpoint):
+    for index in (0, 5, 5):
+        header = send_and_receive(peer, camera, outputs, frames[index], node,
+                                  frame_id=f"cam{index}")
+        for topic, msgs in outputs.messages.items():
+            assert msgs[-1].header.frame_id == header.frame_id, topic
+            assert msgs[-1].header.stamp == header.stamp, topic
+    features, pca, info = (outputs.messages[t][-1] for t in outputs.messages)
+    assert (features.encoding, features.width, features.height) == ("32FC128", 160, 120)
+    assert features.step == 160 * 128 * 4
+    np.testing.assert_allclose(image_msg_to_array(features),
+                               expected_features(checkpoint, frames[5]), atol=2e-3)
+    assert (pca.encoding, pca.width, pca.height) == ("rgb8", 160, 120)
+    pcas = outputs.messages["flowfeat/features/pca"]
+    np.testing.assert_array_equal(image_msg_to_array(pcas[-1]), image_msg_to_array(pcas[-2]))
+    assert image_msg_to_array(pcas[-1]).std() > 10  # a real colouring, not a flat image
+    assert (info.width, info.height) == (160, 120)
+    input_fx = 160.0 / np.tan(np.radians(30.0))  # the 320x240 input's 60 degree pinhole
+    assert info.k[0] == pytest.approx(input_fx / 2)
+
+
+def test_runtime_parameters_valid_accepted_invalid_rejected(peer, node, camera, outputs, frames):
+    results = set_parameters(peer, NODE, output_width=80, feature_channels=8)
+    assert all(r.successful for r in results), results
+    spin_for(peer, 0.2)
+    outputs.clear()
+    send_and_receive(peer, camera, outputs, frames[1], node)
+    features = outputs.messages["flowfeat/features"][-1]
+    assert (features.encoding, features.width, features.height) == ("32FC8", 80, 60)
+    assert outputs.messages["flowfeat/camera_info"][-1].width == 80
+    rejected = {
+        "precision": ("fp64", "precision must be one of"),
+        "feature_channels": (500, "exceeds the model's 128"),
+        "checkpoint": ("/nonexistent/model.safetensors", "checkpoint not found"),
+        "device": ("tpu", "device 'tpu'"),
+        "input_height": (0, "input_width and input_height must be both 0"),
+        "qos_depth": (3, "read-only"),
+        "overlay_alpha": (1.5, "range"),
+        "depth_probe": ("/nonexistent/probe.safetensors", "does not exist"),
+    }
+    for name, (value, reason) in rejected.items():
+        [result] = set_parameters(peer, NODE, **{name: value})
+        assert not result.successful, name
+        assert reason in result.reason, (name, result.reason)
+    results = set_parameters(peer, NODE, output_width=0, feature_channels=0)
+    assert all(r.successful for r in results)
+    send_and_receive(peer, camera, outputs, frames[1], node)
+    assert outputs.messages["flowfeat/features"][-1].encoding == "32FC128"
+    assert node.alive()
+
+
+def stream_until(peer, camera, frames, condition, timeout, node) -> list[float]:
+    """Send frames at ~20 Hz until ``condition()``; returns the send times."""
+    deadline = time.monotonic() + timeout
+    sent = []
+    while not condition():
+        assert time.monotonic() < deadline, f"condition not met in {timeout} s\n{node.output()}"
+        camera.send(frames[len(sent) % len(frames)])
+        sent.append(time.monotonic())
+        spin_for(peer, 0.05)
+    return sent
+
+
+def test_checkpoint_swap_reload_and_bad_checkpoint_while_streaming(peer, node, camera, outputs,
+                                                                   frames, checkpoint, tmp_path):
+    diagnostics = Diagnostics(peer, NODE)
+    frame = frames[3]
+    second = make_checkpoint(tmp_path / "second.safetensors")
+    wanted = expected_features(second, frame)
+
+    def features_match(expected: np.ndarray) -> bool:
+        msgs = outputs.messages["flowfeat/features"]
+        return bool(msgs) and np.allclose(image_msg_to_array(msgs[-1]), expected, atol=2e-3)
+
+    outputs.clear()
+    stream_until(peer, camera, [frame], lambda: outputs.count("flowfeat/features/pca") >= 5, 30,
+                 node)
+    [result] = set_parameters(peer, NODE, checkpoint=str(second))
+    assert result.successful
+    stream_until(peer, camera, [frame], lambda: features_match(wanted), 30, node)
+    stream_until(peer, camera, [frame], lambda: outputs.count("flowfeat/features/pca") >= 30, 30,
+                 node)
+    gaps = np.diff(outputs.received["flowfeat/features/pca"])
+    assert gaps.max() < 1.5, f"output stopped for {gaps.max():.2f} s during the swap"
+
+    # A checkpoint with valid metadata but missing tensors passes validation, fails to load in
+    # the background, and is reverted while the running model keeps publishing.
+    tensors = load_file(str(second))
+    with safe_open(str(second), framework="pt") as handle:
+        metadata = handle.metadata()
+    assert FORMAT_KEY in metadata
+    broken = tmp_path / "broken.safetensors"
+    save_file({k: v for k, v in list(tensors.items())[:5]}, str(broken), metadata=metadata)
+    [result] = set_parameters(peer, NODE, checkpoint=str(broken))
+    assert result.successful  # accepted for loading; the failure comes from the loader
+    stream_until(peer, camera, [frame], lambda: "missing" in diagnostics.values.get(
+        "last_load_error", ""), 30, node)
+    assert diagnostics.values["model"] == str(second)
+    outputs.clear()
+    stream_until(peer, camera, [frame], lambda: outputs.count("flowfeat/features") >= 2, 30, node)
+    assert features_match(wanted)
+    assert "load failed, keeping" in node.output()
+
+    # ~/reload picks up a file replaced on disk.
+    make_checkpoint(second)
+    replaced = expected_features(second, frame)
+    client = peer.create_client(Trigger, f"{NODE}/reload")
+    spin_until(peer, client.service_is_ready, 20, "the reload service")
+    future = client.call_async(Trigger.Request())
+    spin_until(peer, future.done, 60, "reload")
+    assert future.result().success, future.result().message
+    assert "reloaded" in future.result().message
+    stream_until(peer, camera, [frame], lambda: features_match(replaced), 30, node)
+
+    # watch_checkpoint reloads on its own when the file changes.
+    assert set_parameters(peer, NODE, watch_checkpoint=True)[0].successful
+    time.sleep(1.1)  # a distinct modification time
+    make_checkpoint(second)
+    watched = expected_features(second, frame)
+    stream_until(peer, camera, [frame], lambda: features_match(watched), 30, node)
+    assert set_parameters(peer, NODE, watch_checkpoint=False,
+                          checkpoint=str(checkpoint))[0].successful
+
+
+def raw(header: Header, encoding: str, width: int, height: int, step: int, size: int) -> Image:
+    msg = Image(header=header, encoding=encoding, width=width, height=height, step=step)
+    msg.data = bytes(size)
+    return msg
+
+
+def test_bad_inputs_are_skipped_with_warnings_and_the_node_keeps_running(peer, node, camera,
+                                                                         outputs, frames):
+    diagnostics = Diagnostics(peer, NODE)
+    jpeg_pub = peer.create_publisher(CompressedImage, "/pn/image/compressed", RELIABLE)
+    spin_until(peer, lambda: jpeg_pub.get_subscription_count() > 0, 20, "compressed input")
+    bad_messages = {
+        "unsupported encoding": raw(camera.header(), "rgb9", 320, 240, 960, 960 * 240),
+        "step 100 is smaller": raw(camera.header(), "rgb8", 320, 240, 100, 100 * 240),
+        "expected >= 230400": raw(camera.header(), "rgb8", 320, 240, 960, 1000),
+        "zero-size image": raw(camera.header(), "rgb8", 0, 0, 0, 0),
+        "not a decodable jpeg": CompressedImage(header=camera.header(), format="jpeg",
+                                                data=b"\xff\xd8 definitely not a jpeg"),
+    }
+    for problem, msg in bad_messages.items():
+        (jpeg_pub if isinstance(msg, CompressedImage) else camera.image).publish(msg)
+        spin_until(peer, lambda p=problem: p in node.output(), 10, f"a warning about {problem}",
+                   node)
+        send_and_receive(peer, camera, outputs, frames[2], node)
+    wrong = pinhole_camera_info(640, 480, 60.0)
+    wrong.header = camera.header()
+    camera.info.publish(wrong)
+    spin_for(peer, 0.3)
+    before = outputs.count("flowfeat/features")
+    camera.send(frames[2], info=False)
+    spin_until(peer, lambda: "camera_info is 640x480 but the image is 320x240" in node.output(),
+               10, "the camera_info mismatch warning", node)
+    assert outputs.count("flowfeat/features") == before  # the frame was skipped
+    send_and_receive(peer, camera, outputs, frames[2], node)  # matching info again: processed
+    spin_until(peer, lambda: int(diagnostics.values.get("invalid_frames", 0)) >= 6, 10,
+               "invalid_frames in diagnostics", node)
+    assert node.alive()
