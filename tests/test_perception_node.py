@@ -62,8 +62,10 @@ def camera(peer, node) -> Camera:
 
 
 @pytest.fixture(scope="module")
-def outputs(peer) -> Outputs:
-    return Outputs(peer, "/pn")
+def outputs(peer, node) -> Outputs:
+    collector = Outputs(peer, "/pn")
+    spin_until(peer, collector.connected, 60, "output connections", node)
+    return collector
 
 
 def expected_features(checkpoint: Path, rgb: np.ndarray) -> np.ndarray:

@@ -179,6 +179,10 @@ class Outputs:
             self.received[topic].append(time.time())
         return collect
 
+    def connected(self) -> bool:
+        """True once the node's publisher of every collected topic is matched."""
+        return all(sub.get_publisher_count() > 0 for sub in self.subscriptions)
+
     def count(self, topic: str) -> int:
         return len(self.messages[topic])
 

@@ -1,0 +1,113 @@
+"""Real-time behaviour of the perception node (separate process): a 60 Hz camera into a slower
+model keeps latency bounded by dropping stale frames; several cameras share batches; outputs
+without subscribers are not computed."""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+import numpy as np
+import pytest
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from test_perception_support import (
+    Camera,
+    Diagnostics,
+    Outputs,
+    PerceptionProcess,
+    base_params,
+    checkpoint,
+    peer,
+    read_frames,
+    spin_for,
+    spin_until,
+    stamp_of,
+)
+
+pytestmark = pytest.mark.ros
+__all__ = ["checkpoint", "peer"]  # fixtures used by this module
+SENSOR_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
+
+
+def test_fast_camera_slow_model_drops_stale_frames_with_bounded_latency(peer, checkpoint,
+                                                                       tmp_path):
+    # 320x240 network input: several times slower than the 60 Hz camera on this CPU.
+    params = base_params(checkpoint, input_width=320, input_height=240)
+    del params["qos_reliability"], params["qos_depth"]  # default sensor-data QoS (best effort, 1)
+    node = PerceptionProcess(tmp_path / "rt.log", params, "/rt")
+    try:
+        camera = Camera(peer, "/rt", SENSOR_QOS)
+        outputs = Outputs(peer, "/rt", ("flowfeat/features/pca",))
+        diagnostics = Diagnostics(peer, "/rt/perception")
+        spin_until(peer, lambda: camera.image.get_subscription_count() > 0 and outputs.connected(),
+                   60, "connections", node)
+        frames = read_frames(8, (320, 240))
+        start = time.monotonic()
+        sent = 0
+        while time.monotonic() - start < 6.0:
+            camera.send(frames[sent % len(frames)])
+            sent += 1
+            spin_for(peer, max(0.0, start + sent / 60.0 - time.monotonic()))
+        spin_until(peer, lambda: diagnostics.values.get("dropped_frames", "0") != "0", 5,
+                   "diagnostics", node)
+        spin_for(peer, 1.0)
+    finally:
+        assert node.stop() == 0, node.output()
+    msgs = outputs.messages["flowfeat/features/pca"]
+    latencies = np.array(outputs.received["flowfeat/features/pca"]) - [stamp_of(m) for m in msgs]
+    send_rate = sent / 6.0
+    output_rate = len(msgs) / 6.0
+    assert send_rate > 50
+    assert len(msgs) > 2 and output_rate < 0.8 * send_rate, (len(msgs), sent)
+    assert int(diagnostics.values["dropped_frames"]) > 0.2 * sent
+    # A queue would make latency grow by ~(1 - output/send rate) s per second: > 3 s after 6 s.
+    assert np.percentile(latencies, 95) < 1.0, latencies
+    assert np.median(latencies[-5:]) < 1.0, latencies
+    stamps = [stamp_of(m) for m in msgs]
+    assert all(b > a for a, b in itertools.pairwise(stamps))  # newest first, no reorder
+
+
+def test_cameras_share_batches_and_unwatched_outputs_are_not_computed(peer, checkpoint, tmp_path):
+    params = base_params(checkpoint)
+    node = PerceptionProcess(tmp_path / "mc.log", params, "/mc", "-p",
+                             "cameras:=[left, right]")
+    try:
+        left, right = Camera(peer, "/mc/left"), Camera(peer, "/mc/right")
+        diagnostics = Diagnostics(peer, "/mc/perception")
+        spin_until(peer, lambda: right.image.get_subscription_count() > 0, 60, "subscription",
+                   node)
+        frames = read_frames(6)
+        # Only right's camera_info is wanted: the model never runs, left is not even decoded.
+        info_only = Outputs(peer, "/mc/right", ("flowfeat/camera_info",))
+        spin_until(peer, info_only.connected, 20, "output connection", node)
+        for index in range(10):
+            left.send(frames[index % 6])
+            right.send(frames[index % 6])
+            spin_for(peer, 0.05)
+        spin_until(peer, lambda: info_only.count("flowfeat/camera_info") >= 5, 20,
+                   "camera_info", node)
+        spin_until(peer, lambda: int(diagnostics.values.get("processed_frames", 0)) >= 5, 10,
+                   "diagnostics", node)
+        assert diagnostics.values["stage_model_ms"] == "0.000"
+        assert diagnostics.values.get("stage_decode_ms") is not None
+        first = (int(diagnostics.values["processed_frames"]), int(diagnostics.values["batches"]))
+        assert first[0] == first[1]  # one frame per batch: left was skipped entirely
+
+        outs = {side: Outputs(peer, f"/mc/{side}", ("flowfeat/features/pca",))
+                for side in ("left", "right")}
+        spin_until(peer, lambda: all(o.connected() for o in outs.values()), 20, "outputs", node)
+        for index in range(30):  # faster than the model, so pairs wait together
+            left.send(frames[index % 6], frame_id="left")
+            right.send(frames[index % 6], frame_id="right")
+            spin_for(peer, 0.02)
+        spin_until(peer, lambda: all(o.count("flowfeat/features/pca") >= 3 for o in outs.values()),
+                   20, "outputs of both cameras", node)
+        spin_for(peer, 1.0)
+    finally:
+        assert node.stop() == 0, node.output()
+    for side, out in outs.items():
+        assert {m.header.frame_id for m in out.messages["flowfeat/features/pca"]} == {side}
+    processed = int(diagnostics.values["processed_frames"]) - first[0]
+    batches = int(diagnostics.values["batches"]) - first[1]
+    assert float(diagnostics.values["stage_model_ms"]) > 0
+    assert processed > batches, (processed, batches)  # some batches held both cameras
