@@ -1,0 +1,77 @@
+"""Launch the FlowFeat perception node (and optionally the recorder) with config/perception.yaml.
+
+    ros2 launch flowfeat_ros perception.launch.py camera_topic:=/camera/image_raw \
+        checkpoint:=default device:=auto record:=true
+
+Without ROS 2 launch (PyPI install): ``python -m flowfeat_ros.launch_without_ros`` takes the
+same arguments and starts the same nodes with the same YAML.
+"""
+
+from pathlib import Path
+
+from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
+
+
+def _config_dir() -> Path:
+    try:
+        return Path(get_package_share_directory("flowfeat_ros")) / "config"
+    except PackageNotFoundError:  # run from a source checkout
+        return Path(__file__).resolve().parents[1] / "config"
+
+
+def generate_launch_description() -> LaunchDescription:
+    """Arguments: camera_topic, camera_info_topic, config, checkpoint, device, namespace,
+    use_sim_time, record, recorder_config."""
+    config_dir = _config_dir()
+    arguments = [
+        DeclareLaunchArgument("camera_topic", default_value="/camera/image_raw",
+                              description="input sensor_msgs/Image topic "
+                                          "(<topic>/compressed is the CompressedImage input)"),
+        DeclareLaunchArgument("camera_info_topic", default_value="/camera/camera_info",
+                              description="input sensor_msgs/CameraInfo topic"),
+        DeclareLaunchArgument("config", default_value=str(config_dir / "perception.yaml"),
+                              description="perception parameters YAML"),
+        DeclareLaunchArgument("checkpoint", default_value="default",
+                              description="'default', a .safetensors/.pth file or a released "
+                                          "weights name"),
+        DeclareLaunchArgument("device", default_value="auto", description="auto, cpu or cuda"),
+        DeclareLaunchArgument("namespace", default_value="", description="namespace of the nodes"),
+        DeclareLaunchArgument("use_sim_time", default_value="false",
+                              description="use /clock (rosbag playback)"),
+        DeclareLaunchArgument("record", default_value="false",
+                              description="also start recorder_node with recorder_config"),
+        DeclareLaunchArgument("recorder_config", default_value=str(config_dir / "recorder.yaml"),
+                              description="recorder parameters YAML"),
+    ]
+    camera_topic = LaunchConfiguration("camera_topic")
+    use_sim_time = ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)
+    perception = Node(
+        package="flowfeat_ros",
+        executable="perception_node",
+        name="perception",
+        namespace=LaunchConfiguration("namespace"),
+        parameters=[LaunchConfiguration("config"),
+                    {"checkpoint": LaunchConfiguration("checkpoint"),
+                     "device": LaunchConfiguration("device"),
+                     "use_sim_time": use_sim_time}],
+        remappings=[("image", camera_topic),
+                    ("image/compressed", [camera_topic, "/compressed"]),
+                    ("camera_info", LaunchConfiguration("camera_info_topic"))],
+        output="screen",
+    )
+    recorder = Node(
+        package="flowfeat_ros",
+        executable="recorder_node",
+        name="recorder",
+        namespace=LaunchConfiguration("namespace"),
+        parameters=[LaunchConfiguration("recorder_config"), {"use_sim_time": use_sim_time}],
+        condition=IfCondition(LaunchConfiguration("record")),
+        output="screen",
+    )
+    return LaunchDescription([*arguments, perception, recorder])
