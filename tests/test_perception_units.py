@@ -1,0 +1,84 @@
+"""Unit tests of the perception building blocks: newest-frame mailbox, settings validation and
+output rendering (no ROS graph needed)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from flowfeat_ros.perception import rendering
+from flowfeat_ros.perception.frame_mailbox import FrameMailbox
+from flowfeat_ros.perception.parameters import settings_from_values, validate_settings
+
+
+def test_mailbox_keeps_only_the_newest_frame_per_camera_and_counts_drops():
+    mailbox = FrameMailbox()
+    for index in range(5):
+        mailbox.put("a", index)
+    mailbox.put("b", "only")
+    frames = {f.camera: f.msg for f in mailbox.take_all(0.0)}
+    assert frames == {"a": 4, "b": "only"}
+    assert mailbox.dropped == {"a": 4} and mailbox.total_dropped() == 4
+    assert mailbox.take_all(0.0) == []
+
+
+def test_mailbox_wakes_a_waiting_worker():
+    mailbox = FrameMailbox()
+    threading.Timer(0.1, mailbox.put, ("a", 1)).start()
+    start = time.monotonic()
+    frames = mailbox.take_all(5.0)
+    assert [f.msg for f in frames] == [1] and time.monotonic() - start < 2.0
+
+
+@pytest.mark.parametrize(("change", "reason"), [
+    ({"precision": "fp8"}, "precision must be one of"),
+    ({"input_transport": "udp"}, "input_transport must be one of"),
+    ({"depth_min": 5.0, "depth_max": 1.0}, "depth_max must be greater"),
+    ({"cameras": ["a", "a"]}, "distinct"),
+    ({"checkpoint": "no_such_weights"}, "neither 'default'"),
+    ({"pca_basis": "/nonexistent.safetensors"}, "pca_basis"),
+])
+def test_invalid_settings_give_a_reason(change, reason):
+    assert reason in validate_settings(settings_from_values(change))
+
+
+def test_default_settings_are_valid():
+    assert validate_settings(settings_from_values({})) is None
+
+
+def test_output_size_rules():
+    assert rendering.output_size(0, 0, (480, 640), (240, 320)) == (240, 320)
+    assert rendering.output_size(160, 0, (480, 640), (240, 320)) == (120, 160)
+    assert rendering.output_size(0, 60, (480, 640), (240, 320)) == (60, 80)
+    assert rendering.output_size(50, 70, (480, 640), (240, 320)) == (70, 50)
+
+
+def test_projection_is_fixed_after_fitting():
+    generator = torch.Generator().manual_seed(0)
+    first = torch.randn(1, 16, 12, 10, generator=generator)
+    projection = rendering.FeatureProjection.fit(first, 4)
+    later = torch.randn(1, 16, 12, 10, generator=generator)
+    assert projection.reduce(later, 4).shape == (1, 4, 12, 10)
+    np.testing.assert_array_equal(projection.colorize(later), projection.colorize(later))
+    refit = rendering.FeatureProjection.fit(later, 4)
+    assert not np.array_equal(projection.colorize(later), refit.colorize(later))
+
+
+def test_depth_colours_and_class_ids():
+    depth = np.linspace(1, 10, 200, dtype=np.float32).reshape(10, 20)
+    colours = rendering.colorize_depth(depth, 1.0, 10.0)
+    assert colours.shape == (10, 20, 3) and colours.dtype == np.uint8
+    assert colours[0, 0, 0] > colours[0, 0, 2] and colours[-1, -1, 2] > colours[-1, -1, 0]
+    logits = torch.zeros(1, 300, 4, 4)
+    logits[0, 299] = 1.0
+    ids = rendering.class_ids(logits, (8, 8))
+    assert ids.dtype == np.uint16 and ids.shape == (1, 8, 8) and (ids == 299).all()
+    assert rendering.class_ids(logits[:, :3], (4, 4)).dtype == np.uint8
+    colors = np.array([[255, 0, 0], [0, 255, 0]], dtype=np.uint8)
+    overlay = rendering.overlay_classes(np.zeros((2, 2, 3), np.uint8), np.ones((2, 2), np.uint8),
+                                        colors, 0.5)
+    assert (overlay[..., 1] == 128).all() and (overlay[..., 0] == 0).all()
