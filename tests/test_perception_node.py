@@ -32,6 +32,7 @@ from test_perception_support import (
 from flowfeat_core.checkpoint import FORMAT_KEY
 from flowfeat_core.loading import load_model
 from flowfeat_core.predictor import Predictor
+from flowfeat_core.probes import Probe, ProbeSpec, save_probe
 from flowfeat_ros.image_conversion import image_msg_to_array
 from flowfeat_ros.video_publisher import pinhole_camera_info
 
@@ -245,3 +246,35 @@ def test_bad_inputs_are_skipped_with_warnings_and_the_node_keeps_running(peer, n
     spin_until(peer, lambda: int(diagnostics.values.get("invalid_frames", 0)) >= 6, 10,
                "invalid_frames in diagnostics", node)
     assert node.alive()
+
+
+def test_depth_and_segmentation_probes_load_at_run_time_and_publish(peer, node, camera, frames,
+                                                                    tmp_path):
+    depth_file = save_probe(tmp_path / "depth.safetensors", Probe(ProbeSpec(
+        task="depth", head="linear", dense_channels=128, encoder_channels=0)))
+    seg_file = save_probe(tmp_path / "seg.safetensors", Probe(ProbeSpec(
+        task="segmentation", head="linear", dense_channels=128, encoder_channels=0,
+        class_names=("ground", "person", "wall"),
+        class_colors=((0, 0, 255), (255, 0, 0), (0, 255, 0)))))
+    [wrong_task] = set_parameters(peer, NODE, depth_probe=str(seg_file))
+    assert wrong_task.successful  # exists; the loader finds the wrong task and reverts
+    spin_until(peer, lambda: "not a depth probe" in node.output(), 30, "wrong-task error", node)
+    results = set_parameters(peer, NODE, depth_probe=str(depth_file),
+                             segmentation_probe=str(seg_file))
+    assert all(r.successful for r in results)
+    spin_until(peer, lambda: f"segmentation={seg_file}" in node.output(), 30, "probes loaded",
+               node)
+    probes = Outputs(peer, "/pn", ("flowfeat/depth", "flowfeat/depth/colored",
+                                   "flowfeat/segmentation", "flowfeat/segmentation/overlay"))
+    spin_until(peer, probes.connected, 20, "probe outputs", node)
+    header = send_and_receive(peer, camera, probes, frames[4], node, frame_id="probe")
+    depth, coloured, seg, overlay = (probes.messages[t][-1] for t in probes.messages)
+    for msg in (depth, coloured, seg, overlay):
+        assert (msg.header.stamp, msg.header.frame_id) == (header.stamp, "probe")
+        assert (msg.width, msg.height) == (160, 120)
+    assert (depth.encoding, coloured.encoding) == ("32FC1", "rgb8")
+    assert (seg.encoding, overlay.encoding) == ("mono8", "rgb8")
+    depth_values = image_msg_to_array(depth)
+    assert np.isfinite(depth_values).all() and (depth_values > 0).all()  # exp(log-depth)
+    assert image_msg_to_array(seg).max() <= 2
+    assert set_parameters(peer, NODE, depth_probe="", segmentation_probe="")[0].successful
