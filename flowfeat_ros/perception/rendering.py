@@ -60,17 +60,23 @@ class FeatureProjection:
         """Fit on B x C x H x W features with enough components for ``channels`` and colours."""
         return cls(FeaturePCA.fit(dense, max(3, channels)))
 
+    def _project(self, dense: torch.Tensor, channels: int) -> torch.Tensor:
+        """B x C x H x W -> B x H x W x channels, as one matrix product over pixels (the
+        model's channels-last output makes the permute free)."""
+        basis = self.pca.basis[:, :channels].to(dense.device)
+        offset = self.pca.mean.to(dense.device) @ basis  # centre after projecting: one pass
+        return dense.permute(0, 2, 3, 1) @ basis - offset
+
     def reduce(self, dense: torch.Tensor, channels: int) -> torch.Tensor:
         """B x C x H x W -> B x channels x H x W (coordinates in the PCA basis)."""
-        mean = self.pca.mean.to(dense.device).view(1, -1, 1, 1)
-        basis = self.pca.basis[:, :channels].to(dense.device)
-        return torch.einsum("bchw,ck->bkhw", dense - mean, basis)
+        return self._project(dense, channels).permute(0, 3, 1, 2)
 
     def colorize(self, dense: torch.Tensor) -> np.ndarray:
-        """B x C x H x W -> B x H x W x 3 uint8 RGB from the first three components."""
-        colour = FeaturePCA(self.pca.mean, self.pca.basis[:, :3], self.pca.low[:3],
-                            self.pca.high[:3])
-        return colour.colorize(dense)
+        """B x C x H x W -> B x H x W x 3 uint8 RGB from the first three components, scaled
+        by the fitting set's 1st..99th percentiles."""
+        low, high = self.pca.low[:3].to(dense.device), self.pca.high[:3].to(dense.device)
+        scaled = ((self._project(dense, 3) - low) / (high - low).clamp_min(1e-6)).clamp(0, 1)
+        return (scaled * 255 + 0.5).to(torch.uint8).cpu().numpy()
 
 
 def colorize_depth(depth: np.ndarray, low: float, high: float) -> np.ndarray:

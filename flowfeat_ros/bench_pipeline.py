@@ -1,0 +1,109 @@
+"""Benchmark (not a test): end-to-end latency and output rate of the perception node at 640x480.
+
+Starts perception_node (config/perception.yaml) in a subprocess, publishes vtest.avi frames
+resized to 640x480 at ``--camera-hz``, subscribes to the chosen outputs, and after a warm-up
+reports per run: output rate, stamp->receive latency (median/p95), the node's stamp->publish
+latency and per-stage timings from /diagnostics and the share of time spent outside the model.
+
+    python -m flowfeat_ros.bench_pipeline --checkpoint default --runs 3 --seconds 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+
+import cv2
+import rclpy
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+
+from flowfeat_ros.image_conversion import rgb8_to_msg
+from flowfeat_ros.launch_without_ros import CONFIG_DIR
+from flowfeat_ros.perception.stream_monitor import StreamMonitor
+
+VIDEO = "/usr/share/doc/opencv-doc/examples/data/vtest.avi"
+
+
+def _frames(count: int) -> list:
+    capture = cv2.VideoCapture(VIDEO)
+    frames = []
+    while len(frames) < count:
+        ok, bgr = capture.read()
+        if not ok:
+            raise SystemExit(f"bench_pipeline: cannot read {VIDEO}")
+        frames.append(cv2.cvtColor(cv2.resize(bgr, (640, 480)), cv2.COLOR_BGR2RGB))
+    return frames
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the benchmark and print one line per run plus the medians."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", default="default")
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--warmup", type=float, default=5.0)
+    p.add_argument("--camera-hz", type=float, default=30.0)
+    p.add_argument("--outputs", default="features,features/pca",
+                   help="comma-separated outputs under /flowfeat to subscribe to")
+    p.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE")
+    args = p.parse_args(argv)
+    command = [sys.executable, "-m", "flowfeat_ros.perception_node", "--ros-args",
+               "--params-file", str(CONFIG_DIR / "perception.yaml"),
+               "-p", f"checkpoint:={args.checkpoint}", "-p", "device:=cpu"]
+    for param in args.param:
+        command += ["-p", param]
+    node_proc = subprocess.Popen(command)
+    rclpy.init()
+    node = rclpy.create_node("flowfeat_bench")
+    topics = [f"/flowfeat/{name.strip()}" for name in args.outputs.split(",")]
+    monitor = StreamMonitor(node, topics)
+    camera = node.create_publisher(Image, "/image",
+                                   QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
+    frames = _frames(30)
+    results = []
+    try:
+        for run in range(args.runs):
+            monitor.reset()
+            start = time.monotonic()
+            sent = 0
+            measuring = False
+            while time.monotonic() - start < args.warmup + args.seconds:
+                if node_proc.poll() is not None:
+                    raise SystemExit(f"bench_pipeline: perception_node exited ({node_proc.returncode})")
+                if not measuring and time.monotonic() - start >= args.warmup:
+                    monitor.reset()
+                    measuring = True
+                header = Header(stamp=node.get_clock().now().to_msg(), frame_id="bench")
+                camera.publish(rgb8_to_msg(frames[sent % len(frames)], header))
+                sent += 1
+                deadline = start + sent / args.camera_hz
+                while time.monotonic() < deadline:
+                    rclpy.spin_once(node, timeout_sec=max(0.0, deadline - time.monotonic()))
+            d = monitor.diagnostics
+            median, p95 = monitor.latency_ms(topics[0])
+            result = {"rate_hz": monitor.rate_hz(topics[0]), "receive_ms": median,
+                      "receive_p95_ms": p95,
+                      "publish_ms": float(d.get("latency_stamp_ms_median", "nan")),
+                      "outside_share": float(d.get("outside_model_share", "nan"))}
+            results.append(result)
+            stages = ", ".join(f"{k[6:-3]} {v}" for k, v in d.items() if k.startswith("stage_"))
+            print(f"run {run + 1}: output {result['rate_hz']:.2f} Hz, stamp->receive median "
+                  f"{median:.1f} ms p95 {p95:.1f} ms, stamp->publish median "
+                  f"{result['publish_ms']:.1f} ms, outside model {result['outside_share']:.1%}; "
+                  f"stages ms: {stages}; dropped {d.get('dropped_frames')}")
+    finally:
+        node_proc.send_signal(2)
+        node_proc.wait(timeout=20)
+        node.destroy_node()
+        rclpy.try_shutdown()
+    print("median over runs: " + ", ".join(
+        f"{key} {statistics.median(r[key] for r in results):.3f}" for key in results[0]))
+
+
+if __name__ == "__main__":
+    main()
