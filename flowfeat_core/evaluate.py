@@ -69,7 +69,9 @@ def _train_probes(predictor: Predictor, sequences: list[SyntheticSequence], args
     samples: dict[tuple[str, str], PixelSamples] = {}
     specs = {}
     for index, sequence in enumerate(sequences):
-        for frame, (dense, encoder) in zip(sequence.frames, _features(predictor, sequence), strict=True):
+        for frame_index, (frame, (dense, encoder)) in enumerate(
+            zip(sequence.frames, _features(predictor, sequence), strict=True)
+        ):
             for choice in FEATURES:
                 for task_index, (task, target) in enumerate(
                     (("depth", frame.depth), ("segmentation", frame.classes))
@@ -80,7 +82,7 @@ def _train_probes(predictor: Predictor, sequences: list[SyntheticSequence], args
                             task, args.head, choice, dense, encoder, True, CLASS_NAMES, CLASS_COLORS
                         )
                         samples[key] = PixelSamples(task, args.pixels_per_image)
-                    rng = np.random.default_rng([args.seed, index, task_index])
+                    rng = np.random.default_rng([args.seed, index, frame_index, task_index])
                     samples[key].add(probe_inputs(specs[key], dense, encoder), target, rng)
     config = FitConfig(steps=args.steps, seed=args.seed)
     return {key: fit_probe(specs[key], samples[key], config) for key in specs}
