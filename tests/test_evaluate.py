@@ -1,0 +1,81 @@
+"""J&F and metrics on hand-made masks; the evaluate CLI end to end on a tiny setting."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from flowfeat_core.evaluate import main as evaluate_main
+from flowfeat_core.probes.metrics import DepthMetrics, SegmentationMetrics
+from flowfeat_core.probes.propagation import jf_scores
+
+
+def _square(top: int, left: int, side: int = 10, size: int = 40) -> np.ndarray:
+    mask = np.zeros((size, size), np.uint8)
+    mask[top : top + side, left : left + side] = 1
+    return mask
+
+
+def test_jf_of_hand_made_masks():
+    truth = [_square(5, 5), _square(5, 5), _square(20, 20)]
+    perfect = jf_scores(truth, truth, [1])
+    assert perfect == {"j": 1.0, "f": 1.0, "jf": 1.0}
+    shifted = [truth[0], _square(5, 10), _square(0, 0)]  # frame 1: half overlap; frame 2: disjoint
+    scores = jf_scores(shifted, truth, [1])
+    assert scores["j"] == pytest.approx((50 / 150 + 0.0) / 2)
+    assert 0.0 < scores["f"] < 1.0
+    assert scores["jf"] == pytest.approx((scores["j"] + scores["f"]) / 2)
+    with pytest.raises(ValueError, match="no object"):
+        jf_scores(truth, truth, [])
+
+
+def test_depth_and_segmentation_metrics_by_hand():
+    depth = DepthMetrics()
+    target = np.array([[1.0, 2.0], [4.0, 0.0]], np.float32)
+    depth.add(np.array([[1.0, 2.0], [5.0, 9.0]], np.float32), target, target > 0)
+    result = depth.result()
+    assert result["abs_rel"] == pytest.approx(0.25 / 3)
+    assert result["rmse"] == pytest.approx(np.sqrt(1 / 3))
+    assert result["delta1"] == pytest.approx(2 / 3)  # 5 / 4 = 1.25 is not below 1.25
+    segmentation = SegmentationMetrics(2)
+    labels = np.array([[0, 0, 1, 1]] * 4, np.uint8)
+    segmentation.add(labels, labels)
+    assert segmentation.result()["miou"] == 1.0 and segmentation.result()["boundary_f"] == 1.0
+    ignored = labels.copy()
+    ignored[:, 0] = 255
+    wrong = np.ones_like(labels)
+    segmentation = SegmentationMetrics(2)
+    segmentation.add(wrong, ignored)
+    assert segmentation.result()["miou"] == pytest.approx(0.5 * (0 + 8 / 12))
+
+
+def test_evaluate_cli_tiny_json(capsys):
+    args = [
+        "--model",
+        "embedded-untrained",
+        "--train-sequences",
+        "1",
+        "--test-sequences",
+        "1",
+        "--frames",
+        "3",
+        "--height",
+        "64",
+        "--width",
+        "80",
+        "--steps",
+        "10",
+        "--json",
+    ]
+    assert evaluate_main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report["results"]) == {"flowfeat", "bilinear", "trivial"}
+    for name in ("flowfeat", "bilinear"):
+        values = report["results"][name]
+        assert 0 <= values["miou"] <= 1 and values["abs_rel"] > 0
+        assert values["jf"] is None or 0 <= values["jf"] <= 1
+    assert report["teacher_flow_epe"]["dis"]["epe"] < report["teacher_flow_epe"]["dis"]["zero_flow_epe"]
+    assert evaluate_main(["--model", "/nonexistent.safetensors"]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
