@@ -19,7 +19,7 @@ CONSOLE_SCRIPTS = [
     "video_publisher = flowfeat_ros.video_publisher:main",
     "flowfeat_train = flowfeat_core.train:main",
     "flowfeat_bench = flowfeat_core.bench:main",
-    "flowfeat_video_features = flowfeat_core.video_features:main",
+    "flowfeat_export_default = flowfeat_core.embedded:main",
     "flowfeat_probe = flowfeat_core.probe:main",
     "flowfeat_evaluate = flowfeat_core.evaluate:main",
 ]
@@ -39,13 +39,14 @@ setup(
     license=manifest_text("license"),
     python_requires=">=3.10",
     packages=find_packages(exclude=["tests", "tests.*"]),
+    package_data={"flowfeat_core": ["weights/*.safetensors"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE_NAME}"]),
         (SHARE_DIR, ["package.xml"]),
         (f"{SHARE_DIR}/launch", sorted(glob("launch/*.launch.py"))),
         (f"{SHARE_DIR}/config", sorted(glob("config/*.yaml"))),
     ],
-    zip_safe=True,
+    zip_safe=False,
     extras_require={"test": ["pytest"]},
     entry_points={"console_scripts": CONSOLE_SCRIPTS},
 )

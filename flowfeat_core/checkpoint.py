@@ -28,11 +28,7 @@ def save_checkpoint(path: str | Path, model: FlowFeat, provenance: dict | None =
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    metadata = {
-        FORMAT_KEY: FORMAT_VERSION,
-        CONFIG_KEY: json.dumps(model.config.to_dict()),
-        PROVENANCE_KEY: json.dumps(provenance or {}),
-    }
+    metadata = write_metadata(model.config, provenance)
     tensors = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(handle)
@@ -43,6 +39,15 @@ def save_checkpoint(path: str | Path, model: FlowFeat, provenance: dict | None =
         if os.path.exists(temporary):
             os.unlink(temporary)
     return path
+
+
+def write_metadata(config: ModelConfig, provenance: dict | None) -> dict[str, str]:
+    """The safetensors header metadata of our checkpoints."""
+    return {
+        FORMAT_KEY: FORMAT_VERSION,
+        CONFIG_KEY: json.dumps(config.to_dict()),
+        PROVENANCE_KEY: json.dumps(provenance or {}),
+    }
 
 
 def read_checkpoint_metadata(path: str | Path) -> tuple[ModelConfig, dict]:

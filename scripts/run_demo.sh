@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Set up (idempotent), then extract FlowFeat features from OpenCV's sample video into outputs/demo.
-# Extra arguments go to `python -m flowfeat_core.video_features`.
+# Set up (idempotent), then run the live perception pipeline on OpenCV's sample video: a
+# video_publisher node plays vtest.avi as a camera into the perception node (built-in default
+# model); throughput and latency are printed and output images saved to outputs/perception_demo.
+# Extra arguments go to `python -m flowfeat_ros.demo` (see --help).
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -10,7 +12,4 @@ cd "$REPO_ROOT"
 export VIRTUAL_ENV="$REPO_ROOT/.venv"
 export PATH="$VIRTUAL_ENV/bin:$PATH"
 
-python -m flowfeat_core.video_features \
-    --video /usr/share/doc/opencv-doc/examples/data/vtest.avi \
-    --out outputs/demo \
-    "$@"
+python -m flowfeat_ros.demo --seconds 20 --out outputs/perception_demo "$@"

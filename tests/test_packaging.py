@@ -45,7 +45,7 @@ CONSOLE_SCRIPTS = {
     "video_publisher": "flowfeat_ros.video_publisher:main",
     "flowfeat_train": "flowfeat_core.train:main",
     "flowfeat_bench": "flowfeat_core.bench:main",
-    "flowfeat_video_features": "flowfeat_core.video_features:main",
+    "flowfeat_export_default": "flowfeat_core.embedded:main",
     "flowfeat_probe": "flowfeat_core.probe:main",
     "flowfeat_evaluate": "flowfeat_core.evaluate:main",
 }
@@ -80,9 +80,21 @@ def install_prefix(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) ->
             shutil.copy2(origin, source / name)
     prefix = workdir / "prefix"
     # --ignore-installed: without it pip uninstalls the venv's own (editable) flowfeat_ros.
-    command = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation",
-               "--ignore-installed", "--no-index", "--disable-pip-version-check", "--quiet",
-               "--prefix", str(prefix), str(source)]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--no-deps",
+        "--no-build-isolation",
+        "--ignore-installed",
+        "--no-index",
+        "--disable-pip-version-check",
+        "--quiet",
+        "--prefix",
+        str(prefix),
+        str(source),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, f"pip install failed:\n{result.stdout}\n{result.stderr}"
     return prefix
@@ -119,18 +131,14 @@ def test_setup_cfg_puts_executables_where_ros2_run_finds_them(repo_root: Path) -
 def test_install_puts_ament_files_in_share(repo_root: Path, install_prefix: Path) -> None:
     share = install_prefix / "share"
     assert (share / "ament_index/resource_index/packages" / PACKAGE_NAME).is_file()
-    assert (share / PACKAGE_NAME / "package.xml").read_bytes() == (
-        repo_root / "package.xml"
-    ).read_bytes()
+    assert (share / PACKAGE_NAME / "package.xml").read_bytes() == (repo_root / "package.xml").read_bytes()
     for folder, pattern in (("launch", "*.launch.py"), ("config", "*.yaml")):
         expected = sorted(path.name for path in (repo_root / folder).glob(pattern))
         installed = sorted(path.name for path in (share / PACKAGE_NAME / folder).glob(pattern))
         assert installed == expected, folder
 
 
-def test_install_takes_version_from_manifest(
-    manifest: ElementTree.Element, install_prefix: Path
-) -> None:
+def test_install_takes_version_from_manifest(manifest: ElementTree.Element, install_prefix: Path) -> None:
     version = manifest.findtext("version")
     assert (site_packages(install_prefix) / f"{PACKAGE_NAME}-{version}.dist-info").is_dir()
 
@@ -149,8 +157,7 @@ def test_installed_copy_imports_with_all_subpackages(repo_root: Path, install_pr
     installed_root = site_packages(install_prefix)
     env = {**os.environ, "PYTHONPATH": str(installed_root)}
     printed = run_python(
-        "import flowfeat_core, flowfeat_ros; print(flowfeat_core.__file__); "
-        "print(flowfeat_ros.__file__)",
+        "import flowfeat_core, flowfeat_ros; print(flowfeat_core.__file__); print(flowfeat_ros.__file__)",
         cwd=install_prefix,
         env=env,
     )
@@ -166,6 +173,9 @@ def test_installed_copy_imports_with_all_subpackages(repo_root: Path, install_pr
             for path in (installed_root / package).rglob("__init__.py")
         )
         assert installed_packages == source_packages
+    shipped = sorted(path.name for path in (repo_root / "flowfeat_core/weights").glob("*.safetensors"))
+    installed = sorted(path.name for path in (installed_root / "flowfeat_core/weights").glob("*.safetensors"))
+    assert shipped and installed == shipped
 
 
 def test_flowfeat_core_never_imports_rclpy(repo_root: Path) -> None:
@@ -209,9 +219,7 @@ def test_ci_mode_turns_skips_into_failures(repo_root: Path, tmp_path: Path) -> N
     outcomes = {}
     for ci in ("true", ""):
         env = {**os.environ, "CI": ci}
-        result = subprocess.run(
-            command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
-        )
+        result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
         outcomes[ci] = (result.returncode, result.stdout)
     ci_status, ci_output = outcomes["true"]
     assert ci_status == pytest.ExitCode.TESTS_FAILED, ci_output
