@@ -1,4 +1,4 @@
-"""Turning a batch of (frame, teacher flow) into the two cropped views of the method."""
+"""Moving a batch of distillation views to the device, normalised for the encoder."""
 
 from __future__ import annotations
 
@@ -6,12 +6,10 @@ from dataclasses import dataclass
 
 import torch
 
-from flowfeat_core.crops import crop_resample
-
 
 @dataclass
 class TwoViews:
-    """Crops of the same frames and of their teacher flow, resampled to the input size."""
+    """Normalised crops (B x 3 x S x S) and their teacher flow (B x 2 x S x S)."""
 
     image1: torch.Tensor
     image2: torch.Tensor
@@ -19,21 +17,17 @@ class TwoViews:
     flow2: torch.Tensor
 
 
-def normalise_frames(frames: torch.Tensor, mean: tuple, std: tuple) -> torch.Tensor:
-    """B x 3 x H x W uint8 RGB -> normalised float."""
-    mean_t = torch.tensor(mean, device=frames.device).view(1, 3, 1, 1)
-    std_t = torch.tensor(std, device=frames.device).view(1, 3, 1, 1)
-    return (frames.float() / 255.0 - mean_t) / std_t
+def to_views(batch: dict[str, torch.Tensor], device: torch.device, mean: tuple, std: tuple) -> TwoViews:
+    """Batch of :class:`DistillationViews` items -> :class:`TwoViews` on ``device``."""
+    mean_t = torch.tensor(mean, device=device).view(1, 3, 1, 1) * 255.0
+    std_t = torch.tensor(std, device=device).view(1, 3, 1, 1) * 255.0
 
+    def image(key: str) -> torch.Tensor:
+        return (batch[key].to(device, non_blocking=True) - mean_t) / std_t
 
-def two_views(
-    images: torch.Tensor, flow: torch.Tensor, theta1: torch.Tensor, theta2: torch.Tensor, size: int
-) -> TwoViews:
-    """Crop images and flow with the same affine grids (one pair of thetas per sample)."""
-    out_hw = (size, size)
     return TwoViews(
-        crop_resample(images, theta1, out_hw),
-        crop_resample(images, theta2, out_hw),
-        crop_resample(flow, theta1, out_hw),
-        crop_resample(flow, theta2, out_hw),
+        image("image1"),
+        image("image2"),
+        batch["flow1"].to(device, non_blocking=True),
+        batch["flow2"].to(device, non_blocking=True),
     )

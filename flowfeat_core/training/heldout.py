@@ -13,10 +13,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from flowfeat_core.crops import fixed_center_crops
 from flowfeat_core.distill import apply_motion_profile, distillation_losses, solve_motion_profile
 from flowfeat_core.model import FlowFeat
-from flowfeat_core.training.batches import normalise_frames, two_views
+from flowfeat_core.training.batches import to_views
 
 
 @dataclass(frozen=True)
@@ -40,16 +39,13 @@ def _epe(
 def evaluate_heldout(
     model: FlowFeat, batches: Iterable[dict[str, torch.Tensor]], input_size: int
 ) -> HeldOutScores:
-    """Score ``model`` on batches of {"frame": B x 3 x H x W uint8, "flow": B x 2 x H x W}."""
+    """Score ``model`` on batches of :class:`DistillationViews` items (use ``fixed_crops``)."""
     model.eval()
     device = next(model.decoder.parameters()).device
     size_hw = (input_size, input_size)
     losses, dense_errors, bilinear_errors = [], [], []
     for batch in batches:
-        frames = normalise_frames(batch["frame"].to(device), model.config.mean, model.config.std)
-        flow = batch["flow"].to(device)
-        theta1, theta2 = fixed_center_crops(frames.shape[0], tuple(frames.shape[-2:]))
-        views = two_views(frames, flow, theta1, theta2, input_size)
+        views = to_views(batch, device, model.config.mean, model.config.std)
         multiscale1, coarse1 = model.encode(views.image1)
         multiscale2, coarse2 = model.encode(views.image2)
         dense1, dense2 = model.decode(multiscale1, size_hw), model.decode(multiscale2, size_hw)

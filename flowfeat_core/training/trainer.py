@@ -17,17 +17,16 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from tqdm import tqdm
 
 from flowfeat_core.checkpoint import save_checkpoint
-from flowfeat_core.crops import sample_crop_thetas
 from flowfeat_core.data import FramePairDataset, build_frame_sequences
 from flowfeat_core.distill import distillation_losses
 from flowfeat_core.loading import load_model
 from flowfeat_core.model import FlowFeat
 from flowfeat_core.predictor import select_device
-from flowfeat_core.training.batches import normalise_frames, two_views
+from flowfeat_core.training.batches import to_views
 from flowfeat_core.training.config import TrainConfig
 from flowfeat_core.training.distributed import DistributedContext, init_distributed
 from flowfeat_core.training.ema import EMA
-from flowfeat_core.training.flow_pairs import TeacherFlowPairs
+from flowfeat_core.training.flow_pairs import DistillationViews
 from flowfeat_core.training.state import TrainingState, load_training_state, save_training_state
 from flowfeat_core.training.visuals import features_to_rgb, flow_to_rgb
 
@@ -78,13 +77,12 @@ class Trainer:
         self.use_amp = config.amp and self.device.type == "cuda"
         self.step = 0
         self.epoch = 0
-        self.generator = torch.Generator().manual_seed(config.seed + self.context.rank)
         self.dataset = self._dataset()
         self.writer = self._writer()
         if config.resume:
             self._resume()
 
-    def _dataset(self) -> TeacherFlowPairs:
+    def _dataset(self) -> DistillationViews:
         sequences = build_frame_sequences(
             bags=self.config.bags,
             videos=self.config.videos,
@@ -93,7 +91,13 @@ class Trainer:
             max_side=self.config.max_side,
         )
         pairs = FramePairDataset(sequences, gap=self.config.gap, seed=self.config.seed)
-        return TeacherFlowPairs(pairs, self.config.teacher, self.config.flow_cache_dir)
+        return DistillationViews(
+            pairs,
+            self.config.input_size,
+            self.config.teacher,
+            self.config.flow_cache_dir,
+            self.config.crop_scale,
+        )
 
     def _writer(self):
         if not self.context.is_main:
@@ -126,15 +130,8 @@ class Trainer:
             self.epoch += 1
 
     def _losses(self, batch: dict[str, torch.Tensor]):
-        frames = normalise_frames(
-            batch["frame"].to(self.device, non_blocking=True), self.model.config.mean, self.model.config.std
-        )
-        flow = batch["flow"].to(self.device, non_blocking=True)
-        image_hw = tuple(frames.shape[-2:])
-        count = frames.shape[0]
-        theta1 = sample_crop_thetas(count, self.generator, self.config.crop_scale, image_hw=image_hw)
-        theta2 = sample_crop_thetas(count, self.generator, self.config.crop_scale, image_hw=image_hw)
-        views = two_views(frames, flow, theta1, theta2, self.config.input_size)
+        views = to_views(batch, self.device, self.model.config.mean, self.model.config.std)
+        count = views.image1.shape[0]
         size_hw = (self.config.input_size, self.config.input_size)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
             with torch.no_grad():
