@@ -4,14 +4,13 @@ and provenance as JSON. No pickle anywhere."""
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import load_file, safe_open
 
+from flowfeat_core.atomic_io import save_safetensors
 from flowfeat_core.model import FlowFeat, ModelConfig
 from flowfeat_core.official import CheckpointError, check_state_dict
 
@@ -26,19 +25,7 @@ def save_checkpoint(path: str | Path, model: FlowFeat, provenance: dict | None =
 
     ``provenance`` records where the weights came from: training data, steps, teacher flow, ...
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    metadata = write_metadata(model.config, provenance)
-    tensors = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(handle)
-    try:
-        save_file(tensors, temporary, metadata=metadata)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-    return path
+    return save_safetensors(Path(path), model.state_dict(), write_metadata(model.config, provenance))
 
 
 def write_metadata(config: ModelConfig, provenance: dict | None) -> dict[str, str]:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
+from flowfeat_core.atomic_io import save_safetensors
 from flowfeat_core.checkpoint import read_checkpoint_metadata, write_metadata
 from flowfeat_core.model import EMBEDDED_ENCODER, FlowFeat
 from flowfeat_core.official import check_state_dict
@@ -22,9 +23,8 @@ def save_embedded_decoder(model: FlowFeat, provenance: dict, path: Path = EMBEDD
     """Store the decoder of an embedded-encoder model (with config and provenance)."""
     if model.config.encoder != EMBEDDED_ENCODER:
         raise ValueError(f"the embedded default uses {EMBEDDED_ENCODER}, not {model.config.encoder}")
-    tensors = {f"decoder.{k}": v.detach().cpu().contiguous() for k, v in model.decoder.state_dict().items()}
-    save_file(tensors, str(path), metadata=write_metadata(model.config, provenance))
-    return path
+    tensors = {f"decoder.{k}": v for k, v in model.decoder.state_dict().items()}
+    return save_safetensors(path, tensors, write_metadata(model.config, provenance))
 
 
 def load_embedded_default(path: Path = EMBEDDED_DECODER) -> FlowFeat:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from tqdm import tqdm
+
+from flowfeat_core.atomic_io import write_atomically
 
 RELEASE_URL = "https://cvg.cit.tum.de/webshare/g/papers/flowfeat/"
 
@@ -61,20 +62,13 @@ def resolve_released_weights(name: str, download: bool = True, timeout_s: float 
 
 def download_file(url: str, target: Path, timeout_s: float) -> Path:
     """Download ``url`` to ``target`` with a progress bar; the file appears only when complete."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with (
-            os.fdopen(handle, "wb") as out,
-            urllib.request.urlopen(url, timeout=timeout_s) as response,
-        ):
+
+    def fetch(temporary: str) -> None:
+        with open(temporary, "wb") as out, urllib.request.urlopen(url, timeout=timeout_s) as response:
             total = int(response.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=target.name) as progress:
                 while chunk := response.read(1 << 20):
                     out.write(chunk)
                     progress.update(len(chunk))
-        os.replace(temporary, target)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-    return target
+
+    return write_atomically(target, fetch)

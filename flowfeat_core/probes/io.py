@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import load_file, safe_open
 
+from flowfeat_core.atomic_io import save_safetensors
 from flowfeat_core.probes.heads import Probe, ProbeSpec
 
 FORMAT_KEY = "flowfeat_probe_format"
@@ -22,24 +21,13 @@ class ProbeError(ValueError):
 
 def save_probe(path: str | Path, probe: Probe) -> Path:
     """Write ``probe`` (tensors, spec, ``model_info`` and ``metrics``) atomically to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {
         FORMAT_KEY: FORMAT_VERSION,
         "spec": json.dumps(probe.spec.to_dict()),
         "model": json.dumps(probe.model_info),
         "metrics": json.dumps(probe.metrics),
     }
-    tensors = {key: value.detach().cpu().contiguous() for key, value in probe.state_dict().items()}
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(handle)
-    try:
-        save_file(tensors, temporary, metadata=metadata)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-    return path
+    return save_safetensors(Path(path), probe.state_dict(), metadata)
 
 
 def load_probe(path: str | Path) -> Probe:

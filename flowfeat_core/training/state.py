@@ -4,15 +4,14 @@ optimizer moments, and counters/config as JSON metadata."""
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import load_file, safe_open
 
+from flowfeat_core.atomic_io import save_safetensors
 from flowfeat_core.official import CheckpointError
 
 
@@ -47,8 +46,8 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], groups: list) -> dict
 def save_training_state(path: Path, state: TrainingState) -> None:
     """Write ``state`` atomically."""
     optimizer_tensors, groups = _flatten_optimizer(state.optimizer)
-    tensors = {f"decoder.{k}": v.detach().cpu().contiguous() for k, v in state.decoder.items()}
-    tensors |= {f"ema.{k}": v.detach().cpu().contiguous() for k, v in state.ema_decoder.items()}
+    tensors = {f"decoder.{k}": v for k, v in state.decoder.items()}
+    tensors |= {f"ema.{k}": v for k, v in state.ema_decoder.items()}
     tensors |= optimizer_tensors
     metadata = {
         "step": str(state.step),
@@ -56,15 +55,7 @@ def save_training_state(path: Path, state: TrainingState) -> None:
         "param_groups": json.dumps(groups),
         "config": json.dumps(state.config),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(handle)
-    try:
-        save_file(tensors, temporary, metadata=metadata)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+    save_safetensors(path, tensors, metadata)
 
 
 def load_training_state(path: Path) -> TrainingState:
