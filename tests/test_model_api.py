@@ -157,3 +157,18 @@ def test_pca_colours_are_stable_across_frames(embedded: FlowFeat, photo: np.ndar
     pca.save(tmp_path / "basis.safetensors")
     assert np.array_equal(FeaturePCA.load(tmp_path / "basis.safetensors").colorize(first), colours)
     assert pca.project(first).shape == (1, 8, 240, 320)
+
+
+def test_shipped_default_loads_trained_decoder(photo: np.ndarray) -> None:
+    from flowfeat_core.checkpoint import read_checkpoint_metadata
+    from flowfeat_core.embedded import EMBEDDED_DECODER
+
+    model = load_model("default")
+    _, provenance = read_checkpoint_metadata(EMBEDDED_DECODER)
+    assert provenance["steps"] > 0 and provenance["method"] == "motion-profile distillation"
+    fresh = FlowFeat.embedded_default()
+    assert not torch.equal(model.decoder.norm.norm.weight, fresh.decoder.norm.norm.weight)
+    for key, value in fresh.encoder.state_dict().items():
+        assert torch.equal(model.encoder.state_dict()[key], value), key
+    features = Predictor(model, device="cpu").predict(photo)
+    assert features.shape == (1, 128, 240, 320) and torch.isfinite(features).all()

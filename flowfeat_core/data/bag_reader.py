@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import struct
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import closing
@@ -158,7 +159,7 @@ def _scan_mcap_records(
                         if msgtype in IMAGE_MSGTYPES:
                             recovered += 1
                             yield topic, msgtype, record.log_time, record.data
-        except (McapError, ValueError, EOFError) as error:
+        except (McapError, ValueError, EOFError, struct.error) as error:
             LOG.warning("bag %s: %s is truncated or corrupt (%s); using the %d image messages "
                         "read before that point", bag, file.name,
                         str(error) or type(error).__name__, recovered)

@@ -69,7 +69,11 @@ class Trainer:
         self.model.decoder.train()
         self.ema = EMA(self.model.decoder, config.ema_decay)
         self.student = (
-            DistributedDataParallel(self.model.decoder) if self.context.enabled else self.model.decoder
+            # static_graph: the coarsest fusion block never uses its lateral unit (kept for the
+            # released key layout), which plain DDP reports as parameters without gradients.
+            DistributedDataParallel(self.model.decoder, static_graph=True)
+            if self.context.enabled
+            else self.model.decoder
         )
         self.optimizer = torch.optim.Adam(
             self.model.decoder.parameters(), lr=config.lr, betas=(0.9, 0.999), weight_decay=0.0

@@ -1,0 +1,133 @@
+"""flowfeat_core.train as users run it: bad input, resume, Ctrl-C, torchrun with two CPU processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from bag_writing import read_video_frames, write_image_bag
+
+from flowfeat_core.checkpoint import load_checkpoint, read_checkpoint_metadata
+from flowfeat_core.training.state import load_training_state
+
+TINY = ["--batch-size", "2", "--input-size", "64", "--max-side", "96", "--workers", "0", "--log-every", "1"]
+
+
+@pytest.fixture(scope="module")
+def small_bag(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("cli_bags")
+    return write_image_bag(root / "vtest", read_video_frames("vtest.avi", 12, 96), storage="sqlite3")
+
+
+def run_train(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "flowfeat_core.train", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def empty_folder(root: Path) -> list[str]:
+    root.mkdir()
+    return ["--bags", str(root)]
+
+
+def corrupt_mcap(root: Path) -> list[str]:
+    root.mkdir()
+    (root / "x.mcap").write_bytes(b"\x89MCAP0\r\nbroken")
+    return ["--bags", str(root / "x.mcap")]
+
+
+def missing_video(root: Path) -> list[str]:
+    return ["--videos", str(root / "missing.avi")]
+
+
+@pytest.mark.parametrize(
+    ("make_input", "message"),
+    [(empty_folder, "empty directory"), (corrupt_mcap, "corrupt"), (missing_video, "missing.avi")],
+)
+def test_bad_data_gives_one_error_line(tmp_path: Path, make_input, message: str) -> None:
+    out = tmp_path / "run"
+    result = run_train(*make_input(tmp_path / "data"), "--out", str(out), *TINY)
+    assert result.returncode == 1, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0].lower(), result.stderr
+    assert not (out / "flowfeat.safetensors").exists()
+
+
+def test_bag_without_image_topic_and_unknown_init(small_bag: Path, tmp_path: Path) -> None:
+    result = run_train(
+        "--bags", str(small_bag), "--topic", "/lidar/points", "--out", str(tmp_path / "a"), *TINY
+    )
+    assert result.returncode == 1 and "/lidar/points" in result.stderr
+    result = run_train(
+        "--bags",
+        str(small_bag),
+        "--init",
+        str(tmp_path / "nope.safetensors"),
+        "--out",
+        str(tmp_path / "b"),
+        *TINY,
+    )
+    assert result.returncode == 1 and "checkpoint not found" in result.stderr
+    result = run_train("--bags", str(small_bag), "--steps", "0")
+    assert result.returncode == 2 and "--steps must be >= 1" in result.stderr
+
+
+def test_resume_continues_from_saved_state(small_bag: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    first = run_train("--bags", str(small_bag), "--steps", "2", "--out", str(out), *TINY)
+    assert first.returncode == 0, first.stderr
+    state = load_training_state(out / "state.safetensors")
+    assert state.step == 2 and state.optimizer["state"]
+    second = run_train("--bags", str(small_bag), "--steps", "4", "--resume", "--out", str(out), *TINY)
+    assert second.returncode == 0, second.stderr
+    assert "4 steps" in second.stdout
+    _, provenance = read_checkpoint_metadata(out / "flowfeat.safetensors")
+    assert provenance["steps"] == 4 and provenance["teacher_flow"] == "dis"
+    model = load_checkpoint(out / "flowfeat.safetensors")
+    assert not torch.equal(model.decoder.norm.norm.weight, state.decoder["norm.norm.weight"])
+
+
+def test_ctrl_c_saves_a_loadable_checkpoint(small_bag: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flowfeat_core.train", "--bags", str(small_bag), "--steps", "100000",
+         "--out", str(out), *TINY],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while not list((out / "tensorboard").glob("events*")) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        time.sleep(3)  # a few steps
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stdout
+    assert load_training_state(out / "state.safetensors").step >= 1
+    load_checkpoint(out / "flowfeat.safetensors")
+
+
+def test_torchrun_two_cpu_processes(small_bag: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ddp"
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29613",
+         "-m", "flowfeat_core.train", "--bags", str(small_bag), "--steps", "2", "--out", str(out),
+         "--device", "cpu", *TINY],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    _, provenance = read_checkpoint_metadata(out / "flowfeat.safetensors")
+    assert provenance["world_size"] == 2 and provenance["steps"] == 2
