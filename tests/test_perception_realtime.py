@@ -58,10 +58,11 @@ def test_fast_camera_slow_model_drops_stale_frames_with_bounded_latency(peer, ch
     send_rate = sent / 6.0
     output_rate = len(msgs) / 6.0
     assert send_rate > 50
-    assert len(msgs) > 2 and output_rate < 0.8 * send_rate, (len(msgs), sent)
+    assert len(msgs) > 4 and output_rate < 0.8 * send_rate, (len(msgs), sent)
     assert int(diagnostics.values["dropped_frames"]) > 0.2 * sent
     # A queue would make latency grow by ~(1 - output/send rate) s per second: > 3 s after 6 s.
-    assert np.percentile(latencies, 95) < 1.0, latencies
+    # The first two outputs carry the one-time warm-up (first inference, PCA basis fit).
+    assert np.percentile(latencies[2:], 95) < 1.0, latencies
     assert np.median(latencies[-5:]) < 1.0, latencies
     stamps = [stamp_of(m) for m in msgs]
     assert all(b > a for a, b in itertools.pairwise(stamps))  # newest first, no reorder
