@@ -44,7 +44,7 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE_NAME}"]),
         (SHARE_DIR, ["package.xml"]),
         (f"{SHARE_DIR}/launch", sorted(glob("launch/*.launch.py"))),
-        (f"{SHARE_DIR}/config", sorted(glob("config/*.yaml"))),
+        (f"{SHARE_DIR}/config", sorted(glob("config/*.yaml") + glob("config/*.xml"))),
     ],
     zip_safe=False,
     extras_require={"test": ["pytest"]},

@@ -22,6 +22,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
+from flowfeat_ros.dds_profile import use_large_message_profile
 from flowfeat_ros.image_conversion import rgb8_to_msg
 from flowfeat_ros.launch_without_ros import CONFIG_DIR
 from flowfeat_ros.perception.stream_monitor import StreamMonitor
@@ -52,6 +53,7 @@ def main(argv: list[str] | None = None) -> None:
                    help="comma-separated outputs under /flowfeat to subscribe to")
     p.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE")
     args = p.parse_args(argv)
+    use_large_message_profile(CONFIG_DIR)
     command = [sys.executable, "-m", "flowfeat_ros.perception_node", "--ros-args",
                "--params-file", str(CONFIG_DIR / "perception.yaml"),
                "-p", f"checkpoint:={args.checkpoint}", "-p", "device:=cpu"]

@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from flowfeat_ros.dds_profile import use_large_message_profile
+
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
 STOP_TIMEOUT_S = 15.0
 
@@ -159,7 +161,9 @@ def run(group: NodeGroup, duration: float | None = None) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
-    sys.exit(run(NodeGroup(build_commands(parse_args(argv)))))
+    args = parse_args(argv)
+    use_large_message_profile(CONFIG_DIR)
+    sys.exit(run(NodeGroup(build_commands(args))))
 
 
 if __name__ == "__main__":

@@ -7,11 +7,12 @@ Without ROS 2 launch (PyPI install): ``python -m flowfeat_ros.launch_without_ros
 same arguments and starts the same nodes with the same YAML.
 """
 
+import os
 from pathlib import Path
 
 from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
@@ -74,4 +75,11 @@ def generate_launch_description() -> LaunchDescription:
         condition=IfCondition(LaunchConfiguration("record")),
         output="screen",
     )
-    return LaunchDescription([*arguments, perception, recorder])
+    # Large images over best-effort QoS need Fast DDS's shared memory sized for them (see the
+    # profile's comment); a profile the user already chose wins.
+    dds_profile = config_dir / "fastdds_large_messages.xml"
+    environment = []
+    if not any(os.environ.get(name) for name in ("FASTDDS_DEFAULT_PROFILES_FILE",
+                                                  "FASTRTPS_DEFAULT_PROFILES_FILE")):
+        environment.append(SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", str(dds_profile)))
+    return LaunchDescription([*arguments, *environment, perception, recorder])

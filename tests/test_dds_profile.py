@@ -1,0 +1,60 @@
+"""The shipped Fast DDS profile lets full-size camera images through best-effort QoS."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from flowfeat_ros.dds_profile import PROFILE_VARIABLES, use_large_message_profile
+
+pytestmark = pytest.mark.ros
+
+COUNT_FRAMES = textwrap.dedent(
+    """
+    import subprocess, sys, time
+    import rclpy
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+    video = sys.argv[1]
+    publisher = subprocess.Popen([sys.executable, "-m", "flowfeat_ros.video_publisher", "--ros-args",
+                                  "-p", f"source:={video}", "-p", "loop:=true", "-p", "rate:=10.0"])
+    rclpy.init()
+    node = rclpy.create_node("frame_counter")
+    times = []
+    node.create_subscription(Image, "/camera/image_raw", lambda _: times.append(time.monotonic()),
+                             qos_profile_sensor_data)
+    start = time.monotonic()
+    while time.monotonic() - start < 8.0:
+        rclpy.spin_once(node, timeout_sec=0.05)
+    publisher.terminate()
+    publisher.wait(timeout=20)
+    rate = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
+    print(f"{rate:.2f}")
+    """
+)
+
+
+def test_profile_is_used_unless_the_user_chose_one(repo_root: Path) -> None:
+    environ: dict[str, str] = {}
+    assert use_large_message_profile(repo_root / "config", environ)
+    assert Path(environ[PROFILE_VARIABLES[0]]).is_file()
+    chosen = {"FASTRTPS_DEFAULT_PROFILES_FILE": "/etc/my_profile.xml"}
+    assert not use_large_message_profile(repo_root / "config", chosen)
+    assert chosen == {"FASTRTPS_DEFAULT_PROFILES_FILE": "/etc/my_profile.xml"}
+
+
+def test_full_size_images_arrive_at_camera_rate_over_best_effort(repo_root: Path, sample_video: Path) -> None:
+    environ = {key: value for key, value in os.environ.items() if key not in PROFILE_VARIABLES}
+    use_large_message_profile(repo_root / "config", environ)
+    result = subprocess.run(
+        [sys.executable, "-c", COUNT_FRAMES, str(sample_video)],  # vtest.avi: 768x576 rgb8, 1.3 MB
+        capture_output=True, text=True, timeout=120, env=environ, cwd=repo_root,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rate = float(result.stdout.split()[-1])
+    assert rate > 8.0, (rate, result.stderr[-2000:])
