@@ -26,9 +26,11 @@ SNAPSHOTS = 3
 
 
 def _save(monitor: StreamMonitor, out: Path, index: int) -> list[Path]:
+    """Save the newest PCA output and the input and probe outputs of the same frame (stamp)."""
     saved = []
+    stamp = monitor.latest["/flowfeat/features/pca"].header.stamp
     for topic, label in SAVED_TOPICS.items():
-        msg = monitor.latest.get(topic)
+        msg = monitor.with_stamp(topic, stamp)
         if msg is None:
             continue
         pixels = image_msg_to_array(msg)

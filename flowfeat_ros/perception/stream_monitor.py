@@ -4,6 +4,7 @@ the node's own /diagnostics (used by the demo and the pipeline benchmark)."""
 from __future__ import annotations
 
 import time
+from collections import deque
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
@@ -22,6 +23,7 @@ class StreamMonitor:
     def __init__(self, node: Node, topics: list[str]) -> None:
         self.node = node
         self.latest: dict[str, Image] = {}
+        self.recent: dict[str, deque[Image]] = {t: deque(maxlen=64) for t in topics}
         self.times: dict[str, list[float]] = {t: [] for t in topics}
         self.latencies: dict[str, list[float]] = {t: [] for t in topics}
         self.diagnostics: dict[str, str] = {}
@@ -36,9 +38,14 @@ class StreamMonitor:
             now = time.time()
             stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
             self.latest[topic] = msg
+            self.recent[topic].append(msg)
             self.times[topic].append(now)
             self.latencies[topic].append(now - stamp)
         return collect
+
+    def with_stamp(self, topic: str, stamp: object) -> Image | None:
+        """The recently received message on ``topic`` whose header has ``stamp``, if any."""
+        return next((msg for msg in reversed(self.recent[topic]) if msg.header.stamp == stamp), None)
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
