@@ -79,3 +79,16 @@ def test_evaluate_cli_tiny_json(capsys):
     assert report["teacher_flow_epe"]["dis"]["epe"] < report["teacher_flow_epe"]["dis"]["zero_flow_epe"]
     assert evaluate_main(["--model", "/nonexistent.safetensors"]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_default_model_probes_beat_trivial_baselines_and_bilinear_at_boundaries(capsys):
+    """The README's probe table (default evaluate settings, shipped default model): depth and
+    segmentation probes beat the median-depth / majority-class baselines, and FlowFeat beats the
+    bilinearly upsampled encoder at object boundaries and in label propagation."""
+    assert evaluate_main(["--model", "default", "--teachers", "dis", "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)["results"]
+    flowfeat, bilinear, trivial = results["flowfeat"], results["bilinear"], results["trivial"]
+    assert flowfeat["abs_rel"] < 0.8 * trivial["abs_rel"]
+    assert flowfeat["miou"] > trivial["miou"] + 0.1
+    assert flowfeat["boundary_f"] > bilinear["boundary_f"] + 0.05
+    assert flowfeat["jf"] > bilinear["jf"] + 0.05
