@@ -14,16 +14,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import rclpy
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import SetParametersResult
 from rcl_interfaces.srv import SetParameters
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from ros_peer import isolated_test_node
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
@@ -64,17 +63,8 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def peer() -> Iterator[Node]:
-    """A test-side rclpy node in its own context; ``peer.executor_`` spins it."""
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node("perception_test_peer", context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    node.executor_ = executor
-    yield node
-    executor.shutdown()
-    node.destroy_node()
-    rclpy.try_shutdown(context=context)
+    """A test-side rclpy node in its own context; ``peer.test_executor`` spins it."""
+    yield from isolated_test_node("perception_test_peer")
 
 
 class PerceptionProcess:
@@ -124,13 +114,13 @@ def spin_until(peer: Node, condition: Callable[[], bool], timeout: float, what: 
         if time.monotonic() > deadline:
             log = node.output() if node else ""
             raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{log}")
-        peer.executor_.spin_once(timeout_sec=0.02)
+        peer.test_executor.spin_once(timeout_sec=0.02)
 
 
 def spin_for(peer: Node, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        peer.executor_.spin_once(timeout_sec=0.01)
+        peer.test_executor.spin_once(timeout_sec=0.01)
 
 
 def stamp_of(msg) -> float:

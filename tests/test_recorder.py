@@ -15,15 +15,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import rclpy
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
 from mcap.exceptions import EndOfFile
 from mcap.reader import NonSeekingReader, make_reader
 from mcap_ros2.decoder import DecoderFactory
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from ros_peer import isolated_test_node
 from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_typestore
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -60,16 +59,7 @@ def frames() -> list[np.ndarray]:
 @pytest.fixture(scope="module")
 def ros_node() -> Iterator[Node]:
     """A test-side rclpy node in its own context, with its executor as ``node.test_executor``."""
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node("recorder_test_peer", context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    node.test_executor = executor
-    yield node
-    executor.shutdown()
-    node.destroy_node()
-    rclpy.try_shutdown(context=context)
+    yield from isolated_test_node("recorder_test_peer")
 
 
 class Recorder:
