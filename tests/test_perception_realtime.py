@@ -61,7 +61,11 @@ def test_fast_camera_slow_model_drops_stale_frames_with_bounded_latency(peer, ch
         assert outputs.count(topic) > 0, node.output()
         outputs.clear()
         start = time.monotonic()
-        sent = stream_at_60_hz(peer, camera, frames, lambda: time.monotonic() - start >= 6.0, 7.0)
+        # At least 6 s and 4 outputs (up to 30 s when the 2 cores are busy with other tests).
+        sent = stream_at_60_hz(
+            peer, camera, frames,
+            lambda: time.monotonic() - start >= 6.0 and outputs.count(topic) >= 4, 30.0)
+        elapsed = time.monotonic() - start
         spin_until(peer, lambda: diagnostics.values.get("dropped_frames", "0") != "0", 5,
                    "diagnostics", node)
         spin_for(peer, 1.0)
@@ -69,8 +73,8 @@ def test_fast_camera_slow_model_drops_stale_frames_with_bounded_latency(peer, ch
         assert node.stop() == 0, node.output()
     msgs = outputs.messages[topic]
     latencies = np.array(outputs.received[topic]) - [stamp_of(m) for m in msgs]
-    send_rate = sent / 6.0
-    output_rate = len(msgs) / 6.0
+    send_rate = sent / elapsed
+    output_rate = len(msgs) / elapsed
     assert send_rate > 50
     assert len(msgs) >= 2 and output_rate < 0.8 * send_rate, (len(msgs), sent)
     counts = {key: int(diagnostics.values[f"{key}_frames"]) for key in ("received", "processed", "dropped")}
@@ -80,8 +84,9 @@ def test_fast_camera_slow_model_drops_stale_frames_with_bounded_latency(peer, ch
     assert counts["received"] - counts["processed"] - counts["dropped"] <= 1, counts
     assert counts["dropped"] > counts["processed"], counts
     # A queue in the node would make latency grow by ~(1 - output/send rate) s per second, to
-    # > 5 s after 6 s. What remains is Fast DDS's own shared-memory port queue, which on this
-    # 2-core machine (model, camera and DDS threads competing) can hold frames for 1-3 s.
+    # > 5 s after 6 s (and more in a longer window). What remains is Fast DDS's own shared-
+    # memory port queue, which on this 2-core machine (model, camera and DDS threads
+    # competing) can hold frames for 1-3 s.
     # (The first output may be a frame that was already in flight during the warm-up.)
     assert np.percentile(latencies[1:], 95) < 4.0, latencies
     assert np.median(latencies[-5:]) < 2.5, latencies
