@@ -79,9 +79,10 @@ def test_fast_camera_slow_model_drops_stale_frames_with_bounded_latency(peer, ch
     assert len(msgs) >= 2 and output_rate < 0.8 * send_rate, (len(msgs), sent)
     counts = {key: int(diagnostics.values[f"{key}_frames"]) for key in ("received", "processed", "dropped")}
     # Newest-frame policy: every received frame is processed or dropped, none waits in a queue
-    # (at most one per camera in flight); most never reach the model. Fast DDS also drops some
+    # (when the counters are sampled, at most one frame sits in the mailbox and one is in the
+    # worker); most never reach the model. Fast DDS also drops some
     # best-effort frames before they reach the node, so "received" is below "sent".
-    assert counts["received"] - counts["processed"] - counts["dropped"] <= 1, counts
+    assert counts["received"] - counts["processed"] - counts["dropped"] <= 2, counts
     assert counts["dropped"] > counts["processed"], counts
     # A queue in the node would make latency grow by ~(1 - output/send rate) s per second, to
     # > 5 s after 6 s (and more in a longer window). What remains is Fast DDS's own shared-
