@@ -1,4 +1,4 @@
-"""Real-time behaviour of the perception node (separate process): a 60 Hz camera into a slower
+"""Real-time behaviour of the perception node (separate process): a 30 Hz camera into a slower
 model keeps latency bounded by dropping stale frames; several cameras share batches; outputs
 without subscribers are not computed."""
 
@@ -29,20 +29,20 @@ __all__ = ["checkpoint", "peer"]  # fixtures used by this module
 SENSOR_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
 
 
-def stream_at_60_hz(peer, camera, frames, done, timeout_s: float) -> int:
-    """Send frames at 60 Hz until ``done()`` or ``timeout_s``; returns how many were sent."""
+def stream_at_30_hz(peer, camera, frames, done, timeout_s: float) -> int:
+    """Send frames at 30 Hz until ``done()`` or ``timeout_s``; returns how many were sent."""
     start = time.monotonic()
     sent = 0
     while not done() and time.monotonic() - start < timeout_s:
         camera.send(frames[sent % len(frames)])
         sent += 1
-        spin_for(peer, max(0.0, start + sent / 60.0 - time.monotonic()))
+        spin_for(peer, max(0.0, start + sent / 30.0 - time.monotonic()))
     return sent
 
 
 def test_fast_camera_slow_model_drops_stale_frames_with_bounded_latency(peer, checkpoint,
                                                                        tmp_path):
-    # 320x240 network input: several times slower than the 60 Hz camera on this CPU. Camera
+    # 320x240 network input: several times slower than the 30 Hz camera on this CPU. Camera
     # frames and outputs are 160x120 so that moving pixels does not starve the 2 cores.
     params = base_params(checkpoint, input_width=320, input_height=240, output_width=160,
                          output_height=120)
@@ -57,12 +57,12 @@ def test_fast_camera_slow_model_drops_stale_frames_with_bounded_latency(peer, ch
         frames = read_frames(8, (160, 120))
         topic = "flowfeat/features/pca"
         # Warm-up (model load, first inference, PCA basis fit) is not part of the measurement.
-        stream_at_60_hz(peer, camera, frames, lambda: outputs.count(topic) > 0, 60.0)
+        stream_at_30_hz(peer, camera, frames, lambda: outputs.count(topic) > 0, 60.0)
         assert outputs.count(topic) > 0, node.output()
         outputs.clear()
         start = time.monotonic()
         # At least 6 s and 4 outputs (up to 30 s when the 2 cores are busy with other tests).
-        sent = stream_at_60_hz(
+        sent = stream_at_30_hz(
             peer, camera, frames,
             lambda: time.monotonic() - start >= 6.0 and outputs.count(topic) >= 4, 30.0)
         elapsed = time.monotonic() - start
@@ -75,7 +75,7 @@ def test_fast_camera_slow_model_drops_stale_frames_with_bounded_latency(peer, ch
     latencies = np.array(outputs.received[topic]) - [stamp_of(m) for m in msgs]
     send_rate = sent / elapsed
     output_rate = len(msgs) / elapsed
-    assert send_rate > 50
+    assert send_rate > 25
     assert len(msgs) >= 2 and output_rate < 0.8 * send_rate, (len(msgs), sent)
     counts = {key: int(diagnostics.values[f"{key}_frames"]) for key in ("received", "processed", "dropped")}
     # Newest-frame policy: every received frame is processed or dropped, none waits in a queue
@@ -85,9 +85,9 @@ def test_fast_camera_slow_model_drops_stale_frames_with_bounded_latency(peer, ch
     assert counts["received"] - counts["processed"] - counts["dropped"] <= 2, counts
     assert counts["dropped"] > counts["processed"], counts
     # A queue in the node would make latency grow by ~(1 - output/send rate) s per second, to
-    # > 5 s after 6 s (and more in a longer window). What remains is Fast DDS's own shared-
-    # memory port queue, which on this 2-core machine (model, camera and DDS threads
-    # competing) can hold frames for 1-3 s.
+    # > 5 s after 6 s (and more in a longer window). Stamp -> receive also includes Fast DDS's
+    # transport, which on this saturated 2-core machine delivers single frames seconds late:
+    # spikes, not growth, so the check is on the end of the window.
     # (The first output may be a frame that was already in flight during the warm-up.)
     assert np.percentile(latencies[1:], 95) < 4.0, latencies
     assert np.median(latencies[-5:]) < 2.5, latencies

@@ -9,29 +9,52 @@ import time
 import numpy as np
 import pytest
 import torch
+from sensor_msgs.msg import Image
 
 from flowfeat_ros.perception import rendering
 from flowfeat_ros.perception.frame_mailbox import FrameMailbox
 from flowfeat_ros.perception.parameters import settings_from_values, validate_settings
 
 
+def stamped(seconds: int, frame_id: str = "cam") -> Image:
+    msg = Image()
+    msg.header.stamp.sec = seconds
+    msg.header.frame_id = frame_id
+    return msg
+
+
 def test_mailbox_keeps_only_the_newest_frame_per_camera_and_counts_drops():
     mailbox = FrameMailbox()
     for index in range(5):
-        mailbox.put("a", index)
-    mailbox.put("b", "only")
+        mailbox.put("a", stamped(index))
+    only = stamped(1, "b")
+    mailbox.put("b", only)
     frames = {f.camera: f.msg for f in mailbox.take_all(0.0)}
-    assert frames == {"a": 4, "b": "only"}
+    assert frames["a"].header.stamp.sec == 4 and frames["b"] is only
     assert mailbox.dropped == {"a": 4} and mailbox.total_dropped() == 4
     assert mailbox.take_all(0.0) == []
 
 
+def test_mailbox_drops_frames_stamped_before_the_newest_seen():
+    mailbox = FrameMailbox()
+    mailbox.put("a", stamped(10))
+    assert [f.msg.header.stamp.sec for f in mailbox.take_all(0.0)] == [10]
+    mailbox.put("a", stamped(7))  # delivered late, after a newer frame was processed
+    assert mailbox.take_all(0.0) == []
+    mailbox.put("a", stamped(10))  # same stamp again (e.g. a re-sent frame) is kept
+    mailbox.put("a", stamped(12))
+    mailbox.put("a", stamped(11))  # older than the one waiting: the waiting one stays
+    assert [f.msg.header.stamp.sec for f in mailbox.take_all(0.0)] == [12]
+    assert mailbox.received == {"a": 5} and mailbox.dropped == {"a": 3}
+
+
 def test_mailbox_wakes_a_waiting_worker():
     mailbox = FrameMailbox()
-    threading.Timer(0.1, mailbox.put, ("a", 1)).start()
+    frame = stamped(1)
+    threading.Timer(0.1, mailbox.put, ("a", frame)).start()
     start = time.monotonic()
     frames = mailbox.take_all(5.0)
-    assert [f.msg for f in frames] == [1] and time.monotonic() - start < 2.0
+    assert [f.msg for f in frames] == [frame] and time.monotonic() - start < 2.0
 
 
 @pytest.mark.parametrize(("change", "reason"), [

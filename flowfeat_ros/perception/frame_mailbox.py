@@ -1,7 +1,9 @@
 """Newest-frame-only hand-off from subscription callbacks to the inference worker.
 
 A callback only stores its message (replacing an unprocessed older one, which counts as
-dropped); the worker takes the newest message of every camera at once. Nothing queues, so the
+dropped); a message stamped before the newest one already seen from its camera (DDS can deliver
+late or out of order when the machine is saturated) is dropped on arrival. The worker takes the
+newest message of every camera at once. Nothing queues, so the
 output rate follows the model and latency stays bounded however fast the cameras are.
 """
 
@@ -30,15 +32,21 @@ class FrameMailbox:
         self._ready = threading.Condition()
         self.dropped: dict[str, int] = {}
         self.received: dict[str, int] = {}
+        self._newest_stamp_ns: dict[str, int] = {}
 
     def put(self, camera: str, msg: Any) -> None:
         """Store ``msg`` as the newest frame of ``camera`` and wake the worker."""
         frame = PendingFrame(camera, msg, time.monotonic())
+        stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         with self._ready:
+            self.received[camera] = self.received.get(camera, 0) + 1
+            if stamp_ns < self._newest_stamp_ns.get(camera, stamp_ns):
+                self.dropped[camera] = self.dropped.get(camera, 0) + 1
+                return
+            self._newest_stamp_ns[camera] = stamp_ns
             if camera in self._slots:
                 self.dropped[camera] = self.dropped.get(camera, 0) + 1
             self._slots[camera] = frame
-            self.received[camera] = self.received.get(camera, 0) + 1
             self._ready.notify()
 
     def take_all(self, timeout: float) -> list[PendingFrame]:
