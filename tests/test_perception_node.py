@@ -220,15 +220,17 @@ def test_bad_inputs_are_skipped_with_warnings_and_the_node_keeps_running(peer, n
     diagnostics = Diagnostics(peer, NODE)
     jpeg_pub = peer.create_publisher(CompressedImage, "/pn/image/compressed", RELIABLE)
     spin_until(peer, lambda: jpeg_pub.get_subscription_count() > 0, 20, "compressed input")
+    # Built when sent: the node drops frames stamped before the newest one it has seen.
     bad_messages = {
-        "unsupported encoding": raw(camera.header(), "rgb9", 320, 240, 960, 960 * 240),
-        "step 100 is smaller": raw(camera.header(), "rgb8", 320, 240, 100, 100 * 240),
-        "expected >= 230400": raw(camera.header(), "rgb8", 320, 240, 960, 1000),
-        "zero-size image": raw(camera.header(), "rgb8", 0, 0, 0, 0),
-        "not a decodable jpeg": CompressedImage(header=camera.header(), format="jpeg",
-                                                data=b"\xff\xd8 definitely not a jpeg"),
+        "unsupported encoding": lambda: raw(camera.header(), "rgb9", 320, 240, 960, 960 * 240),
+        "step 100 is smaller": lambda: raw(camera.header(), "rgb8", 320, 240, 100, 100 * 240),
+        "expected >= 230400": lambda: raw(camera.header(), "rgb8", 320, 240, 960, 1000),
+        "zero-size image": lambda: raw(camera.header(), "rgb8", 0, 0, 0, 0),
+        "not a decodable jpeg": lambda: CompressedImage(header=camera.header(), format="jpeg",
+                                                        data=b"\xff\xd8 definitely not a jpeg"),
     }
-    for problem, msg in bad_messages.items():
+    for problem, make_message in bad_messages.items():
+        msg = make_message()
         (jpeg_pub if isinstance(msg, CompressedImage) else camera.image).publish(msg)
         spin_until(peer, lambda p=problem: p in node.output(), 10, f"a warning about {problem}",
                    node)
