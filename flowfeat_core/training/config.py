@@ -6,6 +6,8 @@ import argparse
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from flowfeat_core.training.schedule import LR_SCHEDULES
+
 
 @dataclass
 class TrainConfig:
@@ -21,6 +23,8 @@ class TrainConfig:
     batch_size: int = 8
     accumulate: int = 1
     lr: float = 1e-4
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
     ema_decay: float = 0.999
     ema_every: int = 5
     input_size: int = 224
@@ -79,7 +83,14 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     run.add_argument("--steps", type=int, default=defaults.steps)
     run.add_argument("--batch-size", type=int, default=defaults.batch_size, help="per process")
     run.add_argument("--accumulate", type=int, default=defaults.accumulate, help="gradient accumulation")
-    run.add_argument("--lr", type=float, default=defaults.lr)
+    run.add_argument("--lr", type=float, default=defaults.lr, help="Adam learning rate (peak)")
+    run.add_argument(
+        "--lr-schedule",
+        choices=LR_SCHEDULES,
+        default=defaults.lr_schedule,
+        help="constant (the reference) or cosine decay to 0 at --steps",
+    )
+    run.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps, help="linear lr ramp")
     run.add_argument("--ema-decay", type=float, default=defaults.ema_decay)
     run.add_argument("--ema-every", type=int, default=defaults.ema_every)
     run.add_argument("--crop-scale", type=float, nargs=2, default=defaults.crop_scale)
@@ -104,6 +115,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
     if args.workers < 0:
         parser.error("--workers must be >= 0")
+    if not 0 <= args.warmup_steps < args.steps:
+        parser.error("--warmup-steps must be >= 0 and below --steps")
     low, high = args.crop_scale
     if not 0 < low <= high <= 1:
         parser.error("--crop-scale needs 0 < LOW <= HIGH <= 1")

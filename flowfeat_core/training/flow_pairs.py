@@ -24,7 +24,8 @@ class DistillationViews(Dataset):
     0..255) and ``flow1``/``flow2`` (2 x S x S): two crops of frame t and of the teacher's
     forward flow t -> t' (normalised per image and channel), cut with the same affine grids.
 
-    ``fixed_crops`` uses two deterministic overlapping crops instead (held-out evaluation).
+    Crops are drawn per item from the pair dataset's seed and epoch, so they are reproducible;
+    ``fixed_crops`` uses two fixed shifted centre crops instead (the stricter held-out protocol).
     """
 
     def __init__(

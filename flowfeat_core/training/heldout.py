@@ -1,5 +1,13 @@
 """Held-out evaluation with fixed crops: distillation loss and cross-view flow reconstruction.
 
+Crops are fixed per pair so that two models are scored on identical inputs. Two protocols:
+
+* ``training`` (default): each pair gets one draw from the training crop distribution (two
+  independent crops of 0.5-0.75 of the side), seeded, so the score is the distillation loss the
+  trainer minimises, measured on frames it never saw.
+* ``shifted``: two centre crops of 0.625 of the side moved a quarter of the side apart, so they
+  overlap on only ~36 % of their area; a stricter test of how features transfer across views.
+
 The reconstruction error is the end-point error (in normalised flow units) of the flow of view 2
 predicted by a ridge regression fitted on view 1; it is computed from the dense features and,
 as the baseline, from the encoder's features upsampled bilinearly.
@@ -7,15 +15,21 @@ as the baseline, from the encoder's features upsampled bilinearly.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader, Subset
 
+from flowfeat_core.data import FramePairDataset, FrameSequence
 from flowfeat_core.distill import apply_motion_profile, distillation_losses, solve_motion_profile
 from flowfeat_core.model import FlowFeat
 from flowfeat_core.training.batches import to_views
+from flowfeat_core.training.flow_pairs import DistillationViews
+
+CROP_PROTOCOLS = ("training", "shifted")
 
 
 @dataclass(frozen=True)
@@ -26,6 +40,28 @@ class HeldOutScores:
     epe_dense: float
     epe_bilinear: float
     pairs: int
+
+
+def heldout_batches(
+    sequences: Sequence[FrameSequence],
+    input_size: int,
+    crops: str = "training",
+    max_pairs: int = 48,
+    teacher: str = "dis",
+    cache_dir: Path | None = None,
+    seed: int = 1,
+) -> list[dict[str, torch.Tensor]]:
+    """Deterministic held-out batches: at most ``max_pairs`` pairs spread evenly over the
+    sequences, with time flips and crops fixed by ``seed`` (``crops``: one of CROP_PROTOCOLS)."""
+    if crops not in CROP_PROTOCOLS:
+        raise ValueError(f"unknown crop protocol {crops!r}; choose from {CROP_PROTOCOLS}")
+    if max_pairs < 1:
+        raise ValueError(f"max_pairs must be >= 1, got {max_pairs}")
+    pairs = FramePairDataset(sequences, seed=seed)
+    views = DistillationViews(pairs, input_size, teacher, cache_dir, fixed_crops=crops == "shifted")
+    count = min(max_pairs, len(views))
+    evenly_spread = [index * len(views) // count for index in range(count)]
+    return list(DataLoader(Subset(views, evenly_spread), batch_size=8))
 
 
 def _epe(
@@ -70,11 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
-    from torch.utils.data import DataLoader
-
-    from flowfeat_core.data import DataError, FramePairDataset, build_frame_sequences
+    from flowfeat_core.data import DataError, build_frame_sequences
     from flowfeat_core.loading import load_model
-    from flowfeat_core.training.flow_pairs import DistillationViews
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--model", required=True, help="model source, as for load_model")
@@ -84,16 +117,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input-size", type=int, default=128)
     parser.add_argument("--max-side", type=int, default=192)
     parser.add_argument("--max-pairs", type=int, default=200)
+    parser.add_argument("--crops", choices=CROP_PROTOCOLS, default="training", help="see the module doc")
     args = parser.parse_args(argv)
     try:
         sequences = build_frame_sequences(args.bags, args.videos, args.images, max_side=args.max_side)
         model = load_model(args.model)
+        batches = heldout_batches(sequences, args.input_size, args.crops, args.max_pairs)
     except (DataError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    views = DistillationViews(FramePairDataset(sequences, seed=0), args.input_size, fixed_crops=True)
-    step = max(1, len(views) // args.max_pairs)
-    batches = list(DataLoader(torch.utils.data.Subset(views, range(0, len(views), step)), batch_size=8))
     torch.manual_seed(0)
     untrained = FlowFeat(model.config, pretrained_encoder=False)
     untrained.encoder.load_state_dict(model.encoder.state_dict())

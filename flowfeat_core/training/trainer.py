@@ -27,6 +27,7 @@ from flowfeat_core.training.config import TrainConfig
 from flowfeat_core.training.distributed import DistributedContext, init_distributed
 from flowfeat_core.training.ema import EMA
 from flowfeat_core.training.flow_pairs import DistillationViews
+from flowfeat_core.training.schedule import learning_rate
 from flowfeat_core.training.state import TrainingState, load_training_state, save_training_state
 from flowfeat_core.training.visuals import features_to_rgb, flow_to_rgb
 
@@ -157,6 +158,7 @@ class Trainer:
         try:
             while self.step < config.steps:
                 self.optimizer.zero_grad(set_to_none=True)
+                self._set_learning_rate()
                 step_losses = []
                 for _ in range(config.accumulate):
                     losses, views, student = self._losses(next(batches))
@@ -196,6 +198,12 @@ class Trainer:
             interrupted=interrupted,
         )
 
+    def _set_learning_rate(self) -> None:
+        config = self.config
+        lr = learning_rate(config.lr, self.step, config.steps, config.lr_schedule, config.warmup_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
     def _log(self, losses, views, student: torch.Tensor) -> None:
         if not self.writer:
             return
@@ -204,6 +212,7 @@ class Trainer:
             self.writer.add_scalar("loss/flow_l1", losses.flow_l1.item(), self.step)
             self.writer.add_scalar("loss/boundary", losses.boundary.item(), self.step)
             self.writer.add_scalar("train/epoch", self.epoch, self.step)
+            self.writer.add_scalar("train/lr", self.optimizer.param_groups[0]["lr"], self.step)
         if self.step % self.config.image_every == 0:
             mean = torch.tensor(self.model.config.mean, device=views.image2.device).view(3, 1, 1)
             std = torch.tensor(self.model.config.std, device=views.image2.device).view(3, 1, 1)
