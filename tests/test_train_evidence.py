@@ -1,10 +1,12 @@
 """Training on real video stored in rosbag2 bags lowers the held-out distillation loss and makes
 dense features predict flow better than the encoder's features upsampled bilinearly.
 
-The run is sized for a 2-core CPU (40 steps of batch 4 at 128 px, a faster EMA than the
-reference's 0.999 / 5 steps, which is meant for long runs). Measured on the development machine:
-held-out loss 0.340 -> 0.297 (-12.5 %), cross-view EPE 1.383 -> 1.361 (bilinear: 1.701). The
-asserted loss drop (5 %) is below the issue's 20 % target, which runs this short do not reach.
+Training data: vtest.avi frames 0-39 (mcap, raw), 200-239 (mcap, JPEG CompressedImage) and tree.avi
+frames 0-39 (sqlite3). Held-out pairs: vtest frames 600-639 and tree frames 44-67 (same scenes, never
+trained on), and Megamind.avi (a different video). Crops are fixed per pair (see
+flowfeat_core.training.heldout for the two protocols). The run is sized for a 2-core CPU (300 steps
+of batch 4 at 128 px, a faster EMA than the reference's 0.999 every 5 steps, meant for long runs).
+The numbers measured on the development machine are in README.md ("Does training help?").
 """
 
 from __future__ import annotations
@@ -14,16 +16,15 @@ from pathlib import Path
 import pytest
 import torch
 from bag_writing import read_video_frames, write_image_bag
-from torch.utils.data import DataLoader
 
 from flowfeat_core import FlowFeat
 from flowfeat_core.checkpoint import load_checkpoint
-from flowfeat_core.data import FramePairDataset, build_frame_sequences
+from flowfeat_core.data import build_frame_sequences
 from flowfeat_core.train import main as train_main
-from flowfeat_core.training.flow_pairs import DistillationViews
-from flowfeat_core.training.heldout import evaluate_heldout
+from flowfeat_core.training.heldout import HeldOutScores, evaluate_heldout, heldout_batches
 
 INPUT_SIZE = 128
+STEPS = 300
 
 
 @pytest.fixture(scope="module")
@@ -44,37 +45,53 @@ def training_bags(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def heldout_batches(tmp_path_factory: pytest.TempPathFactory, opencv_data_dir: Path) -> list[dict]:
-    """Pairs from frames never trained on (later vtest frames and Megamind), with fixed crops."""
+def heldout_sets(tmp_path_factory: pytest.TempPathFactory, opencv_data_dir: Path) -> dict[str, list[dict]]:
+    """Held-out batches: unseen frames of the training scenes (both crop protocols) and Megamind."""
     root = tmp_path_factory.mktemp("heldout")
-    write_image_bag(root / "vtest_late", read_video_frames("vtest.avi", 12, 192, start=500))
-    sequences = build_frame_sequences(
-        bags=[root], videos=[opencv_data_dir / "Megamind.avi"], max_side=192, cache_dir=root / "frames"
+    write_image_bag(root / "bags" / "vtest_late", read_video_frames("vtest.avi", 40, 192, start=600))
+    write_image_bag(root / "bags" / "tree_late", read_video_frames("tree.avi", 24, 192, start=44))
+    same_scenes = build_frame_sequences(bags=[root / "bags"], max_side=192, cache_dir=root / "frames")
+    other_video = build_frame_sequences(
+        videos=[opencv_data_dir / "Megamind.avi"], max_side=192, cache_dir=root / "frames"
     )
-    pairs = FramePairDataset(sequences, gap=2, seed=1)
-    views = DistillationViews(pairs, INPUT_SIZE, "dis", root / "flow", fixed_crops=True)
-    subset = torch.utils.data.Subset(views, range(0, len(views), max(1, len(views) // 24)))
-    return list(DataLoader(subset, batch_size=8))
+    return {
+        "same scenes": heldout_batches(same_scenes, INPUT_SIZE, "training", cache_dir=root / "flow"),
+        "same scenes, shifted crops": heldout_batches(
+            same_scenes, INPUT_SIZE, "shifted", cache_dir=root / "flow"
+        ),
+        "other video": heldout_batches(other_video, INPUT_SIZE, "training", cache_dir=root / "flow"),
+    }
+
+
+def _scores(model: FlowFeat, heldout_sets: dict[str, list[dict]]) -> dict[str, HeldOutScores]:
+    return {name: evaluate_heldout(model, batches, INPUT_SIZE) for name, batches in heldout_sets.items()}
 
 
 def test_training_beats_the_untrained_decoder_and_bilinear_upsampling(
-    training_bags: Path, heldout_batches: list[dict], tmp_path: Path
+    training_bags: Path, heldout_sets: dict[str, list[dict]], tmp_path: Path
 ) -> None:
-    torch.manual_seed(0)
-    before = evaluate_heldout(FlowFeat.embedded_default(), heldout_batches, INPUT_SIZE)
+    torch.manual_seed(0)  # the trainer's fresh decoder is built from the same seed (--seed 0)
+    before = _scores(FlowFeat.embedded_default(), heldout_sets)
     out = tmp_path / "run"
     code = train_main(
-        ["--bags", str(training_bags), "--steps", "40", "--batch-size", "4", "--input-size", str(INPUT_SIZE),
-         "--max-side", "192", "--ema-decay", "0.9", "--ema-every", "1", "--lr", "3e-4", "--workers", "1",
-         "--out", str(out), "--log-every", "5", "--image-every", "20"]
+        ["--bags", str(training_bags), "--steps", str(STEPS), "--batch-size", "4",
+         "--input-size", str(INPUT_SIZE), "--max-side", "192", "--ema-decay", "0.9", "--ema-every", "1",
+         "--lr", "3e-4", "--workers", "1", "--seed", "0", "--out", str(out), "--log-every", "10",
+         "--image-every", "100"]
     )  # fmt: skip
     assert code == 0
-    after = evaluate_heldout(load_checkpoint(out / "flowfeat.safetensors"), heldout_batches, INPUT_SIZE)
-    print(
-        f"\nheld-out ({after.pairs} pairs): loss {before.loss:.4f} -> {after.loss:.4f}; EPE dense "
-        f"{before.epe_dense:.4f} -> {after.epe_dense:.4f}, bilinear {after.epe_bilinear:.4f}"
-    )
-    assert after.loss <= 0.95 * before.loss
-    assert after.epe_dense < before.epe_dense
-    assert after.epe_dense < after.epe_bilinear
+    after = _scores(load_checkpoint(out / "flowfeat.safetensors"), heldout_sets)
+    for name in heldout_sets:
+        was, now = before[name], after[name]
+        print(
+            f"\n{name} ({now.pairs} pairs): loss {was.loss:.4f} -> {now.loss:.4f} "
+            f"({100 * (1 - now.loss / was.loss):.1f} % lower); EPE dense {was.epe_dense:.4f} -> "
+            f"{now.epe_dense:.4f}, bilinear {now.epe_bilinear:.4f}"
+        )
+    same = "same scenes"
+    assert after[same].loss <= 0.80 * before[same].loss
+    assert after[same].epe_dense < before[same].epe_dense
+    assert after[same].epe_dense < after[same].epe_bilinear
+    for name in ("same scenes, shifted crops", "other video"):
+        assert after[name].loss < before[name].loss, name
     assert any((out / "tensorboard").iterdir())
