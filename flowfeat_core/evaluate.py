@@ -202,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = evaluate(args)
     except (DataError, ProbeError, CheckpointError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return 1
     print(json.dumps(report, indent=2) if args.json else format_table(report))
     return 0
 

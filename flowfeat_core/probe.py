@@ -159,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         metrics = run(args)
     except (DataError, ProbeError, CheckpointError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return 1
     print(json.dumps({"probe": str(args.out), **metrics}))
     return 0
 

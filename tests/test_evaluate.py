@@ -77,7 +77,7 @@ def test_evaluate_cli_tiny_json(capsys):
         assert 0 <= values["miou"] <= 1 and values["abs_rel"] > 0
         assert values["jf"] is None or 0 <= values["jf"] <= 1
     assert report["teacher_flow_epe"]["dis"]["epe"] < report["teacher_flow_epe"]["dis"]["zero_flow_epe"]
-    assert evaluate_main(["--model", "/nonexistent.safetensors"]) == 2
+    assert evaluate_main(["--model", "/nonexistent.safetensors"]) == 1
     assert "checkpoint not found" in capsys.readouterr().err
 
 

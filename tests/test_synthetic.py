@@ -121,6 +121,6 @@ def test_cli_writes_bags_and_folders(tmp_path, capsys):
                 "bag",
             ]
         )
-        == 2
+        == 1
     )
     assert "already exists" in capsys.readouterr().err

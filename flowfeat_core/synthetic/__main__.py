@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
     except (ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return 1
     print(f"wrote {len(sequences)} sequences to {args.out}")
     if scores:
         print(json.dumps(scores, indent=2))
