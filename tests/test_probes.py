@@ -157,3 +157,23 @@ def test_segmentation_cli_from_folders_and_bad_sizes(data, tmp_path, capsys):
     cv2.imwrite(str(folder / "labels" / "000002.png"), small)
     assert probe_main(args) == 1
     assert "target is 60x50 but the image is 128x96" in capsys.readouterr().err
+
+
+def test_segmentation_cli_from_a_label_topic(data, tmp_path, capsys):
+    bag = write_sequence_bag(data[0][1], tmp_path / "bag")
+    topics = BagTopics()
+    out = tmp_path / "seg.safetensors"
+    args = ["segmentation", "--bags", str(bag), "--image-topic", topics.image,
+            "--labels-topic", topics.labels, "--class-names", ",".join(CLASS_NAMES),
+            "--model", UNTRAINED_EMBEDDED, "--out", str(out), "--steps", "20", "--device", "cpu",
+            "--input-short-side", "96"]  # fmt: skip
+    assert probe_main(args) == 0, capsys.readouterr().err
+    probe = load_probe(out)
+    assert probe.task == "segmentation" and probe.class_names == list(CLASS_NAMES)
+    assert {"miou", "pixel_accuracy"} <= set(probe.metrics["validation"])
+    # a 32FC1 depth topic given as labels is refused with the encoding named
+    bad_out = tmp_path / "bad.safetensors"
+    bad_args = [*args[:6], topics.depth, *args[7:12], str(bad_out), *args[13:]]
+    assert probe_main(bad_args) == 1
+    assert "label encoding '32FC1' is not mono8 or 8UC1" in capsys.readouterr().err
+    assert not bad_out.exists()
