@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import resource
 import statistics
@@ -23,6 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from flowfeat_core.model import FlowFeat, ModelConfig
+from flowfeat_core.predictor import available_cores
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ def machine_description(device: str) -> str:
     else:
         processor = _cpu_model()
     return (
-        f"{processor}; {torch.get_num_threads()} torch threads on {_cores()} cores; "
+        f"{processor}; {torch.get_num_threads()} torch threads on {available_cores()} cores; "
         f"torch {torch.__version__}; Python {platform.python_version()}"
     )
 
@@ -139,10 +139,6 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown CPU"
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def main(argv: list[str] | None = None) -> int:

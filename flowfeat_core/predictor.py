@@ -9,6 +9,7 @@ with ``resolution="input"``, bilinearly resized to the input size.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from contextlib import nullcontext
 from typing import Literal
@@ -22,6 +23,21 @@ from flowfeat_core.model import FlowFeat
 
 Precision = Literal["fp32", "bf16", "fp16"]
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def cpu_inference_threads(requested: int = 0) -> int:
+    """Torch threads for CPU inference: ``requested`` when > 0, else one less than the available
+    cores (at least 1). Leaving a core free matters in a ROS process: when message callbacks
+    compete with every inference thread, torch's threads wait on each other and one inference
+    can take ten times longer (measured on a 2-core machine)."""
+    if requested < 0:
+        raise ValueError(f"requested threads must be >= 0, got {requested}")
+    return requested or max(1, available_cores() - 1)
 
 
 def select_device(device: str) -> torch.device:

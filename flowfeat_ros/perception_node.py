@@ -18,15 +18,16 @@ import time
 from concurrent.futures import TimeoutError as FutureTimeout
 
 import rclpy
+import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.exceptions import ParameterException, ParameterUninitializedException
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from std_srvs.srv import Trigger
 
+from flowfeat_core.predictor import cpu_inference_threads
 from flowfeat_ros.perception.camera_io import CameraIO
 from flowfeat_ros.perception.frame_mailbox import FrameMailbox
 from flowfeat_ros.perception.parameters import (
@@ -39,6 +40,7 @@ from flowfeat_ros.perception.parameters import (
 )
 from flowfeat_ros.perception.pipeline_stats import PipelineStats, diagnostic_status
 from flowfeat_ros.perception.processing import FrameProcessor
+from flowfeat_ros.perception.reload_service import ReloadService
 from flowfeat_ros.perception.runtime import (
     Runtime,
     RuntimeLoadError,
@@ -64,6 +66,7 @@ class PerceptionNode(Node):
         reason = validate_settings(self.settings)
         if reason:
             raise ValueError(reason)
+        torch.set_num_threads(cpu_inference_threads(self.settings.cpu_threads))
         runtime = build_runtime(self.settings)
         reason = self._check_against_model(self.settings, runtime)
         if reason:
@@ -79,18 +82,17 @@ class PerceptionNode(Node):
         self.processor = FrameProcessor(self.cameras, self.stats, warn, self._clock_seconds)
         self.add_on_set_parameters_callback(self._validate_change)
         self.add_post_set_parameters_callback(self._apply_change)
-        service_group = MutuallyExclusiveCallbackGroup()
-        self.create_service(Trigger, "~/reload", self._on_reload, callback_group=service_group)
+        self.reload_service = ReloadService(self, self._on_reload)
         self.diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(self.settings.diagnostics_period_s, self._publish_diagnostics)
-        self.create_timer(self.settings.watch_period_s, self._watch_files,
-                          callback_group=service_group)
+        self.create_timer(self.settings.watch_period_s, self._watch_files)
         self._running = True
         self._worker = threading.Thread(target=self._work, name="flowfeat-worker", daemon=True)
         self._worker.start()
         self.get_logger().info(
             f"running {runtime.description} on {runtime.predictor.device} "
-            f"({runtime.predictor.precision}) for cameras {list(names)}")
+            f"({runtime.predictor.precision}, {torch.get_num_threads()} CPU threads) for cameras "
+            f"{list(names)}")
 
     # -- parameters -------------------------------------------------------------------------
     def _declare_parameters(self) -> PerceptionSettings:
@@ -194,8 +196,9 @@ class PerceptionNode(Node):
                              f"frame processing failed ({type(error).__name__}): {error}")
 
     def stop(self) -> None:
-        """Stop the worker and the loader threads."""
+        """Stop the reload service, the worker and the loader threads."""
         self._running = False
+        self.reload_service.shutdown()
         self.mailbox.wake()
         self._worker.join(timeout=10)
         self.manager.shutdown()
@@ -208,6 +211,7 @@ class PerceptionNode(Node):
         values["received_frames"] = sum(self.mailbox.received.values())
         values["device"] = str(runtime.predictor.device)
         values["precision"] = runtime.predictor.precision
+        values["cpu_threads"] = torch.get_num_threads()
         values["model"] = runtime.description
         values["last_load_error"] = self.manager.last_error
         level = DiagnosticStatus.WARN if self.manager.last_error else DiagnosticStatus.OK
@@ -229,7 +233,7 @@ def main(args: list[str] | None = None) -> None:
         print(f"perception_node: {error}", file=sys.stderr)
         rclpy.try_shutdown()
         sys.exit(2)
-    executor = MultiThreadedExecutor(num_threads=2)
+    executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
         executor.spin()

@@ -18,7 +18,7 @@ from flowfeat_core.efficientnet import IMAGENET_MEAN, IMAGENET_STD, load_imagene
 from flowfeat_core.loading import load_model
 from flowfeat_core.official import CheckpointError
 from flowfeat_core.pca import FeaturePCA
-from flowfeat_core.predictor import Predictor, network_size
+from flowfeat_core.predictor import Predictor, available_cores, cpu_inference_threads, network_size
 from flowfeat_core.released import WeightsUnavailableError, download_file, resolve_released_weights
 
 
@@ -172,3 +172,11 @@ def test_shipped_default_loads_trained_decoder(photo: np.ndarray) -> None:
         assert torch.equal(model.encoder.state_dict()[key], value), key
     features = Predictor(model, device="cpu").predict(photo)
     assert features.shape == (1, 128, 240, 320) and torch.isfinite(features).all()
+
+
+def test_cpu_inference_threads_leave_a_core_free() -> None:
+    cores = available_cores()
+    assert cpu_inference_threads() == max(1, cores - 1)
+    assert cpu_inference_threads(3) == 3
+    with pytest.raises(ValueError, match=">= 0"):
+        cpu_inference_threads(-1)

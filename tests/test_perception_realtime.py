@@ -24,6 +24,8 @@ from test_perception_support import (
     stamp_of,
 )
 
+from flowfeat_core.predictor import cpu_inference_threads
+
 pytestmark = pytest.mark.ros
 __all__ = ["checkpoint", "peer"]  # fixtures used by this module
 SENSOR_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
@@ -56,9 +58,9 @@ def test_fast_camera_slow_model_drops_stale_frames_with_bounded_latency(peer, ch
                    60, "connections", node)
         frames = read_frames(8, (160, 120))
         topic = "flowfeat/features/pca"
-        # Warm-up (model load, first inference, PCA basis fit) is not part of the measurement.
-        stream_at_30_hz(peer, camera, frames, lambda: outputs.count(topic) > 0, 60.0)
-        assert outputs.count(topic) > 0, node.output()
+        # Warm-up (model load, PCA basis fit, first inferences) is not part of the measurement.
+        stream_at_30_hz(peer, camera, frames, lambda: outputs.count(topic) >= 3, 90.0)
+        assert outputs.count(topic) >= 3, node.output()
         outputs.clear()
         start = time.monotonic()
         # At least 6 s and 4 outputs (up to 30 s when the 2 cores are busy with other tests).
@@ -78,6 +80,7 @@ def test_fast_camera_slow_model_drops_stale_frames_with_bounded_latency(peer, ch
     assert send_rate > 25
     assert len(msgs) >= 2 and output_rate < 0.8 * send_rate, (len(msgs), sent)
     counts = {key: int(diagnostics.values[f"{key}_frames"]) for key in ("received", "processed", "dropped")}
+    assert diagnostics.values["cpu_threads"] == str(cpu_inference_threads())  # cores - 1, >= 1
     # Newest-frame policy: every received frame is processed or dropped, none waits in a queue
     # (when the counters are sampled, at most one frame sits in the mailbox and one is in the
     # worker); most never reach the model. Fast DDS also drops some
@@ -85,19 +88,18 @@ def test_fast_camera_slow_model_drops_stale_frames_with_bounded_latency(peer, ch
     assert counts["received"] - counts["processed"] - counts["dropped"] <= 2, counts
     assert counts["dropped"] > counts["processed"], counts
     # A queue in the node would make latency grow by ~(1 - output/send rate) s per second, to
-    # > 5 s after 6 s (and more in a longer window). Stamp -> receive also includes Fast DDS's
-    # transport, which on this saturated 2-core machine delivers single frames seconds late:
-    # spikes, not growth, so the check is on the end of the window.
-    # (The first output may be a frame that was already in flight during the warm-up.)
-    assert np.percentile(latencies[1:], 95) < 4.0, latencies
-    assert np.median(latencies[-5:]) < 2.5, latencies
+    # > 5 s after 6 s. Measured here: ~0.15 s for every output (model ~115 ms on 1 CPU thread).
+    # The bounds leave room for a busy CI machine. (Before the node used a SingleThreadedExecutor,
+    # rclpy's MultiThreadedExecutor busy-waited in some runs and inference took 1-3 s.)
+    assert np.percentile(latencies, 95) < 2.0, f"{latencies} {diagnostics.values}"
+    assert np.median(latencies[-5:]) < 1.0, f"{latencies} {diagnostics.values}"
     stamps = [stamp_of(m) for m in msgs]
     assert all(b > a for a, b in itertools.pairwise(stamps))  # newest first, no reorder
 
 
 def test_cameras_share_batches_and_unwatched_outputs_are_not_computed(peer, checkpoint, tmp_path):
     params = base_params(checkpoint)
-    node = PerceptionProcess(tmp_path / "mc.log", params, "/mc", "-p",
+    node = PerceptionProcess(tmp_path / "mc.log", {**params, "cpu_threads": "2"}, "/mc", "-p",
                              "cameras:=[left, right]")
     try:
         left, right = Camera(peer, "/mc/left"), Camera(peer, "/mc/right")
@@ -117,6 +119,7 @@ def test_cameras_share_batches_and_unwatched_outputs_are_not_computed(peer, chec
         spin_until(peer, lambda: int(diagnostics.values.get("processed_frames", 0)) >= 5, 10,
                    "diagnostics", node)
         assert diagnostics.values["stage_model_ms"] == "0.000"
+        assert diagnostics.values["cpu_threads"] == "2"  # as configured
         assert diagnostics.values.get("stage_decode_ms") is not None
         first = (int(diagnostics.values["processed_frames"]), int(diagnostics.values["batches"]))
         assert first[0] == first[1]  # one frame per batch: left was skipped entirely

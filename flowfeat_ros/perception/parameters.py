@@ -33,6 +33,7 @@ class PerceptionSettings:
     checkpoint: str = "default"
     device: str = "auto"
     precision: str = "fp32"
+    cpu_threads: int = 0
     input_short_side: int = 0
     input_width: int = 0
     input_height: int = 0
@@ -82,6 +83,9 @@ DESCRIPTORS: dict[str, ParameterDescriptor] = {
                               "checkpoint, an official .pth or a released weights name"),
     "device": _descriptor("auto, cpu, cuda or cuda:<index>"),
     "precision": _descriptor("fp32, bf16 (CPU/GPU) or fp16 (GPU only)"),
+    "cpu_threads": _descriptor("torch threads for CPU inference (0: one less than the CPU cores, "
+                               "at least 1, leaving a core for message handling)", low=0, high=1024,
+                               read_only=True),
     "input_short_side": _descriptor("network input: shorter side in pixels (0: the model's "
                                     "preferred size)", low=0, high=MAX_SIDE),
     "input_width": _descriptor("exact network input width (with input_height; 0: use "
