@@ -40,7 +40,6 @@ from flowfeat_ros.perception.parameters import (
 )
 from flowfeat_ros.perception.pipeline_stats import PipelineStats, diagnostic_status
 from flowfeat_ros.perception.processing import FrameProcessor
-from flowfeat_ros.perception.reload_service import ReloadService
 from flowfeat_ros.perception.runtime import (
     Runtime,
     RuntimeLoadError,
@@ -82,7 +81,9 @@ class PerceptionNode(Node):
         self.processor = FrameProcessor(self.cameras, self.stats, warn, self._clock_seconds)
         self.add_on_set_parameters_callback(self._validate_change)
         self.add_post_set_parameters_callback(self._apply_change)
-        self.reload_service = ReloadService(self, self._on_reload)
+        # Served by the node's single-threaded executor: camera callbacks pause while a reload
+        # loads the model (the worker keeps running); a checkpoint parameter change does not block.
+        self.create_service(Trigger, "~/reload", self._on_reload)
         self.diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(self.settings.diagnostics_period_s, self._publish_diagnostics)
         self.create_timer(self.settings.watch_period_s, self._watch_files)
@@ -196,9 +197,8 @@ class PerceptionNode(Node):
                              f"frame processing failed ({type(error).__name__}): {error}")
 
     def stop(self) -> None:
-        """Stop the reload service, the worker and the loader threads."""
+        """Stop the worker and the loader threads."""
         self._running = False
-        self.reload_service.shutdown()
         self.mailbox.wake()
         self._worker.join(timeout=10)
         self.manager.shutdown()
