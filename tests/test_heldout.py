@@ -32,6 +32,8 @@ def test_batches_are_reproducible_and_protocols_differ(small_bag: Path) -> None:
     assert not torch.equal(first[0]["image1"], shifted[0]["image1"])
     with pytest.raises(ValueError, match="crop protocol"):
         heldout_batches(sequences, 64, "random")
+    with pytest.raises(ValueError, match="no frame pairs"):
+        heldout_batches([], 64)
 
 
 def test_cli_reports_model_and_untrained_decoder(small_bag: Path) -> None:

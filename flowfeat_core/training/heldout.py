@@ -59,6 +59,8 @@ def heldout_batches(
         raise ValueError(f"max_pairs must be >= 1, got {max_pairs}")
     pairs = FramePairDataset(sequences, seed=seed)
     views = DistillationViews(pairs, input_size, teacher, cache_dir, fixed_crops=crops == "shifted")
+    if not len(views):
+        raise ValueError("no frame pairs in the held-out sequences")
     count = min(max_pairs, len(views))
     evenly_spread = [index * len(views) // count for index in range(count)]
     return list(DataLoader(Subset(views, evenly_spread), batch_size=8))
@@ -75,7 +77,7 @@ def _epe(
 def evaluate_heldout(
     model: FlowFeat, batches: Iterable[dict[str, torch.Tensor]], input_size: int
 ) -> HeldOutScores:
-    """Score ``model`` on batches of :class:`DistillationViews` items (use ``fixed_crops``)."""
+    """Score ``model`` on batches of :class:`DistillationViews` items (see :func:`heldout_batches`)."""
     model.eval()
     device = next(model.decoder.parameters()).device
     size_hw = (input_size, input_size)

@@ -3,7 +3,6 @@ output publishers that report which outputs anyone subscribes to."""
 
 from __future__ import annotations
 
-from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -44,19 +43,16 @@ class CameraIO:
         self.name = camera
         self.latest_info: CameraInfo | None = None
         qos = input_qos(settings)
-        inputs = ReentrantCallbackGroup()
 
         def store(msg: Image | CompressedImage) -> None:
             mailbox.put(camera, msg)
 
         if settings.input_transport in ("raw", "both"):
-            node.create_subscription(Image, _topic(camera, "image"), store, qos,
-                                     callback_group=inputs)
+            node.create_subscription(Image, _topic(camera, "image"), store, qos)
         if settings.input_transport in ("compressed", "both"):
             node.create_subscription(CompressedImage, _topic(camera, "image/compressed"), store,
-                                     qos, callback_group=inputs)
-        node.create_subscription(CameraInfo, _topic(camera, "camera_info"), self._on_info, qos,
-                                 callback_group=inputs)
+                                     qos)
+        node.create_subscription(CameraInfo, _topic(camera, "camera_info"), self._on_info, qos)
         output_qos = QoSProfile(depth=settings.output_qos_depth,
                                 reliability=ReliabilityPolicy.RELIABLE)
         self.publishers = {name: node.create_publisher(msg_type, _topic(camera, topic), output_qos)

@@ -1,8 +1,8 @@
 """Newest-frame-only hand-off from subscription callbacks to the inference worker.
 
 A callback only stores its message (replacing an unprocessed older one, which counts as
-dropped); a message stamped before the newest one already seen from its camera (DDS can deliver
-late or out of order when the machine is saturated) is dropped on arrival. The worker takes the
+dropped); a message stamped before the newest one already seen from its camera (delivered late or
+out of order) is dropped on arrival. The worker takes the
 newest message of every camera at once. Nothing queues, so the
 output rate follows the model and latency stays bounded however fast the cameras are.
 """
