@@ -17,11 +17,13 @@ CONSOLE_SCRIPTS = [
     "perception_node = flowfeat_ros.perception_node:main",
     "recorder_node = flowfeat_ros.recorder_node:main",
     "video_publisher = flowfeat_ros.video_publisher:main",
-    "flowfeat_train = flowfeat_core.train:main",
-    "flowfeat_bench = flowfeat_core.bench:main",
-    "flowfeat_export_default = flowfeat_core.embedded:main",
-    "flowfeat_probe = flowfeat_core.probe:main",
-    "flowfeat_evaluate = flowfeat_core.evaluate:main",
+    "flowfeat_train = flowfeat_core.cli.train:main",
+    "flowfeat_bench = flowfeat_core.cli.bench:main",
+    "flowfeat_export_default = flowfeat_core.cli.export_default:main",
+    "flowfeat_probe = flowfeat_core.cli.probe:main",
+    "flowfeat_evaluate = flowfeat_core.cli.evaluate:main",
+    "flowfeat_heldout = flowfeat_core.cli.heldout:main",
+    "flowfeat_synthetic = flowfeat_core.cli.synthetic:main",
 ]
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flowfeat_ros.dds_profile import use_large_message_profile
+from flowfeat_ros.launch_overrides import OVERRIDABLE_PARAMETERS, perception_overrides
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
 STOP_TIMEOUT_S = 15.0
@@ -44,11 +45,11 @@ def build_commands(args: argparse.Namespace) -> list[NodeCommand]:
     common = _ros_args(args.namespace, args.use_sim_time)
     perception = [sys.executable, "-m", "flowfeat_ros.perception_node", "--ros-args",
                   "--params-file", str(args.config), *common,
-                  "-p", f"checkpoint:={args.checkpoint}", "-p", f"device:={args.device}",
                   "-r", f"image:={args.camera_topic}",
                   "-r", f"image/compressed:={args.camera_topic}/compressed",
                   "-r", f"camera_info:={args.camera_info_topic}"]
-    for param in args.param:
+    overrides = perception_overrides({name: getattr(args, name) for name in OVERRIDABLE_PARAMETERS})
+    for param in [f"{name}:={value}" for name, value in overrides.items()] + args.param:
         perception += ["-p", param]
     commands = [NodeCommand("perception_node", perception)]
     if args.video:
@@ -109,8 +110,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--camera-topic", default="/camera/image_raw")
     p.add_argument("--camera-info-topic", default="/camera/camera_info")
     p.add_argument("--config", type=Path, default=CONFIG_DIR / "perception.yaml")
-    p.add_argument("--checkpoint", default="default")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--checkpoint", default="", help="override the config's checkpoint")
+    p.add_argument("--device", default="", help="override the config's device")
     p.add_argument("--namespace", default="")
     p.add_argument("--use-sim-time", action="store_true")
     p.add_argument("--record", action="store_true", help="also run recorder_node")

@@ -12,28 +12,28 @@ Run: ``perception_node --ros-args --params-file config/perception.yaml -r image:
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from concurrent.futures import TimeoutError as FutureTimeout
 
-import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.exceptions import ParameterException, ParameterUninitializedException
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.exceptions import ParameterUninitializedException
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from std_srvs.srv import Trigger
 
-from flowfeat_core.predictor import cpu_inference_threads
+from flowfeat_core.inference.device import cpu_inference_threads
+from flowfeat_ros.node_main import run_node
 from flowfeat_ros.perception.camera_io import CameraIO
 from flowfeat_ros.perception.frame_mailbox import FrameMailbox
 from flowfeat_ros.perception.parameters import (
     DEFAULTS,
     DESCRIPTORS,
     PARAMETER_NAMES,
+    RUNTIME_PARAMETERS,
     PerceptionSettings,
     settings_from_values,
     validate_settings,
@@ -49,8 +49,6 @@ from flowfeat_ros.perception.runtime import (
 )
 from flowfeat_ros.perception.warn_throttle import WarningThrottle
 
-RUNTIME_PARAMETERS = ("checkpoint", "device", "precision", "input_short_side", "input_width",
-                      "input_height", "depth_probe", "segmentation_probe")
 RELOAD_TIMEOUT_S = 300.0
 IDLE_WAIT_S = 0.2
 
@@ -224,26 +222,20 @@ class PerceptionNode(Node):
         self.diagnostics.publish(msg)
 
 
-def main(args: list[str] | None = None) -> None:
-    """Console entry point: run until SIGINT/SIGTERM; bad configuration exits with status 2."""
-    rclpy.init(args=args)
-    try:
-        node = PerceptionNode()
-    except (ValueError, ParameterException) as error:
-        print(f"perception_node: {error}", file=sys.stderr)
-        rclpy.try_shutdown()
-        sys.exit(2)
+def _spin_single_threaded(node: PerceptionNode) -> None:
+    """rclpy's MultiThreadedExecutor busy-waits (ros2/rclpy#1223) and slows inference 10-20x."""
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
         executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
     finally:
         node.stop()
         executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
+
+
+def main(args: list[str] | None = None) -> None:
+    """Console entry point: run until SIGINT/SIGTERM; bad configuration exits with status 2."""
+    run_node("perception_node", PerceptionNode, args, spin=_spin_single_threaded)
 
 
 if __name__ == "__main__":

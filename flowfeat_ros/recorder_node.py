@@ -8,19 +8,16 @@ Run: ``recorder_node --ros-args --params-file config/recorder.yaml``. See docs/r
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_srvs.srv import SetBool, Trigger
 
+from flowfeat_ros.node_main import run_node
 from flowfeat_ros.recording.bag_sequence import BagFormat, BagSequence, SplitLimits
 from flowfeat_ros.recording.disk_guard import enforce_quota, free_bytes
 from flowfeat_ros.recording.motion_gate import (
@@ -237,21 +234,7 @@ class RecorderNode(Node):
 
 def main(args: list[str] | None = None) -> None:
     """Console entry point: run the recorder until SIGINT/SIGTERM, then close the bag."""
-    rclpy.init(args=args)
-    try:
-        node = RecorderNode()
-    except (ValueError, ParameterException) as error:
-        print(f"recorder: bad parameter: {error}", file=sys.stderr)
-        rclpy.try_shutdown()
-        sys.exit(2)
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.finish()
-        node.destroy_node()
-        rclpy.try_shutdown()
+    run_node("recorder", RecorderNode, args, on_exit=RecorderNode.finish)
 
 
 if __name__ == "__main__":

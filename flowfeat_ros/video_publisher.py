@@ -10,7 +10,6 @@ or at ``rate``. Example:
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,16 +18,15 @@ import numpy as np
 import rclpy
 import yaml
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosbags.rosbag2 import Reader
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
-from flowfeat_core.image_codec import decode_image_message, encode_compressed
+from flowfeat_core.data.image_codec import decode_image_message, encode_compressed
 from flowfeat_ros.image_conversion import rgb8_to_msg, scale_camera_info
+from flowfeat_ros.node_main import run_node
 from flowfeat_ros.recording.motion_gate import TYPESTORE
 from flowfeat_ros.recording.topics import COMPRESSED_IMAGE, IMAGE
 
@@ -287,23 +285,14 @@ class VideoPublisher(Node):
         self.published += 1
 
 
+def _spin_until_finished(node: VideoPublisher) -> None:
+    while rclpy.ok() and not node.finished:
+        rclpy.spin_once(node, timeout_sec=0.1)
+
+
 def main(args: list[str] | None = None) -> None:
     """Console entry point: play the source, exit at its end (or run forever with loop)."""
-    rclpy.init(args=args)
-    try:
-        node = VideoPublisher()
-    except (ValueError, ParameterException) as error:
-        print(f"video_publisher: {error}", file=sys.stderr)
-        rclpy.try_shutdown()
-        sys.exit(2)
-    try:
-        while rclpy.ok() and not node.finished:
-            rclpy.spin_once(node, timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    run_node("video_publisher", VideoPublisher, args, spin=_spin_until_finished)
 
 
 if __name__ == "__main__":

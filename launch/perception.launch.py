@@ -12,11 +12,13 @@ from pathlib import Path
 
 from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
+
+from flowfeat_ros.launch_overrides import OVERRIDABLE_PARAMETERS, perception_overrides
 
 
 def _config_dir() -> Path:
@@ -38,10 +40,11 @@ def generate_launch_description() -> LaunchDescription:
                               description="input sensor_msgs/CameraInfo topic"),
         DeclareLaunchArgument("config", default_value=str(config_dir / "perception.yaml"),
                               description="perception parameters YAML"),
-        DeclareLaunchArgument("checkpoint", default_value="default",
+        DeclareLaunchArgument("checkpoint", default_value="",
                               description="'default', a .safetensors/.pth file or a released "
-                                          "weights name"),
-        DeclareLaunchArgument("device", default_value="auto", description="auto, cpu or cuda"),
+                                          "weights name (empty: the config's)"),
+        DeclareLaunchArgument("device", default_value="",
+                              description="auto, cpu or cuda (empty: the config's)"),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the nodes"),
         DeclareLaunchArgument("use_sim_time", default_value="false",
                               description="use /clock (rosbag playback)"),
@@ -50,22 +53,7 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("recorder_config", default_value=str(config_dir / "recorder.yaml"),
                               description="recorder parameters YAML"),
     ]
-    camera_topic = LaunchConfiguration("camera_topic")
     use_sim_time = ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)
-    perception = Node(
-        package="flowfeat_ros",
-        executable="perception_node",
-        name="perception",
-        namespace=LaunchConfiguration("namespace"),
-        parameters=[LaunchConfiguration("config"),
-                    {"checkpoint": LaunchConfiguration("checkpoint"),
-                     "device": LaunchConfiguration("device"),
-                     "use_sim_time": use_sim_time}],
-        remappings=[("image", camera_topic),
-                    ("image/compressed", [camera_topic, "/compressed"]),
-                    ("camera_info", LaunchConfiguration("camera_info_topic"))],
-        output="screen",
-    )
     recorder = Node(
         package="flowfeat_ros",
         executable="recorder_node",
@@ -82,4 +70,24 @@ def generate_launch_description() -> LaunchDescription:
     if not any(os.environ.get(name) for name in ("FASTDDS_DEFAULT_PROFILES_FILE",
                                                   "FASTRTPS_DEFAULT_PROFILES_FILE")):
         environment.append(SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", str(dds_profile)))
+    perception = OpaqueFunction(function=_perception_node)
     return LaunchDescription([*arguments, *environment, perception, recorder])
+
+
+def _perception_node(context: object) -> list[Node]:
+    """The perception node; checkpoint/device go to it only when given, so the YAML's apply."""
+    given = {name: LaunchConfiguration(name).perform(context) for name in OVERRIDABLE_PARAMETERS}
+    camera_topic = LaunchConfiguration("camera_topic")
+    use_sim_time = ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)
+    return [Node(
+        package="flowfeat_ros",
+        executable="perception_node",
+        name="perception",
+        namespace=LaunchConfiguration("namespace"),
+        parameters=[LaunchConfiguration("config"),
+                    {**perception_overrides(given), "use_sim_time": use_sim_time}],
+        remappings=[("image", camera_topic),
+                    ("image/compressed", [camera_topic, "/compressed"]),
+                    ("camera_info", LaunchConfiguration("camera_info_topic"))],
+        output="screen",
+    )]

@@ -10,7 +10,7 @@ import numpy as np
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
-from flowfeat_core.image_codec import encode_compressed
+from flowfeat_core.data.image_codec import encode_compressed
 
 TYPESTORE = get_typestore(Stores.ROS2_HUMBLE)
 Image = TYPESTORE.types["sensor_msgs/msg/Image"]

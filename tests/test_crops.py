@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from flowfeat_core.crops import crop_resample, fixed_center_crops, sample_crop_thetas
+from flowfeat_core.training.crops import crop_resample, fixed_center_crops, sample_crop_thetas
 
 
 def _pixel_coordinates(height: int, width: int) -> torch.Tensor:

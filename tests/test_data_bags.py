@@ -12,8 +12,10 @@ from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
 from rosbags.rosbag2 import StoragePlugin, Writer
 
-from flowfeat_core.data import DataError, FrameFilter, build_frame_sequences
-from flowfeat_core.image_codec import decode_image_message
+from flowfeat_core.data.errors import DataError
+from flowfeat_core.data.image_codec import decode_image_message
+from flowfeat_core.data.sequences import FrameFilter
+from flowfeat_core.data.sources import build_frame_sequences
 
 KEEP_ALL = FrameFilter(static_threshold=0.0)
 START_NS = 1_700_000_000_000_000_000

@@ -10,7 +10,9 @@ import torch
 from bag_writing import read_video_frames, write_image_bag
 from torch.utils.data import DataLoader
 
-from flowfeat_core.data import FrameFilter, FramePairDataset, build_frame_sequences
+from flowfeat_core.data.pairs import FramePairDataset
+from flowfeat_core.data.sequences import FrameFilter
+from flowfeat_core.data.sources import build_frame_sequences
 
 START_NS = 1_700_000_000_000_000_000
 

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 from bag_writing import OPENCV_DATA, read_video_frames
 
-from flowfeat_core.data import DataError, FrameFilter, build_frame_sequences
+from flowfeat_core.data.errors import DataError
+from flowfeat_core.data.sequences import FrameFilter
+from flowfeat_core.data.sources import build_frame_sequences
 
 KEEP_ALL = FrameFilter(static_threshold=0.0)
 

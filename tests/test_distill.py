@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from flowfeat_core.distill import (
+from flowfeat_core.training.distillation import (
     apply_motion_profile,
     boundary_loss,
     distillation_losses,

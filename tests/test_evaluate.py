@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from flowfeat_core.evaluate import main as evaluate_main
+from flowfeat_core.cli.evaluate import main as evaluate_main
 from flowfeat_core.probes.metrics import DepthMetrics, SegmentationMetrics
 from flowfeat_core.probes.propagation import jf_scores
 

@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from flowfeat_core.flow_cache import FlowCache, flow_cache_key
-from flowfeat_core.teacher_flow import DISFlow
+from flowfeat_core.training.flow_cache import FlowCache, flow_cache_key
+from flowfeat_core.training.teacher_flow import DISFlow
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 import torch
 from bag_writing import read_video_frames, write_image_bag
 
-from flowfeat_core.data import build_frame_sequences
+from flowfeat_core.data.sources import build_frame_sequences
 from flowfeat_core.training.heldout import heldout_batches
 
 
@@ -37,7 +37,7 @@ def test_batches_are_reproducible_and_protocols_differ(small_bag: Path) -> None:
 
 
 def test_cli_reports_model_and_untrained_decoder(small_bag: Path) -> None:
-    command = [sys.executable, "-m", "flowfeat_core.training.heldout", "--model", "default",
+    command = [sys.executable, "-m", "flowfeat_core.cli.heldout", "--model", "default",
                "--input-size", "64", "--max-side", "96", "--max-pairs", "4"]  # fmt: skip
     result = subprocess.run([*command, "--bags", str(small_bag)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr

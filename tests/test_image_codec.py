@@ -9,7 +9,7 @@ from bag_writing import OPENCV_DATA, CompressedImage, encode_raw, make_header, m
 from sensor_msgs.msg import CompressedImage as RclpyCompressedImage
 from sensor_msgs.msg import Image as RclpyImage
 
-from flowfeat_core.image_codec import (
+from flowfeat_core.data.image_codec import (
     SUPPORTED_ENCODINGS,
     ImageDecodeError,
     decode_image_message,

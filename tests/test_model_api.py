@@ -13,13 +13,15 @@ from safetensors.torch import save_file
 from skimage import data as skimage_data
 
 from flowfeat_core import FlowFeat
-from flowfeat_core.checkpoint import load_checkpoint, read_checkpoint_metadata, save_checkpoint
-from flowfeat_core.efficientnet import IMAGENET_MEAN, IMAGENET_STD, load_imagenet_classifier
-from flowfeat_core.loading import load_model
-from flowfeat_core.official import CheckpointError
-from flowfeat_core.pca import FeaturePCA
-from flowfeat_core.predictor import Predictor, available_cores, cpu_inference_threads, network_size
-from flowfeat_core.released import WeightsUnavailableError, download_file, resolve_released_weights
+from flowfeat_core.hub.checkpoint import load_checkpoint, read_checkpoint_metadata, save_checkpoint
+from flowfeat_core.hub.errors import CheckpointError, WeightsUnavailableError
+from flowfeat_core.hub.loading import load_model
+from flowfeat_core.hub.released import download_file, resolve_released_weights
+from flowfeat_core.inference.device import available_cores, cpu_inference_threads
+from flowfeat_core.inference.pca import FeaturePCA
+from flowfeat_core.inference.predictor import Predictor, network_size
+from flowfeat_core.models.encoders.efficientnet import load_imagenet_classifier
+from flowfeat_core.models.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +99,7 @@ def test_released_weights_offline_error_names_file_and_place(
 ) -> None:
     monkeypatch.setenv("FLOWFEAT_HOME", str(tmp_path))
     # Nothing listens on the discard port: the download fails at once, as it does offline.
-    monkeypatch.setattr("flowfeat_core.released.RELEASE_URL", "http://127.0.0.1:9/")
+    monkeypatch.setattr("flowfeat_core.hub.released.RELEASE_URL", "http://127.0.0.1:9/")
     with pytest.raises(WeightsUnavailableError) as error:
         load_model("dino2_b14_flowfeat_kt")
     message = str(error.value)
@@ -131,15 +133,25 @@ def test_predictor_colour_order_batching_and_resolution(embedded: FlowFeat, phot
     ):
         with pytest.raises(ValueError):
             predictor.predict(bad)
-    with pytest.raises(ValueError, match="fp16 needs CUDA"):
+    with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
         Predictor(embedded, device="cpu", precision="fp16")
+    with pytest.raises(ValueError, match="input_short_side"):
+        Predictor(embedded, device="cpu", input_short_side=-5)
 
 
 def test_network_size_policy() -> None:
     assert network_size((480, 640), 240, 16) == (240, 320)
     assert network_size((576, 768), 224, 14) == (224, 294)
-    assert network_size((480, 640), 0, 16) == (480, 640)
     assert network_size((480, 640), 240, 16, exact_hw=(128, 160)) == (128, 160)
+    with pytest.raises(ValueError, match="short_side"):
+        network_size((480, 640), 0, 16)
+
+
+def test_input_short_side_zero_means_the_models_preferred_size(embedded: FlowFeat) -> None:
+    """One meaning everywhere (Predictor, perception node, probe CLI): 0 = the model's preferred size."""
+    assert Predictor(embedded, device="cpu").input_short_side == embedded.config.input_short_side
+    assert Predictor(embedded, device="cpu", input_short_side=0).network_size((480, 640)) == (240, 320)
+    assert Predictor(embedded, device="cpu", input_short_side=128).network_size((480, 640)) == (128, 176)
 
 
 def test_pca_colours_are_stable_across_frames(embedded: FlowFeat, photo: np.ndarray, tmp_path: Path) -> None:
@@ -160,8 +172,8 @@ def test_pca_colours_are_stable_across_frames(embedded: FlowFeat, photo: np.ndar
 
 
 def test_shipped_default_loads_trained_decoder(photo: np.ndarray) -> None:
-    from flowfeat_core.checkpoint import read_checkpoint_metadata
-    from flowfeat_core.embedded import EMBEDDED_DECODER
+    from flowfeat_core.hub.checkpoint import read_checkpoint_metadata
+    from flowfeat_core.hub.embedded import EMBEDDED_DECODER
 
     model = load_model("default")
     _, provenance = read_checkpoint_metadata(EMBEDDED_DECODER)

@@ -9,10 +9,12 @@ import torch
 from safetensors.torch import load_file
 
 from flowfeat_core import FlowFeat, ViTSpec
-from flowfeat_core.loading import load_model
-from flowfeat_core.model import ModelConfig
-from flowfeat_core.official import CheckpointError
-from flowfeat_core.vit import RELEASED_VIT_SPECS, DinoViT, resample_position_embedding
+from flowfeat_core.hub.errors import CheckpointError
+from flowfeat_core.hub.loading import load_model
+from flowfeat_core.hub.official import load_official_checkpoint
+from flowfeat_core.models.config import ModelConfig
+from flowfeat_core.models.encoders.vit import DinoViT, resample_position_embedding
+from flowfeat_core.models.registry import VIT_SPECS
 
 TINY_SPEC = ViTSpec(
     patch_size=14, embed_dim=64, depth=4, num_heads=2, pretrain_img_size=518, hooks=(0, 1, 2, 3)
@@ -21,7 +23,7 @@ TINY_SPEC = ViTSpec(
 
 @pytest.fixture(scope="module")
 def tiny_model(reference_dir: Path) -> FlowFeat:
-    return FlowFeat.from_official_checkpoint(
+    return load_official_checkpoint(
         reference_dir / "official_tiny_flowfeat.pth", encoder=TINY_SPEC, fdim=32
     ).eval()
 
@@ -80,7 +82,7 @@ def released_layout(reference_dir: Path, name: str) -> dict[str, tuple[int, ...]
 
 @pytest.mark.parametrize("name", ["dinov2_vits14", "dinov2_vitb14"])
 def test_released_key_layouts_match(reference_dir: Path, name: str) -> None:
-    model = FlowFeat(ModelConfig.for_vit(name))
+    model = FlowFeat(ModelConfig.for_encoder(name))
     ours = {key: tuple(value.shape) for key, value in model.state_dict().items()}
     assert ours == released_layout(reference_dir, name)
 
@@ -93,9 +95,9 @@ def test_loads_a_checkpoint_in_the_released_vits14_layout(reference_dir: Path, t
     }
     path = tmp_path / "dino2_s14_flowfeat_yt.pth"
     torch.save({"model": state}, path)
-    by_name = FlowFeat.from_official_checkpoint(path, encoder="dinov2_vits14")
+    by_name = load_official_checkpoint(path, encoder="dinov2_vits14")
     inferred = load_model(path)
-    assert inferred.config.vit_spec == RELEASED_VIT_SPECS["dinov2_vits14"]
+    assert inferred.config.vit_spec == VIT_SPECS["dinov2_vits14"]
     for key, value in state.items():
         assert torch.equal(by_name.state_dict()[key], value)
         assert torch.equal(inferred.state_dict()[key], value)
@@ -103,11 +105,11 @@ def test_loads_a_checkpoint_in_the_released_vits14_layout(reference_dir: Path, t
         _, dense = inferred.eval()(torch.randn(1, 3, 70, 98))
     assert dense.shape == (1, 128, 70, 98)
     with pytest.raises(CheckpointError, match="wrong shape"):
-        FlowFeat.from_official_checkpoint(path, encoder="dinov2_vitb14")
+        load_official_checkpoint(path, encoder="dinov2_vitb14")
 
 
 def test_dino_v1_layout_has_no_layerscale_or_mask_token(tmp_path: Path) -> None:
-    model = FlowFeat(ModelConfig.for_vit("dino_vits16"))
+    model = FlowFeat(ModelConfig.for_encoder("dino_vits16"))
     keys = model.state_dict().keys()
     assert "encoder.mask_token" not in keys and not any(".ls1." in key for key in keys)
     path = tmp_path / "dino_s16_flowfeat_yt.pth"
@@ -125,7 +127,7 @@ def test_strict_key_check_names_the_problem(tiny_model: FlowFeat, tmp_path: Path
     with pytest.raises(
         CheckpointError, match=r"1 missing: decoder\.norm\.norm\.bias; 1 unexpected: decoder\.extra"
     ):
-        FlowFeat.from_official_checkpoint(path, encoder=TINY_SPEC, fdim=32)
+        load_official_checkpoint(path, encoder=TINY_SPEC, fdim=32)
 
 
 def test_pickled_objects_are_refused(tmp_path: Path) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import configparser
+import importlib
 import os
 import shutil
 import subprocess
@@ -39,16 +41,17 @@ EXEC_DEPENDS = {
     "python3-numpy",
     "python3-yaml",
 }
-CONSOLE_SCRIPTS = {
-    "perception_node": "flowfeat_ros.perception_node:main",
-    "recorder_node": "flowfeat_ros.recorder_node:main",
-    "video_publisher": "flowfeat_ros.video_publisher:main",
-    "flowfeat_train": "flowfeat_core.train:main",
-    "flowfeat_bench": "flowfeat_core.bench:main",
-    "flowfeat_export_default": "flowfeat_core.embedded:main",
-    "flowfeat_probe": "flowfeat_core.probe:main",
-    "flowfeat_evaluate": "flowfeat_core.evaluate:main",
-}
+
+
+def setup_py_console_scripts(repo_root: Path) -> dict[str, str]:
+    """``name -> module:function`` from setup.py's CONSOLE_SCRIPTS list (read, not executed)."""
+    tree = ast.parse((repo_root / "setup.py").read_text())
+    assignment = next(
+        node for node in tree.body
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "CONSOLE_SCRIPTS"
+    )
+    entries = (item.split("=") for item in ast.literal_eval(assignment.value))
+    return {name.strip(): target.strip() for name, target in entries}
 
 
 def run_python(code: str, cwd: Path, env: dict[str, str] | None = None) -> str:
@@ -143,13 +146,24 @@ def test_install_takes_version_from_manifest(manifest: ElementTree.Element, inst
     assert (site_packages(install_prefix) / f"{PACKAGE_NAME}-{version}.dist-info").is_dir()
 
 
-def test_install_declares_every_console_script(install_prefix: Path) -> None:
+def test_install_declares_every_console_script(repo_root: Path, install_prefix: Path) -> None:
+    console_scripts = setup_py_console_scripts(repo_root)
     dist_info = next(site_packages(install_prefix).glob(f"{PACKAGE_NAME}-*.dist-info"))
     entry_points = configparser.ConfigParser(interpolation=None)
     entry_points.read(dist_info / "entry_points.txt")
-    assert dict(entry_points["console_scripts"]) == CONSOLE_SCRIPTS
-    for script in CONSOLE_SCRIPTS:
+    assert dict(entry_points["console_scripts"]) == console_scripts
+    for script in console_scripts:
         assert (install_prefix / "bin" / script).is_file(), script
+
+
+def test_every_console_script_names_a_main_function(repo_root: Path) -> None:
+    """The nodes and the core programs the README names are all there, and each target exists."""
+    console_scripts = setup_py_console_scripts(repo_root)
+    assert {"perception_node", "recorder_node", "video_publisher", "flowfeat_train", "flowfeat_probe",
+            "flowfeat_evaluate", "flowfeat_bench"} <= set(console_scripts)
+    for name, target in console_scripts.items():
+        module, function = target.split(":")
+        assert callable(getattr(importlib.import_module(module), function)), name
 
 
 def test_installed_copy_imports_with_all_subpackages(repo_root: Path, install_prefix: Path) -> None:

@@ -22,6 +22,8 @@ from test_perception_support import (
     spin_until,
 )
 
+from flowfeat_ros.launch_overrides import OVERRIDABLE_PARAMETERS, perception_overrides
+from flowfeat_ros.launch_without_ros import build_commands, parse_args
 from flowfeat_ros.perception.parameters import PARAMETER_NAMES
 
 LAUNCH_FILE = REPO / "launch" / "perception.launch.py"
@@ -60,12 +62,52 @@ def test_launch_file_structure():
     assert "generate_launch_description" in functions
 
 
+def _declared_defaults(tree: ast.AST) -> dict[str, str]:
+    """Launch arguments whose default is a literal string, with that default."""
+    declared = (c for c in ast.walk(tree)
+                if isinstance(c, ast.Call) and getattr(c.func, "id", "") == "DeclareLaunchArgument")
+    return {c.args[0].value: kw.value.value for c in declared for kw in c.keywords
+            if kw.arg == "default_value" and isinstance(kw.value, ast.Constant)}
+
+
+def test_launch_file_leaves_the_yaml_checkpoint_and_device_alone():
+    """Overridable arguments default to empty and reach the node only through
+    perception_overrides, so editing checkpoint/device in the YAML takes effect."""
+    tree = ast.parse(LAUNCH_FILE.read_text())
+    defaults = _declared_defaults(tree)
+    assert all(defaults[name] == "" for name in OVERRIDABLE_PARAMETERS), defaults
+    dict_keys = {k.value for d in ast.walk(tree) if isinstance(d, ast.Dict)
+                 for k in d.keys if isinstance(k, ast.Constant)}
+    assert dict_keys.isdisjoint(OVERRIDABLE_PARAMETERS)
+    calls = {c.func.id for c in ast.walk(tree) if isinstance(c, ast.Call)
+             and isinstance(c.func, ast.Name)}
+    assert "perception_overrides" in calls
+
+
+def test_overrides_keep_only_given_arguments():
+    assert perception_overrides({"checkpoint": "", "device": "cpu"}) == {"device": "cpu"}
+    with pytest.raises(ValueError, match="not overridable"):
+        perception_overrides({"precision": "bf16"})
+
+
+def test_launch_without_ros_passes_checkpoint_only_when_given(tmp_path):
+    defaults = build_commands(parse_args([]))[0].argv
+    assert not any(arg.startswith(("checkpoint:=", "device:=")) for arg in defaults), defaults
+    given = build_commands(parse_args(["--checkpoint", "x.safetensors", "--device", "cpu"]))[0].argv
+    assert "checkpoint:=x.safetensors" in given and "device:=cpu" in given
+
+
 @pytest.mark.ros
 def test_launch_without_ros_runs_video_into_perception_and_stops_on_sigint(peer, checkpoint,
                                                                           tmp_path):
+    """The checkpoint comes from the YAML (no --checkpoint): editing the config must take effect."""
+    config = yaml.safe_load(CONFIG.read_text())
+    config["/**/perception"]["ros__parameters"]["checkpoint"] = str(checkpoint)
+    config_file = tmp_path / "perception.yaml"
+    config_file.write_text(yaml.safe_dump(config))
     args = [sys.executable, "-m", "flowfeat_ros.launch_without_ros", "--video", str(VIDEO),
             "--video-width", "160", "--camera-topic", "/lwr/camera/image_raw",
-            "--camera-info-topic", "/lwr/camera/camera_info", "--checkpoint", str(checkpoint),
+            "--camera-info-topic", "/lwr/camera/camera_info", "--config", str(config_file),
             "--param", "input_width:=160", "--param", "input_height:=120"]
     env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
     log = tmp_path / "launch.log"
@@ -80,7 +122,7 @@ def test_launch_without_ros_runs_video_into_perception_and_stops_on_sigint(peer,
         code = proc.wait(timeout=30)
     assert code == 0, log.read_text()
     assert outputs.messages["flowfeat/camera_info"][-1].width == 160
-    assert "playing" in log.read_text() and "running" in log.read_text()
+    assert "playing" in log.read_text() and f"running {checkpoint} on" in log.read_text()
 
 
 def test_launch_without_ros_rejects_a_missing_config(tmp_path):

@@ -29,10 +29,11 @@ from test_perception_support import (
     spin_until,
 )
 
-from flowfeat_core.checkpoint import FORMAT_KEY
-from flowfeat_core.loading import load_model
-from flowfeat_core.predictor import Predictor
-from flowfeat_core.probes import Probe, ProbeSpec, save_probe
+from flowfeat_core.hub.checkpoint import FORMAT_KEY
+from flowfeat_core.hub.loading import load_model
+from flowfeat_core.inference.predictor import Predictor
+from flowfeat_core.probes.heads import Probe, ProbeSpec
+from flowfeat_core.probes.io import save_probe
 from flowfeat_ros.image_conversion import image_msg_to_array
 from flowfeat_ros.video_publisher import pinhole_camera_info
 

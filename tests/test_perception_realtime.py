@@ -24,7 +24,7 @@ from test_perception_support import (
     stamp_of,
 )
 
-from flowfeat_core.predictor import cpu_inference_threads
+from flowfeat_core.inference.device import cpu_inference_threads
 
 pytestmark = pytest.mark.ros
 __all__ = ["checkpoint", "peer"]  # fixtures used by this module

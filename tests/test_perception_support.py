@@ -26,8 +26,8 @@ from ros_peer import isolated_test_node
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
-from flowfeat_core.checkpoint import save_checkpoint
-from flowfeat_core.model import FlowFeat
+from flowfeat_core.hub.checkpoint import save_checkpoint
+from flowfeat_core.models.flowfeat import FlowFeat
 from flowfeat_ros.image_conversion import rgb8_to_msg
 from flowfeat_ros.video_publisher import pinhole_camera_info
 

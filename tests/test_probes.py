@@ -10,9 +10,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from flowfeat_core.predictor import Predictor
-from flowfeat_core.probe import main as probe_main
-from flowfeat_core.probes import ProbeError, load_probe, save_probe
+from flowfeat_core.cli.probe import main as probe_main
+from flowfeat_core.inference.predictor import Predictor
+from flowfeat_core.probes.io import ProbeError, load_probe, save_probe
 from flowfeat_core.probes.metrics import SegmentationMetrics
 from flowfeat_core.probes.training import FitConfig, features_of
 from flowfeat_core.probes.workflow import (
@@ -22,7 +22,8 @@ from flowfeat_core.probes.workflow import (
     score_on_pairs,
     train_on_pairs,
 )
-from flowfeat_core.synthetic import CLASS_COLORS, CLASS_NAMES, generate_split
+from flowfeat_core.synthetic.benchmark import generate_split
+from flowfeat_core.synthetic.textures import CLASS_COLORS, CLASS_NAMES
 from flowfeat_core.synthetic.writers import BagTopics, write_sequence_bag, write_sequence_folder
 
 SIZE = {"height": 96, "width": 128, "frames": 4}

@@ -29,7 +29,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 from std_srvs.srv import SetBool, Trigger
 
-from flowfeat_core.image_codec import decode_image_message, encode_compressed
+from flowfeat_core.data.image_codec import decode_image_message, encode_compressed
 from flowfeat_ros.image_conversion import rgb8_to_msg
 from flowfeat_ros.recording.recover import recover_bag
 

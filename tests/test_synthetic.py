@@ -8,14 +8,15 @@ import cv2
 import numpy as np
 import pytest
 
+from flowfeat_core.cli.synthetic import main as synthetic_main
 from flowfeat_core.data.bag_reader import image_topic_counts, iter_image_messages
-from flowfeat_core.image_codec import decode_image_message
+from flowfeat_core.data.image_codec import decode_image_message
 from flowfeat_core.probes.labeled_data import decode_depth_message, decode_label_message
-from flowfeat_core.synthetic import CLASS_NAMES, generate_sequence
-from flowfeat_core.synthetic.__main__ import main as synthetic_main
+from flowfeat_core.synthetic.benchmark import generate_sequence
 from flowfeat_core.synthetic.flow_scores import endpoint_error, score_teacher
+from flowfeat_core.synthetic.textures import CLASS_NAMES
 from flowfeat_core.synthetic.writers import BagTopics, write_sequence_bag, write_sequence_folder
-from flowfeat_core.teacher_flow import make_teacher_flow
+from flowfeat_core.training.teacher_flow import make_teacher_flow
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torchvision.models.optical_flow import raft_small
 
-from flowfeat_core.teacher_flow import (
+from flowfeat_core.training.teacher_flow import (
     DISFlow,
     FarnebackFlow,
     RAFTFlow,

@@ -13,7 +13,7 @@ import pytest
 import torch
 from bag_writing import read_video_frames, write_image_bag
 
-from flowfeat_core.checkpoint import load_checkpoint, read_checkpoint_metadata
+from flowfeat_core.hub.checkpoint import load_checkpoint, read_checkpoint_metadata
 from flowfeat_core.training.state import load_training_state
 
 TINY = ["--batch-size", "2", "--input-size", "64", "--max-side", "96", "--workers", "0", "--log-every", "1"]

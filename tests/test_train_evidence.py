@@ -18,9 +18,9 @@ import torch
 from bag_writing import read_video_frames, write_image_bag
 
 from flowfeat_core import FlowFeat
-from flowfeat_core.checkpoint import load_checkpoint
-from flowfeat_core.data import build_frame_sequences
-from flowfeat_core.train import main as train_main
+from flowfeat_core.cli.train import main as train_main
+from flowfeat_core.data.sources import build_frame_sequences
+from flowfeat_core.hub.checkpoint import load_checkpoint
 from flowfeat_core.training.heldout import HeldOutScores, evaluate_heldout, heldout_batches
 
 INPUT_SIZE = 128

@@ -16,7 +16,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from test_recorder import REPO, TYPESTORE, VIDEO, spin_until
 
-from flowfeat_core.image_codec import decode_image_message, encode_compressed
+from flowfeat_core.data.image_codec import decode_image_message, encode_compressed
 from flowfeat_ros.image_conversion import image_msg_to_array
 from flowfeat_ros.recording.bag_sequence import BagFormat, BagSequence, SplitLimits
 from flowfeat_ros.recording.topics import classify_topic

@@ -12,10 +12,10 @@ import numpy as np
 from flowfeat_core.data.bag_reader import find_bags, iter_image_messages, select_image_topics
 from flowfeat_core.data.errors import DataError
 from flowfeat_core.data.frame_cache import cache_stream, default_cache_dir
+from flowfeat_core.data.image_codec import ImageDecodeError, decode_image_message
 from flowfeat_core.data.image_folder import iter_folder_frames, list_image_files
 from flowfeat_core.data.sequences import FrameFilter, FrameSequence, split_stream
 from flowfeat_core.data.video_reader import find_videos, iter_video_frames
-from flowfeat_core.image_codec import ImageDecodeError, decode_image_message
 
 LOG = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open
 
-from flowfeat_core.atomic_io import save_safetensors
+from flowfeat_core.hub.atomic_io import save_safetensors
 from flowfeat_core.probes.heads import Probe, ProbeSpec
 
 FORMAT_KEY = "flowfeat_probe_format"

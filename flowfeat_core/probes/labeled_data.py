@@ -16,8 +16,8 @@ import numpy as np
 
 from flowfeat_core.data.bag_reader import find_bags, iter_image_messages, select_image_topics
 from flowfeat_core.data.errors import DataError
+from flowfeat_core.data.image_codec import ImageDecodeError, decode_image_message
 from flowfeat_core.data.image_folder import list_image_files
-from flowfeat_core.image_codec import ImageDecodeError, decode_image_message
 
 LabeledPair = tuple[np.ndarray, np.ndarray]
 _DEPTH_ENCODINGS = {"16UC1": ("u2", 0.001), "mono16": ("u2", 0.001), "32FC1": ("f4", 1.0)}

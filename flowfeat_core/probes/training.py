@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from flowfeat_core.predictor import Predictor
+from flowfeat_core.inference.predictor import Predictor
 from flowfeat_core.probes.heads import Probe, ProbeSpec, assemble_inputs
 from flowfeat_core.probes.losses import METRIC_LAMBDA, RELATIVE_LAMBDA, silog_loss
 from flowfeat_core.probes.metrics import IGNORE_LABEL

@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 import torch
 
-from flowfeat_core.loading import load_model
-from flowfeat_core.model import FlowFeat
-from flowfeat_core.predictor import Predictor
+from flowfeat_core.hub.loading import load_model
+from flowfeat_core.inference.predictor import Predictor
+from flowfeat_core.models.flowfeat import FlowFeat
 from flowfeat_core.probes.heads import Probe, ProbeSpec
 from flowfeat_core.probes.metrics import DepthMetrics, SegmentationMetrics, median_scaled
 from flowfeat_core.probes.training import (

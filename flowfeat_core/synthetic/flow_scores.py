@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from flowfeat_core.synthetic.benchmark import SyntheticSequence
-from flowfeat_core.teacher_flow import TeacherFlow
+from flowfeat_core.training.teacher_flow import TeacherFlow
 
 
 def endpoint_error(estimate: np.ndarray, truth: np.ndarray, valid: np.ndarray) -> float:

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
+from flowfeat_core.models.normalization import PixelNormalizer
+
 
 @dataclass
 class TwoViews:
@@ -19,11 +21,10 @@ class TwoViews:
 
 def to_views(batch: dict[str, torch.Tensor], device: torch.device, mean: tuple, std: tuple) -> TwoViews:
     """Batch of :class:`DistillationViews` items -> :class:`TwoViews` on ``device``."""
-    mean_t = torch.tensor(mean, device=device).view(1, 3, 1, 1) * 255.0
-    std_t = torch.tensor(std, device=device).view(1, 3, 1, 1) * 255.0
+    normalizer = PixelNormalizer(mean, std, device)
 
     def image(key: str) -> torch.Tensor:
-        return (batch[key].to(device, non_blocking=True) - mean_t) / std_t
+        return normalizer.normalize(batch[key].to(device, non_blocking=True))
 
     return TwoViews(
         image("image1"),

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from flowfeat_core.training.schedule import LR_SCHEDULES
+from flowfeat_core.training.teacher_flow import TEACHER_FLOWS, teacher_flow_help
 
 
 @dataclass
@@ -94,7 +95,9 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     run.add_argument("--ema-decay", type=float, default=defaults.ema_decay)
     run.add_argument("--ema-every", type=int, default=defaults.ema_every)
     run.add_argument("--crop-scale", type=float, nargs=2, default=defaults.crop_scale)
-    run.add_argument("--teacher", default=defaults.teacher, help="dis, farneback, raft_small, raft_large")
+    run.add_argument(
+        "--teacher", default=defaults.teacher, choices=list(TEACHER_FLOWS), help=teacher_flow_help()
+    )
     run.add_argument("--flow-cache", type=Path, help="teacher-flow cache dir (default: OUT/flow_cache)")
     run.add_argument("--no-flow-cache", action="store_true", help="recompute teacher flow every time")
     run.add_argument("--workers", type=int, default=defaults.workers, help="DataLoader workers")

@@ -13,10 +13,10 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from flowfeat_core.crops import crop_resample, fixed_center_crops, sample_crop_thetas
-from flowfeat_core.data import FramePairDataset
-from flowfeat_core.flow_cache import FlowCache, flow_cache_key
-from flowfeat_core.teacher_flow import TeacherFlow, make_teacher_flow, normalize_flow
+from flowfeat_core.data.pairs import FramePairDataset
+from flowfeat_core.training.crops import crop_resample, fixed_center_crops, sample_crop_thetas
+from flowfeat_core.training.flow_cache import FlowCache, flow_cache_key
+from flowfeat_core.training.teacher_flow import TeacherFlow, make_teacher_flow, normalize_flow
 
 
 class DistillationViews(Dataset):

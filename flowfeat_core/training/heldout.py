@@ -23,10 +23,15 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 
-from flowfeat_core.data import FramePairDataset, FrameSequence
-from flowfeat_core.distill import apply_motion_profile, distillation_losses, solve_motion_profile
-from flowfeat_core.model import FlowFeat
+from flowfeat_core.data.pairs import FramePairDataset
+from flowfeat_core.data.sequences import FrameSequence
+from flowfeat_core.models.flowfeat import FlowFeat
 from flowfeat_core.training.batches import to_views
+from flowfeat_core.training.distillation import (
+    apply_motion_profile,
+    distillation_losses,
+    solve_motion_profile,
+)
 from flowfeat_core.training.flow_pairs import DistillationViews
 
 CROP_PROTOCOLS = ("training", "shifted")
@@ -100,45 +105,3 @@ def evaluate_heldout(
         epe_bilinear=torch.cat(bilinear_errors).mean().item(),
         pairs=sum(len(e) for e in dense_errors),
     )
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m flowfeat_core.training.heldout``: distillation loss and flow-reconstruction EPE of a
-    model on held-out data, next to the same encoder with an untrained decoder."""
-    import argparse
-    import sys
-
-    from flowfeat_core.data import DataError, build_frame_sequences
-    from flowfeat_core.loading import load_model
-
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--model", required=True, help="model source, as for load_model")
-    parser.add_argument("--bags", nargs="+", default=[])
-    parser.add_argument("--videos", nargs="+", default=[])
-    parser.add_argument("--images", nargs="+", default=[])
-    parser.add_argument("--input-size", type=int, default=128)
-    parser.add_argument("--max-side", type=int, default=192)
-    parser.add_argument("--max-pairs", type=int, default=200)
-    parser.add_argument("--crops", choices=CROP_PROTOCOLS, default="training", help="see the module doc")
-    args = parser.parse_args(argv)
-    try:
-        sequences = build_frame_sequences(args.bags, args.videos, args.images, max_side=args.max_side)
-        model = load_model(args.model)
-        batches = heldout_batches(sequences, args.input_size, args.crops, args.max_pairs)
-    except (DataError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    torch.manual_seed(0)
-    untrained = FlowFeat(model.config, pretrained_encoder=False)
-    untrained.encoder.load_state_dict(model.encoder.state_dict())
-    for name, candidate in (("model", model), ("untrained decoder", untrained)):
-        scores = evaluate_heldout(candidate, batches, args.input_size)
-        print(
-            f"{name:18} pairs {scores.pairs}  loss {scores.loss:.4f}  EPE dense {scores.epe_dense:.4f}  "
-            f"EPE bilinear encoder {scores.epe_bilinear:.4f}"
-        )
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

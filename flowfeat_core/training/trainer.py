@@ -16,14 +16,16 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from tqdm import tqdm
 
-from flowfeat_core.checkpoint import save_checkpoint
-from flowfeat_core.data import FramePairDataset, build_frame_sequences
-from flowfeat_core.distill import distillation_losses
-from flowfeat_core.loading import load_model
-from flowfeat_core.model import FlowFeat
-from flowfeat_core.predictor import select_device
+from flowfeat_core.data.pairs import FramePairDataset
+from flowfeat_core.data.sources import build_frame_sequences
+from flowfeat_core.hub.checkpoint import save_checkpoint
+from flowfeat_core.hub.loading import load_model
+from flowfeat_core.inference.device import select_device
+from flowfeat_core.models.flowfeat import FlowFeat
+from flowfeat_core.models.normalization import PixelNormalizer
 from flowfeat_core.training.batches import to_views
 from flowfeat_core.training.config import TrainConfig
+from flowfeat_core.training.distillation import distillation_losses
 from flowfeat_core.training.distributed import DistributedContext, init_distributed
 from flowfeat_core.training.ema import EMA
 from flowfeat_core.training.flow_pairs import DistillationViews
@@ -214,9 +216,8 @@ class Trainer:
             self.writer.add_scalar("train/epoch", self.epoch, self.step)
             self.writer.add_scalar("train/lr", self.optimizer.param_groups[0]["lr"], self.step)
         if self.step % self.config.image_every == 0:
-            mean = torch.tensor(self.model.config.mean, device=views.image2.device).view(3, 1, 1)
-            std = torch.tensor(self.model.config.std, device=views.image2.device).view(3, 1, 1)
-            frame = ((views.image2[0] * std + mean).clamp(0, 1) * 255).byte().permute(1, 2, 0).cpu()
+            normalizer = PixelNormalizer(self.model.config.mean, self.model.config.std, views.image2.device)
+            frame = normalizer.to_uint8(views.image2[:1])[0].permute(1, 2, 0).cpu()
             scale = float(views.flow2[0].norm(dim=0).quantile(0.99)) or 1.0
             pictures = {
                 "frame": frame.numpy(),

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import torch
 
-from flowfeat_core.pca import FeaturePCA
+from flowfeat_core.inference.pca import FeaturePCA
 
 
 def flow_to_rgb(flow: torch.Tensor, max_magnitude: float | None = None) -> np.ndarray:

@@ -7,42 +7,43 @@ the background (see runtime.py), where a checkpoint that still fails is rejected
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-import torch
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
-from flowfeat_core.checkpoint import read_checkpoint_metadata
-from flowfeat_core.loading import EMBEDDED_NAMES
-from flowfeat_core.official import CheckpointError
-from flowfeat_core.pca import FeaturePCA
-from flowfeat_core.released import RELEASED_WEIGHTS
+from flowfeat_core.hub.errors import CheckpointError
+from flowfeat_core.hub.loading import check_model_source
+from flowfeat_core.inference.device import PRECISIONS, check_precision, select_device
+from flowfeat_core.inference.pca import FeaturePCA
 from flowfeat_ros.perception.probe_loading import probes_available
 
 RELIABILITY_CHOICES = ("best_effort", "reliable")
 TRANSPORT_CHOICES = ("raw", "compressed", "both")
-PRECISION_CHOICES = ("fp32", "bf16", "fp16")
 MAX_SIDE = 8192
+
+# What a parameter change reloads (dataclass field metadata): the model, or a probe.
+MODEL = {"loads": "model"}
+PROBE = {"loads": "probe"}
 
 
 @dataclass(frozen=True)
 class PerceptionSettings:
     """A consistent snapshot of every parameter (the worker reads one snapshot per batch)."""
 
-    checkpoint: str = "default"
-    device: str = "auto"
-    precision: str = "fp32"
+    checkpoint: str = field(default="default", metadata=MODEL)
+    device: str = field(default="auto", metadata=MODEL)
+    precision: str = field(default="fp32", metadata=MODEL)
     cpu_threads: int = 0
-    input_short_side: int = 0
-    input_width: int = 0
-    input_height: int = 0
+    input_short_side: int = field(default=0, metadata=MODEL)
+    input_width: int = field(default=0, metadata=MODEL)
+    input_height: int = field(default=0, metadata=MODEL)
     output_width: int = 0
     output_height: int = 0
     feature_channels: int = 0
     pca_basis: str = ""
-    depth_probe: str = ""
-    segmentation_probe: str = ""
+    depth_probe: str = field(default="", metadata=PROBE)
+    segmentation_probe: str = field(default="", metadata=PROBE)
     depth_min: float = 0.0
     depth_max: float = 0.0
     overlay_alpha: float = 0.5
@@ -58,13 +59,12 @@ class PerceptionSettings:
     warn_period_s: float = 5.0
 
     def model_key(self) -> tuple:
-        """The settings a loaded predictor depends on."""
-        return (self.checkpoint, self.device, self.precision, self.input_short_side,
-                self.input_width, self.input_height)
+        """The values of the settings a loaded predictor depends on (``MODEL_PARAMETERS``)."""
+        return tuple(getattr(self, name) for name in MODEL_PARAMETERS)
 
     def runtime_key(self) -> tuple:
-        """The settings a loaded runtime (predictor + probes) depends on."""
-        return (*self.model_key(), self.depth_probe, self.segmentation_probe)
+        """The values of the settings a loaded runtime (predictor + probes) depends on."""
+        return tuple(getattr(self, name) for name in RUNTIME_PARAMETERS)
 
 
 def _descriptor(description: str, *, low: float | None = None, high: float | None = None,
@@ -82,7 +82,7 @@ DESCRIPTORS: dict[str, ParameterDescriptor] = {
     "checkpoint": _descriptor("model: 'default' (embedded EfficientNet-Lite0), a .safetensors "
                               "checkpoint, an official .pth or a released weights name"),
     "device": _descriptor("auto, cpu, cuda or cuda:<index>"),
-    "precision": _descriptor("fp32, bf16 (CPU/GPU) or fp16 (GPU only)"),
+    "precision": _descriptor(f"{', '.join(PRECISIONS)} (fp16 needs CUDA)"),
     "cpu_threads": _descriptor("torch threads for CPU inference (0: one less than the CPU cores, "
                                "at least 1, leaving a core for message handling)", low=0, high=1024,
                                read_only=True),
@@ -129,6 +129,11 @@ DESCRIPTORS: dict[str, ParameterDescriptor] = {
 }
 DEFAULTS = PerceptionSettings()
 PARAMETER_NAMES = tuple(f.name for f in fields(PerceptionSettings))
+#: Parameters whose change reloads the model; with the probes, those whose change reloads anything.
+MODEL_PARAMETERS = tuple(f.name for f in fields(PerceptionSettings) if f.metadata == MODEL)
+RUNTIME_PARAMETERS = MODEL_PARAMETERS + tuple(
+    f.name for f in fields(PerceptionSettings) if f.metadata == PROBE
+)
 
 
 def settings_from_values(values: dict[str, object]) -> PerceptionSettings:
@@ -140,34 +145,18 @@ def settings_from_values(values: dict[str, object]) -> PerceptionSettings:
 
 
 def _check_checkpoint(source: str) -> str | None:
-    if source in EMBEDDED_NAMES:
-        return None
-    path = Path(source).expanduser()
-    if path.suffix == ".safetensors":
-        try:
-            read_checkpoint_metadata(path)
-        except CheckpointError as error:
-            return str(error)
-        return None
-    if path.suffix == ".pth" and path.is_file():
-        return None
-    if f"{path.name.removesuffix('.pth')}.pth" in RELEASED_WEIGHTS and not path.parent.name:
-        return None
-    return (f"checkpoint {source!r} is neither 'default', an existing .safetensors/.pth file nor a "
-            f"released weights name ({', '.join(sorted(RELEASED_WEIGHTS))})")
-
-
-def _check_device(device: str) -> str | None:
-    if device == "auto":
-        return None
     try:
-        resolved = torch.device(device)
-    except RuntimeError as error:
-        return f"device {device!r}: {error}"
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        return f"device {device!r} requested but CUDA is not available"
-    if resolved.type not in ("cpu", "cuda"):
-        return f"device {device!r} is not supported (use auto, cpu or cuda[:index])"
+        check_model_source(source)
+    except CheckpointError as error:
+        return f"checkpoint: {error}"
+    return None
+
+
+def _check_device_and_precision(device: str, precision: str) -> str | None:
+    try:
+        check_precision(precision, select_device(device))
+    except ValueError as error:
+        return str(error)
     return None
 
 
@@ -201,13 +190,9 @@ def _check_probe(name: str, path: str) -> str | None:
 def validate_settings(settings: PerceptionSettings) -> str | None:
     """The first problem with ``settings`` as a one-line reason, or None when they are valid."""
     checks = (
-        lambda: _check_choice("precision", settings.precision, PRECISION_CHOICES),
         lambda: _check_choice("input_transport", settings.input_transport, TRANSPORT_CHOICES),
         lambda: _check_choice("qos_reliability", settings.qos_reliability, RELIABILITY_CHOICES),
-        lambda: _check_device(settings.device),
-        lambda: ("precision fp16 needs a CUDA device; use bf16 or fp32 on the CPU"
-                 if settings.precision == "fp16" and not settings.device.startswith("cuda")
-                 and not (settings.device == "auto" and torch.cuda.is_available()) else None),
+        lambda: _check_device_and_precision(settings.device, settings.precision),
         lambda: ("input_width and input_height must be both 0 or both positive"
                  if (settings.input_width == 0) != (settings.input_height == 0) else None),
         lambda: ("depth_max must be greater than depth_min (or both 0 for automatic range)"

@@ -12,8 +12,8 @@ import torch
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
-from flowfeat_core.image_codec import decode_image_message
-from flowfeat_core.pca import FeaturePCA
+from flowfeat_core.data.image_codec import decode_image_message
+from flowfeat_core.inference.pca import FeaturePCA
 from flowfeat_ros.image_conversion import (
     copy_header,
     features_to_msg,

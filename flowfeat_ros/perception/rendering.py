@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from flowfeat_core.pca import FeaturePCA
+from flowfeat_core.inference.pca import FeaturePCA
 
 
 def output_size(width: int, height: int, input_hw: tuple[int, int],

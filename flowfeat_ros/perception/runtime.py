@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flowfeat_core.loading import load_model
-from flowfeat_core.official import CheckpointError
-from flowfeat_core.predictor import Predictor
-from flowfeat_core.released import WeightsUnavailableError
+from flowfeat_core.hub.errors import CheckpointError, WeightsUnavailableError
+from flowfeat_core.hub.loading import load_model
+from flowfeat_core.inference.predictor import Predictor
 from flowfeat_ros.perception.parameters import PerceptionSettings
 from flowfeat_ros.perception.probe_loading import ProbeLoadError, load_task_probe
 
@@ -73,7 +72,7 @@ def _build_predictor(settings: PerceptionSettings) -> Predictor:
     exact = ((settings.input_height, settings.input_width) if settings.input_width else None)
     try:
         return Predictor(model, device=settings.device, precision=settings.precision,
-                         input_short_side=settings.input_short_side or None, input_hw=exact)
+                         input_short_side=settings.input_short_side, input_hw=exact)
     except ValueError as error:
         raise RuntimeLoadError(f"checkpoint {settings.checkpoint!r}: {error}") from error
 

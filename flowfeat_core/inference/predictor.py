@@ -1,15 +1,15 @@
 """Inference API: uint8 images in, dense FlowFeat features out.
 
 Resize policy: the network sees each image resized so that its shorter side equals
-``input_short_side`` (aspect kept, both sides rounded to the encoder's size multiple), or to an
-exact ``(height, width)`` when one is given; ``input_short_side=0`` keeps the native size (the
-model pads to its size multiple and crops back). Features come back at network resolution or,
+``input_short_side`` (aspect kept, both sides rounded to the encoder's size multiple; 0, the
+default, means the model's preferred size, ``ModelConfig.input_short_side``), or to an exact
+``(height, width)`` when ``input_hw`` is given (the model pads to its size multiple and crops
+back, so any exact size works). Features come back at network resolution or,
 with ``resolution="input"``, bilinearly resized to the input size.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from contextlib import nullcontext
 from typing import Literal
@@ -19,35 +19,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from flowfeat_core.model import FlowFeat
+from flowfeat_core.inference.device import AUTOCAST_DTYPES, check_precision, select_device
+from flowfeat_core.models.flowfeat import FlowFeat
+from flowfeat_core.models.normalization import PixelNormalizer
 
 Precision = Literal["fp32", "bf16", "fp16"]
-_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (its affinity mask where the OS has one)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def cpu_inference_threads(requested: int = 0) -> int:
-    """Torch threads for CPU inference: ``requested`` when > 0, else one less than the available
-    cores (at least 1). Leaving a core free matters in a ROS process: when message callbacks
-    compete with every inference thread, torch's threads wait on each other and one inference
-    can take ten times longer (measured on a 2-core machine)."""
-    if requested < 0:
-        raise ValueError(f"requested threads must be >= 0, got {requested}")
-    return requested or max(1, available_cores() - 1)
-
-
-def select_device(device: str) -> torch.device:
-    """``"auto"`` picks CUDA when present, else the CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available")
-    return resolved
 
 
 def network_size(
@@ -56,9 +32,9 @@ def network_size(
     """The (height, width) the network runs at for an image of ``image_hw`` (see module doc)."""
     if exact_hw is not None:
         return exact_hw
-    height, width = image_hw
     if short_side <= 0:
-        return height, width
+        raise ValueError(f"short_side must be positive, got {short_side}")
+    height, width = image_hw
     scale = short_side / min(height, width)
 
     def rounded(side: float) -> int:
@@ -75,26 +51,23 @@ class Predictor:
         model: FlowFeat,
         device: str = "auto",
         precision: Precision = "fp32",
-        input_short_side: int | None = None,
+        input_short_side: int = 0,
         input_hw: tuple[int, int] | None = None,
         channels_last: bool = True,
     ) -> None:
-        if precision not in ("fp32", *_AUTOCAST_DTYPES):
-            raise ValueError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
         self.device = select_device(device)
-        if precision == "fp16" and self.device.type != "cuda":
-            raise ValueError("fp16 needs CUDA; use bf16 or fp32 on the CPU")
+        check_precision(precision, self.device)
+        if input_short_side < 0:
+            raise ValueError(
+                f"input_short_side must be >= 0 (0: the model's preferred size), got {input_short_side}"
+            )
         self.precision = precision
-        self.input_short_side = (
-            model.config.input_short_side if input_short_side is None else int(input_short_side)
-        )
+        self.input_short_side = int(input_short_side) or model.config.input_short_side
         self.input_hw = tuple(input_hw) if input_hw is not None else None
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.memory_format = memory_format
         self.model = model.eval().to(self.device, memory_format=memory_format)
-        config = model.config
-        self._mean = torch.tensor(config.mean, device=self.device).view(1, 3, 1, 1) * 255.0
-        self._std = torch.tensor(config.std, device=self.device).view(1, 3, 1, 1) * 255.0
+        self._normalizer = PixelNormalizer(model.config.mean, model.config.std, self.device)
 
     @property
     def fdim(self) -> int:
@@ -118,11 +91,11 @@ class Predictor:
             tensor = tensor.flip(1)
         elif color.lower() != "rgb":
             raise ValueError(f"color must be 'rgb' or 'bgr', got {color!r}")
-        tensor = (tensor - self._mean) / self._std
+        tensor = self._normalizer.normalize(tensor)
         return tensor.contiguous(memory_format=self.memory_format)
 
     def _autocast(self):
-        dtype = _AUTOCAST_DTYPES.get(self.precision)
+        dtype = AUTOCAST_DTYPES[self.precision]
         return torch.autocast(self.device.type, dtype=dtype) if dtype else nullcontext()
 
     def run(self, tensor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

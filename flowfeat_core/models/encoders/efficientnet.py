@@ -9,9 +9,6 @@ import timm
 import torch
 from torch import nn
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
 # Blocks after which the strides 4, 8, 16 and 32 features are taken (timm feature_info).
 _FEATURE_BLOCKS = (1, 2, 4, 6)
 

@@ -10,9 +10,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open
 
-from flowfeat_core.atomic_io import save_safetensors
-from flowfeat_core.model import FlowFeat, ModelConfig
-from flowfeat_core.official import CheckpointError, check_state_dict
+from flowfeat_core.hub.atomic_io import save_safetensors
+from flowfeat_core.hub.errors import CheckpointError
+from flowfeat_core.hub.official import check_state_dict
+from flowfeat_core.models.config import ModelConfig
+from flowfeat_core.models.flowfeat import FlowFeat
 
 FORMAT_KEY = "flowfeat_format"
 FORMAT_VERSION = "1"

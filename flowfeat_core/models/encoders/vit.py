@@ -53,25 +53,8 @@ class ViTSpec:
         return cls(**{**data, "hooks": tuple(data["hooks"])})
 
 
-_DINO_HOOKS = (2, 5, 8, 11)
-
-RELEASED_VIT_SPECS: dict[str, ViTSpec] = {
-    "dino_vits16": ViTSpec(16, 384, 12, 6, 224, _DINO_HOOKS, layerscale=False, mask_token=False),
-    "dino_vitb16": ViTSpec(16, 768, 12, 12, 224, _DINO_HOOKS, layerscale=False, mask_token=False),
-    "dinov2_vits14": ViTSpec(14, 384, 12, 6, 518, _DINO_HOOKS),
-    "dinov2_vitb14": ViTSpec(14, 768, 12, 12, 518, _DINO_HOOKS),
-}
-
-
-def resolve_vit_spec(encoder: str | ViTSpec) -> ViTSpec:
-    """Return the spec for a released encoder name, or the spec itself."""
-    if isinstance(encoder, ViTSpec):
-        return encoder
-    try:
-        return RELEASED_VIT_SPECS[encoder]
-    except KeyError:
-        names = ", ".join(sorted(RELEASED_VIT_SPECS))
-        raise ValueError(f"unknown ViT encoder {encoder!r}; known: {names}") from None
+#: Blocks whose outputs feed the DPT decoder in every DINO/DINOv2 FlowFeat release.
+DINO_HOOKS = (2, 5, 8, 11)
 
 
 def resample_position_embedding(patch_pos: torch.Tensor, grid_hw: tuple[int, int]) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """On-disk cache of teacher optical flow, one float16 .npy file per frame pair.
 
-Writes are atomic (temporary file in the same folder, then ``os.replace``), so concurrent data-loader
+Writes are atomic (``hub.atomic_io.write_atomically``), so concurrent data-loader
 workers never see half-written files; a file that is corrupt or truncated anyway (e.g. after a crash
 of the file system) reads as a miss and is replaced by the next ``put``.
 """
@@ -10,11 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from flowfeat_core.hub.atomic_io import write_atomically
 
 _LOG = logging.getLogger(__name__)
 
@@ -70,13 +70,9 @@ class FlowCache:
         if not np.isfinite(flow).all() or np.abs(flow).max(initial=0.0) > float16_max:
             raise ValueError(f"flow must be finite with |values| <= {float16_max} (float16)")
         half = flow.astype(np.float16)
-        path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{key}.", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "wb") as stream:
+
+        def write(temporary: str) -> None:
+            with open(temporary, "wb") as stream:  # a file object: np.save(path) would add ".npy"
                 np.save(stream, half, allow_pickle=False)
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+
+        write_atomically(self.path(key), write)

@@ -8,6 +8,9 @@ local file only (explicit path, or torch.hub's checkpoint cache).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Protocol, TypeVar, runtime_checkable
 
@@ -190,14 +193,37 @@ def normalize_flow(flow: FlowArray) -> FlowArray:
     return (as_float - mean) / (std + NORMALISATION_EPS)
 
 
-def make_teacher_flow(name: str, **kwargs: object) -> TeacherFlow:
-    """Build a teacher by name: "dis", "farneback", "raft_small" or "raft_large"."""
-    if name == "dis":
-        return DISFlow(**kwargs)
-    if name == "farneback":
-        return FarnebackFlow(**kwargs)
-    if name in ("raft_small", "raft_large"):
-        return RAFTFlow(variant=name.removeprefix("raft_"), **kwargs)
-    raise ValueError(
-        f"unknown teacher flow {name!r}; choose from dis, farneback, raft_small, raft_large"
-    )
+@dataclass(frozen=True)
+class TeacherEntry:
+    """One teacher: its factory (keyword options are passed through), a line for ``--help``, and
+    whether it needs weights (which ``offline=True`` forbids downloading)."""
+
+    build: Callable[..., TeacherFlow]
+    summary: str
+    needs_weights: bool = False
+
+
+#: Teachers by name; the table feeds ``make_teacher_flow`` and the CLIs' ``--teacher`` choices.
+TEACHER_FLOWS: dict[str, TeacherEntry] = {
+    "dis": TeacherEntry(DISFlow, "OpenCV DIS (default; no weights, fast on a CPU)"),
+    "farneback": TeacherEntry(FarnebackFlow, "OpenCV Farneback (no weights)"),
+    "raft_small": TeacherEntry(partial(RAFTFlow, "small"), "torchvision RAFT small (weights on disk)", True),
+    "raft_large": TeacherEntry(partial(RAFTFlow, "large"), "torchvision RAFT large (weights on disk)", True),
+}
+
+
+def teacher_flow_help() -> str:
+    """``name: summary`` for every teacher, for argparse help."""
+    return "; ".join(f"{name}: {entry.summary}" for name, entry in TEACHER_FLOWS.items())
+
+
+def make_teacher_flow(name: str, offline: bool = False, **kwargs: object) -> TeacherFlow:
+    """Build the teacher registered as ``name`` (see ``TEACHER_FLOWS``); with ``offline``, a
+    teacher whose weights are not on disk fails instead of downloading them."""
+    try:
+        entry = TEACHER_FLOWS[name]
+    except KeyError:
+        raise ValueError(f"unknown teacher flow {name!r}; choose from {', '.join(TEACHER_FLOWS)}") from None
+    if offline and entry.needs_weights:
+        kwargs["allow_download"] = False
+    return entry.build(**kwargs)

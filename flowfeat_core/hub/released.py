@@ -9,11 +9,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from flowfeat_core.atomic_io import write_atomically
+from flowfeat_core.hub.atomic_io import write_atomically
+from flowfeat_core.hub.errors import WeightsUnavailableError
 
 RELEASE_URL = "https://cvg.cit.tum.de/webshare/g/papers/flowfeat/"
 
-# Released file -> encoder it was trained with.
+# Released file -> registered encoder it was trained with.
 RELEASED_WEIGHTS: dict[str, str] = {
     "dino_s16_flowfeat_yt.pth": "dino_vits16",
     "dino_b16_flowfeat_yt.pth": "dino_vitb16",
@@ -24,19 +25,22 @@ RELEASED_WEIGHTS: dict[str, str] = {
 }
 
 
-class WeightsUnavailableError(RuntimeError):
-    """Released weights are neither on disk nor downloadable."""
-
-
 def cache_dir() -> Path:
     """``$FLOWFEAT_HOME``, else ``~/.cache/flowfeat``."""
     return Path(os.environ.get("FLOWFEAT_HOME", Path.home() / ".cache" / "flowfeat")).expanduser()
 
 
+def as_released_name(name: str) -> str | None:
+    """The released file ``name`` refers to (``dino2_s14_flowfeat_yt``, with or without ``.pth``,
+    and no folder), or None when it names no release."""
+    file_name = f"{name.removesuffix('.pth')}.pth"
+    return file_name if file_name in RELEASED_WEIGHTS else None
+
+
 def released_file_name(name: str) -> str:
-    """Accept ``dino2_s14_flowfeat_yt`` or ``dino2_s14_flowfeat_yt.pth``."""
-    file_name = name if name.endswith(".pth") else f"{name}.pth"
-    if file_name not in RELEASED_WEIGHTS:
+    """Like :func:`as_released_name`, but an unknown name is a ValueError listing the known ones."""
+    file_name = as_released_name(name)
+    if file_name is None:
         known = ", ".join(sorted(RELEASED_WEIGHTS))
         raise ValueError(f"unknown released FlowFeat weights {name!r}; known: {known}")
     return file_name

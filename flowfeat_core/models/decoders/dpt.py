@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from flowfeat_core.fusion import ChannelLayerNorm, FusionHead
+from flowfeat_core.models.decoders.fusion import ChannelLayerNorm, FusionHead
 
 
 class Reassemble(nn.Module):

@@ -1,0 +1,1 @@
+"""Command-line programs (argparse ``main`` functions behind the console scripts)."""

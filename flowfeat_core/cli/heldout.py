@@ -1,0 +1,52 @@
+"""``flowfeat_heldout`` (``python -m flowfeat_core.cli.heldout``): distillation loss and
+flow-reconstruction EPE of a model on held-out data, next to the same encoder with an untrained
+decoder."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from flowfeat_core.data.errors import DataError
+from flowfeat_core.data.sources import build_frame_sequences
+from flowfeat_core.hub.errors import CheckpointError
+from flowfeat_core.hub.loading import load_model
+from flowfeat_core.models.flowfeat import FlowFeat
+from flowfeat_core.training.heldout import CROP_PROTOCOLS, evaluate_heldout, heldout_batches
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print one line of scores for the model and one for its untrained decoder."""
+    parser = argparse.ArgumentParser(prog="flowfeat_heldout", description=__doc__)
+    parser.add_argument("--model", required=True, help="model source, as for load_model")
+    parser.add_argument("--bags", nargs="+", default=[])
+    parser.add_argument("--videos", nargs="+", default=[])
+    parser.add_argument("--images", nargs="+", default=[])
+    parser.add_argument("--input-size", type=int, default=128)
+    parser.add_argument("--max-side", type=int, default=192)
+    parser.add_argument("--max-pairs", type=int, default=200)
+    parser.add_argument("--crops", choices=CROP_PROTOCOLS, default="training", help="see the module doc")
+    args = parser.parse_args(argv)
+    try:
+        sequences = build_frame_sequences(args.bags, args.videos, args.images, max_side=args.max_side)
+        model = load_model(args.model)
+        batches = heldout_batches(sequences, args.input_size, args.crops, args.max_pairs)
+    except (DataError, CheckpointError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    torch.manual_seed(0)
+    untrained = FlowFeat(model.config, pretrained_encoder=False)
+    untrained.encoder.load_state_dict(model.encoder.state_dict())
+    for name, candidate in (("model", model), ("untrained decoder", untrained)):
+        scores = evaluate_heldout(candidate, batches, args.input_size)
+        print(
+            f"{name:18} pairs {scores.pairs}  loss {scores.loss:.4f}  EPE dense {scores.epe_dense:.4f}  "
+            f"EPE bilinear encoder {scores.epe_bilinear:.4f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

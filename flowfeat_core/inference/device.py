@@ -1,0 +1,50 @@
+"""Where and how inference runs: device, numeric precision and CPU threads."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+#: Precisions a Predictor (and the perception node) accept, with the autocast dtype of each.
+AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+PRECISIONS = tuple(AUTOCAST_DTYPES)
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def cpu_inference_threads(requested: int = 0) -> int:
+    """Torch threads for CPU inference: ``requested`` when > 0, else one less than the available
+    cores (at least 1). Leaving a core free matters in a ROS process: when message callbacks
+    compete with every inference thread, torch's threads wait on each other and one inference
+    can take ten times longer (measured on a 2-core machine)."""
+    if requested < 0:
+        raise ValueError(f"requested threads must be >= 0, got {requested}")
+    return requested or max(1, available_cores() - 1)
+
+
+def select_device(device: str) -> torch.device:
+    """``"auto"`` picks CUDA when present, else the CPU; a CUDA device without CUDA or an unknown
+    device type is a ValueError."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(f"device {device!r}: {error}") from error
+    if resolved.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {device!r} is not supported (use auto, cpu or cuda[:index])")
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available")
+    return resolved
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """ValueError unless ``precision`` is known and runs on ``device`` (fp16 needs CUDA)."""
+    if precision not in AUTOCAST_DTYPES:
+        raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("precision fp16 needs a CUDA device; use bf16 or fp32 on the CPU")

@@ -1,0 +1,1 @@
+"""FlowFeat networks: the model, its configuration, and the encoder/decoder registry."""

@@ -1,0 +1,62 @@
+"""ModelConfig: everything needed to rebuild a FlowFeat network (stored in our checkpoints)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from flowfeat_core.models.encoders.vit import ViTSpec
+from flowfeat_core.models.registry import CUSTOM_VIT, DEFAULT_ENCODER, ENCODERS, encoder_entry
+
+# Keys written by earlier versions that carry no information; accepted when reading old files.
+_LEGACY_EMPTY_KEYS = ("extra",)
+_DEFAULT = ENCODERS[DEFAULT_ENCODER]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A FlowFeat network: ``encoder`` names a registry entry (``models/registry.py``), which
+    fixes the decoder kind; ``vit_spec`` describes a ViT encoder's architecture;
+    ``decoder_width`` / ``decoder_head_width`` size the fusion decoder; ``mean``/``std`` normalise
+    the input; ``input_short_side`` is the preferred network input (shorter image side).
+    Build one with :meth:`for_encoder` to get the entry's defaults.
+    """
+
+    encoder: str = DEFAULT_ENCODER
+    fdim: int = 128
+    vit_spec: ViTSpec | None = None
+    decoder_width: int = 64
+    decoder_head_width: int = 32
+    mean: tuple[float, float, float] = _DEFAULT.mean
+    std: tuple[float, float, float] = _DEFAULT.std
+    input_short_side: int = _DEFAULT.input_short_side
+
+    @classmethod
+    def for_encoder(cls, encoder: str | ViTSpec, fdim: int = 128) -> ModelConfig:
+        """The configuration of ``encoder`` (a registry name, or a ViTSpec for a custom ViT)."""
+        if isinstance(encoder, ViTSpec):
+            entry, spec = ENCODERS[CUSTOM_VIT], encoder
+        else:
+            entry = encoder_entry(encoder)
+            spec = entry.vit_spec
+        return cls(encoder=entry.name, fdim=fdim, vit_spec=spec, mean=entry.mean, std=entry.std,
+                   input_short_side=entry.input_short_side)
+
+    def to_dict(self) -> dict:
+        """JSON-friendly form."""
+        data = asdict(self)
+        data["vit_spec"] = self.vit_spec.to_dict() if self.vit_spec else None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelConfig:
+        """Inverse of :meth:`to_dict`; rejects unknown keys."""
+        values = {k: v for k, v in data.items() if not (k in _LEGACY_EMPTY_KEYS and not v)}
+        unknown = set(values) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
+        if values.get("vit_spec") is not None:
+            values["vit_spec"] = ViTSpec.from_dict(values["vit_spec"])
+        for key in ("mean", "std"):
+            if key in values:
+                values[key] = tuple(values[key])
+        return cls(**values)

