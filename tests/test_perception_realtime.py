@@ -77,22 +77,23 @@ def test_fast_camera_slow_model_drops_stale_frames_with_bounded_latency(peer, ch
     latencies = np.array(outputs.received[topic]) - [stamp_of(m) for m in msgs]
     send_rate = sent / elapsed
     output_rate = len(msgs) / elapsed
-    assert send_rate > 25
-    assert len(msgs) >= 2 and output_rate < 0.8 * send_rate, (len(msgs), sent)
     counts = {key: int(diagnostics.values[f"{key}_frames"]) for key in ("received", "processed", "dropped")}
     assert diagnostics.values["cpu_threads"] == str(cpu_inference_threads())  # cores - 1, >= 1
-    # Newest-frame policy: every received frame is processed or dropped, none waits in a queue
-    # (when the counters are sampled, at most one frame sits in the mailbox and one is in the
-    # worker); most never reach the model. Fast DDS also drops some
-    # best-effort frames before they reach the node, so "received" is below "sent".
-    assert counts["received"] - counts["processed"] - counts["dropped"] <= 2, counts
-    assert counts["dropped"] > counts["processed"], counts
-    # A queue in the node would make latency grow by ~(1 - output/send rate) s per second, to
-    # > 5 s after 6 s. Measured here: ~0.15 s for every output (model ~115 ms on 1 CPU thread).
-    # The bounds leave room for a busy CI machine. (Before the node used a SingleThreadedExecutor,
-    # rclpy's MultiThreadedExecutor busy-waited in some runs and inference took 1-3 s.)
-    assert np.percentile(latencies, 95) < 2.0, f"{latencies} {diagnostics.values}"
-    assert np.median(latencies[-5:]) < 1.0, f"{latencies} {diagnostics.values}"
+    # Bounds are relative to the node's own processing time per frame (its stage timings on
+    # /diagnostics), so they test the newest-frame policy, not the speed of this machine.
+    cycle_s = sum(float(v) for k, v in diagnostics.values.items() if k.startswith("stage_")) / 1e3
+    frames_per_cycle = send_rate * cycle_s  # camera frames arriving while one is processed
+    context = f"{counts} cycle {cycle_s:.3f} s, send {send_rate:.1f} Hz, out {output_rate:.1f} Hz"
+    assert len(msgs) >= 2 and output_rate <= 1.25 * min(send_rate, 1.0 / cycle_s) + 0.5, context
+    # Every received frame is processed or dropped, none waits in a queue (when the counters
+    # are sampled, at most one frame sits in the mailbox and one is in the worker).
+    assert counts["received"] - counts["processed"] - counts["dropped"] <= 2, context
+    if frames_per_cycle > 2:  # a camera clearly faster than the model: stale frames are dropped
+        assert counts["dropped"] > 0 and output_rate < 0.8 * send_rate, context
+    # A queue would make latency grow by ~(1 - output/send rate) s per second, to seconds after
+    # 6 s. Without one, a frame waits at most about one cycle, then is processed and delivered.
+    assert np.percentile(latencies, 95) < 6 * cycle_s + 1.0, f"{latencies} {context}"
+    assert np.median(latencies[-5:]) < 3 * cycle_s + 0.5, f"{latencies} {context}"
     stamps = [stamp_of(m) for m in msgs]
     assert all(b > a for a, b in itertools.pairwise(stamps))  # newest first, no reorder
 

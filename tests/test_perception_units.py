@@ -62,7 +62,7 @@ def test_mailbox_wakes_a_waiting_worker():
     ({"input_transport": "udp"}, "input_transport must be one of"),
     ({"depth_min": 5.0, "depth_max": 1.0}, "depth_max must be greater"),
     ({"cameras": ["a", "a"]}, "distinct"),
-    ({"checkpoint": "no_such_weights"}, "neither 'default'"),
+    ({"checkpoint": "no_such_weights"}, "is none of: 'default'"),
     ({"pca_basis": "/nonexistent.safetensors"}, "pca_basis"),
 ])
 def test_invalid_settings_give_a_reason(change, reason):
@@ -84,11 +84,21 @@ def test_projection_is_fixed_after_fitting():
     generator = torch.Generator().manual_seed(0)
     first = torch.randn(1, 16, 12, 10, generator=generator)
     projection = rendering.FeatureProjection.fit(first, 4)
-    later = torch.randn(1, 16, 12, 10, generator=generator)
-    assert projection.reduce(later, 4).shape == (1, 4, 12, 10)
-    np.testing.assert_array_equal(projection.colorize(later), projection.colorize(later))
+    basis = projection.pca.basis.clone()
+    later = torch.randn(1, 16, 12, 10, generator=generator) * 3 + 1  # other statistics
+    colours = projection.colorize(later)
+    reduced = projection.reduce(later, 4)
+    assert reduced.shape == (1, 4, 12, 10)
+    # Using the projection on other frames never refits it: the basis and the outputs for the
+    # first frame are what they were right after fitting.
+    assert torch.equal(projection.pca.basis, basis)
+    refit_first = rendering.FeatureProjection.fit(first, 4)
+    np.testing.assert_array_equal(projection.colorize(first), refit_first.colorize(first))
+    # It is the fitted basis that maps the later frame: a projection refitted on it differs.
+    expected = torch.einsum("bchw,ck->bkhw", later - projection.pca.mean.view(1, -1, 1, 1), basis[:, :4])
+    torch.testing.assert_close(reduced, expected, rtol=1e-5, atol=1e-5)
     refit = rendering.FeatureProjection.fit(later, 4)
-    assert not np.array_equal(projection.colorize(later), refit.colorize(later))
+    assert not np.array_equal(colours, refit.colorize(later))
 
 
 def test_depth_colours_and_class_ids():

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -98,34 +101,54 @@ def test_resume_continues_from_saved_state(small_bag: Path, tmp_path: Path) -> N
 
 
 def test_ctrl_c_saves_a_loadable_checkpoint(small_bag: Path, tmp_path: Path) -> None:
+    """SIGINT after real steps (read from the progress bar, not guessed by a sleep) saves both files."""
     out = tmp_path / "run"
     process = subprocess.Popen(
         [sys.executable, "-m", "flowfeat_core.train", "--bags", str(small_bag), "--steps", "100000",
          "--out", str(out), *TINY],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
+    stderr_chunks: list[bytes] = []
+    reader = threading.Thread(target=lambda: stderr_chunks.extend(iter(
+        lambda: os.read(process.stderr.fileno(), 4096), b"")), daemon=True)
+    reader.start()
+
+    def steps_done() -> int:
+        counts = re.findall(rb"(\d+)/100000", b"".join(stderr_chunks))
+        return int(counts[-1]) if counts else 0
+
     try:
         deadline = time.monotonic() + 240
-        while not list((out / "tensorboard").glob("events*")) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        time.sleep(3)  # a few steps
+        while steps_done() < 2 and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert steps_done() >= 2, b"".join(stderr_chunks).decode(errors="replace")[-2000:]
         process.send_signal(signal.SIGINT)
-        stdout, stderr = process.communicate(timeout=120)
+        stdout = process.stdout.read().decode()
+        process.wait(timeout=120)
+        reader.join(timeout=10)
     finally:
         process.kill()
+    stderr = b"".join(stderr_chunks).decode(errors="replace")
     assert process.returncode == 130, stderr
     assert "interrupted" in stdout
-    assert load_training_state(out / "state.safetensors").step >= 1
+    assert load_training_state(out / "state.safetensors").step >= 2
     load_checkpoint(out / "flowfeat.safetensors")
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (the OS picks it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def test_torchrun_two_cpu_processes(small_bag: Path, tmp_path: Path) -> None:
     out = tmp_path / "ddp"
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29613",
-         "-m", "flowfeat_core.train", "--bags", str(small_bag), "--steps", "2", "--out", str(out),
-         "--device", "cpu", *TINY],
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+         "--master_port", str(free_port()), "-m", "flowfeat_core.train", "--bags", str(small_bag),
+         "--steps", "2", "--out", str(out), "--device", "cpu", *TINY],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
