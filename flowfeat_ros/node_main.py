@@ -1,4 +1,4 @@
-"""The one ``main()`` every node shares: init, build the node, spin, clean up.
+"""What every node shares: ``run_node`` (init, build, spin, clean up) and the parameter table.
 
 Bad parameters (``ValueError`` / ``ParameterException`` from the node's constructor) print one
 line ``<program>: bad parameter: <reason>`` on stderr and exit with status 2; SIGINT/SIGTERM end
@@ -8,15 +8,25 @@ the spin, then ``on_exit`` (closing files, stopping threads) runs before the nod
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import rclpy
+from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
 NodeT = TypeVar("NodeT", bound=Node)
+
+
+def declare_parameter_table(
+    node: Node, table: Mapping[str, tuple[Any, ParameterDescriptor]]
+) -> dict[str, Any]:
+    """Declare ``name -> (default, descriptor)`` on ``node``; returns the values it starts with."""
+    for name, (default, descriptor) in table.items():
+        node.declare_parameter(name, default, descriptor)
+    return {name: node.get_parameter(name).value for name in table}
 
 
 def run_node(

@@ -17,7 +17,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_srvs.srv import SetBool, Trigger
 
-from flowfeat_ros.node_main import run_node
+from flowfeat_ros.node_main import declare_parameter_table, run_node
 from flowfeat_ros.recording.bag_sequence import BagFormat, BagSequence, SplitLimits
 from flowfeat_ros.recording.disk_guard import enforce_quota, free_bytes
 from flowfeat_ros.recording.motion_gate import (
@@ -80,9 +80,7 @@ class RecorderNode(Node):
     def __init__(self) -> None:
         """Declare and validate parameters, subscribe, start timers and services."""
         super().__init__("recorder")
-        for name, (default, descriptor) in PARAMETERS.items():
-            self.declare_parameter(name, default, descriptor)
-        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        p = declare_parameter_table(self, PARAMETERS)
         self.specs = self._topic_specs(p["topics"])
         if p["qos"] not in QOS_CHOICES:
             raise ValueError(f"qos must be one of {list(QOS_CHOICES)}, got {p['qos']!r}")

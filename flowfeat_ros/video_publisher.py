@@ -26,7 +26,7 @@ from std_msgs.msg import Header
 
 from flowfeat_core.data.image_codec import decode_image_message, encode_compressed
 from flowfeat_ros.image_conversion import rgb8_to_msg, scale_camera_info
-from flowfeat_ros.node_main import run_node
+from flowfeat_ros.node_main import declare_parameter_table, run_node
 from flowfeat_ros.recording.motion_gate import TYPESTORE
 from flowfeat_ros.recording.topics import COMPRESSED_IMAGE, IMAGE
 
@@ -194,9 +194,7 @@ class VideoPublisher(Node):
     def __init__(self) -> None:
         """Declare parameters, open the source, create publishers and the frame timer."""
         super().__init__("video_publisher")
-        for name, (default, descriptor) in PARAMETERS.items():
-            self.declare_parameter(name, default, descriptor)
-        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        p = declare_parameter_table(self, PARAMETERS)
         if p["encoding"] not in ("rgb8", "bgr8"):
             raise ValueError(f"encoding must be 'rgb8' or 'bgr8', got {p['encoding']!r}")
         if p["qos"] not in ("sensor_data", "reliable"):

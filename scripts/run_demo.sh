@@ -5,11 +5,6 @@
 # Extra arguments go to `python -m flowfeat_ros.demo` (see --help).
 set -euo pipefail
 
-REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-bash "$REPO_ROOT/scripts/setup_env.sh"
-
-cd "$REPO_ROOT"
-export VIRTUAL_ENV="$REPO_ROOT/.venv"
-export PATH="$VIRTUAL_ENV/bin:$PATH"
+source "$(dirname "${BASH_SOURCE[0]}")/prepare_env.sh"
 
 python -m flowfeat_ros.demo --seconds 20 --out outputs/perception_demo "$@"

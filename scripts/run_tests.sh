@@ -5,12 +5,7 @@
 #   bash scripts/run_tests.sh -k packaging    # a subset
 set -euo pipefail
 
-REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-bash "$REPO_ROOT/scripts/setup_env.sh"
-
-cd "$REPO_ROOT"
-export VIRTUAL_ENV="$REPO_ROOT/.venv"
-export PATH="$VIRTUAL_ENV/bin:$PATH"
+source "$(dirname "${BASH_SOURCE[0]}")/prepare_env.sh"
 
 echo "[run_tests] ruff check ."
 ruff_status=0

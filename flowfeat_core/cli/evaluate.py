@@ -15,10 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from flowfeat_core.data.errors import DataError
-from flowfeat_core.hub.errors import CheckpointError
+from flowfeat_core.cli.errors import reports_user_errors
 from flowfeat_core.inference.predictor import Predictor
-from flowfeat_core.probes.io import ProbeError
 from flowfeat_core.probes.metrics import DepthMetrics, SegmentationMetrics
 from flowfeat_core.probes.propagation import PropagationConfig, jf_scores, propagate_labels
 from flowfeat_core.probes.training import (
@@ -195,13 +193,11 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+@reports_user_errors
 def main(argv: Sequence[str] | None = None) -> int:
+    """Evaluate and print the table (or JSON)."""
     args = build_parser().parse_args(argv)
-    try:
-        report = evaluate(args)
-    except (DataError, ProbeError, CheckpointError, ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    report = evaluate(args)
     print(json.dumps(report, indent=2) if args.json else format_table(report))
     return 0
 

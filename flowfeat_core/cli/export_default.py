@@ -6,23 +6,20 @@ import argparse
 import sys
 from pathlib import Path
 
+from flowfeat_core.cli.errors import reports_user_errors
 from flowfeat_core.hub.checkpoint import load_checkpoint, read_checkpoint_metadata
 from flowfeat_core.hub.embedded import EMBEDDED_DECODER, save_embedded_decoder
-from flowfeat_core.hub.errors import CheckpointError
 
 
+@reports_user_errors
 def main(argv: list[str] | None = None) -> int:
     """Copy the decoder and provenance of CHECKPOINT into the package's embedded default."""
     parser = argparse.ArgumentParser(prog="flowfeat_export_default", description=__doc__)
     parser.add_argument("checkpoint", type=Path, help="a .safetensors checkpoint with the embedded encoder")
     parser.add_argument("--out", type=Path, default=EMBEDDED_DECODER)
     args = parser.parse_args(argv)
-    try:
-        _, provenance = read_checkpoint_metadata(args.checkpoint)
-        print(save_embedded_decoder(load_checkpoint(args.checkpoint), provenance, args.out))
-    except (CheckpointError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    _, provenance = read_checkpoint_metadata(args.checkpoint)
+    print(save_embedded_decoder(load_checkpoint(args.checkpoint), provenance, args.out))
     return 0
 
 

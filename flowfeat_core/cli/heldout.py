@@ -9,14 +9,14 @@ import sys
 
 import torch
 
-from flowfeat_core.data.errors import DataError
+from flowfeat_core.cli.errors import reports_user_errors
 from flowfeat_core.data.sources import build_frame_sequences
-from flowfeat_core.hub.errors import CheckpointError
 from flowfeat_core.hub.loading import load_model
 from flowfeat_core.models.flowfeat import FlowFeat
 from flowfeat_core.training.heldout import CROP_PROTOCOLS, evaluate_heldout, heldout_batches
 
 
+@reports_user_errors
 def main(argv: list[str] | None = None) -> int:
     """Print one line of scores for the model and one for its untrained decoder."""
     parser = argparse.ArgumentParser(prog="flowfeat_heldout", description=__doc__)
@@ -29,13 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-pairs", type=int, default=200)
     parser.add_argument("--crops", choices=CROP_PROTOCOLS, default="training", help="see the module doc")
     args = parser.parse_args(argv)
-    try:
-        sequences = build_frame_sequences(args.bags, args.videos, args.images, max_side=args.max_side)
-        model = load_model(args.model)
-        batches = heldout_batches(sequences, args.input_size, args.crops, args.max_pairs)
-    except (DataError, CheckpointError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    sequences = build_frame_sequences(args.bags, args.videos, args.images, max_side=args.max_side)
+    model = load_model(args.model)
+    batches = heldout_batches(sequences, args.input_size, args.crops, args.max_pairs)
     torch.manual_seed(0)
     untrained = FlowFeat(model.config, pretrained_encoder=False)
     untrained.encoder.load_state_dict(model.encoder.state_dict())

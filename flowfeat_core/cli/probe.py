@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from flowfeat_core.cli.errors import reports_user_errors
 from flowfeat_core.data.errors import DataError
-from flowfeat_core.hub.errors import CheckpointError
 from flowfeat_core.inference.predictor import Predictor
-from flowfeat_core.probes.io import ProbeError, save_probe
+from flowfeat_core.probes.io import save_probe
 from flowfeat_core.probes.labeled_data import (
     decode_depth_message,
     decode_label_message,
@@ -154,13 +154,11 @@ def run(args: argparse.Namespace) -> dict:
     return probe.metrics
 
 
+@reports_user_errors
 def main(argv: Sequence[str] | None = None) -> int:
+    """Train, score and save a probe; print its metrics as JSON."""
     args = build_parser().parse_args(argv)
-    try:
-        metrics = run(args)
-    except (DataError, ProbeError, CheckpointError, ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    metrics = run(args)
     print(json.dumps({"probe": str(args.out), **metrics}))
     return 0
 

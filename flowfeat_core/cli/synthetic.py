@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from flowfeat_core.cli.errors import reports_user_errors
 from flowfeat_core.synthetic.benchmark import SPLITS, generate_split
 from flowfeat_core.synthetic.flow_scores import score_teacher
 from flowfeat_core.synthetic.writers import write_sequence_bag, write_sequence_folder
@@ -33,24 +34,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@reports_user_errors
 def main(argv: Sequence[str] | None = None) -> int:
+    """Write the sequences; print teacher scores when asked."""
     args = build_parser().parse_args(argv)
-    try:
-        sequences = generate_split(
-            args.seed, args.split, args.sequences, height=args.height, width=args.width, frames=args.frames
-        )
-        for sequence in sequences:
-            if args.format in ("bag", "both"):
-                write_sequence_bag(sequence, args.out / "bags" / sequence.name)
-            if args.format in ("folder", "both"):
-                write_sequence_folder(sequence, args.out / "folders" / sequence.name)
-        scores = {
-            name: score_teacher(make_teacher_flow(name, offline=True), sequences)
-            for name in filter(None, args.score_teachers.split(","))
-        }
-    except (ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    sequences = generate_split(
+        args.seed, args.split, args.sequences, height=args.height, width=args.width, frames=args.frames
+    )
+    for sequence in sequences:
+        if args.format in ("bag", "both"):
+            write_sequence_bag(sequence, args.out / "bags" / sequence.name)
+        if args.format in ("folder", "both"):
+            write_sequence_folder(sequence, args.out / "folders" / sequence.name)
+    scores = {
+        name: score_teacher(make_teacher_flow(name, offline=True), sequences)
+        for name in filter(None, args.score_teachers.split(","))
+    }
     print(f"wrote {len(sequences)} sequences to {args.out}")
     if scores:
         print(json.dumps(scores, indent=2))

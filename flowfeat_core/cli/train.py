@@ -8,26 +8,20 @@ from __future__ import annotations
 import logging
 import sys
 
-from flowfeat_core.data.errors import DataError
-from flowfeat_core.hub.errors import CheckpointError, WeightsUnavailableError
+from flowfeat_core.cli.errors import reports_user_errors
 from flowfeat_core.training.config import parse_args
 from flowfeat_core.training.distributed import shutdown_distributed
 
-USER_ERRORS = (DataError, CheckpointError, WeightsUnavailableError, FileNotFoundError, ValueError)
 
-
+@reports_user_errors
 def main(argv: list[str] | None = None) -> int:
     """Train; returns the process exit code (0 done, 1 bad input, 130 interrupted)."""
     config = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from flowfeat_core.training.trainer import Trainer
 
-    try:
-        trainer = Trainer(config)
-        summary = trainer.train()
-    except USER_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    trainer = Trainer(config)
+    summary = trainer.train()
     if trainer.context.is_main:
         print(
             f"{'interrupted' if summary.interrupted else 'finished'}: {summary.steps} steps in "

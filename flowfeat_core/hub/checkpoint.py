@@ -8,11 +8,12 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open
+from safetensors.torch import load_file
 
 from flowfeat_core.hub.atomic_io import save_safetensors
 from flowfeat_core.hub.errors import CheckpointError
 from flowfeat_core.hub.official import check_state_dict
+from flowfeat_core.hub.safetensors_header import read_tagged_metadata
 from flowfeat_core.models.config import ModelConfig
 from flowfeat_core.models.flowfeat import FlowFeat
 
@@ -42,15 +43,7 @@ def write_metadata(config: ModelConfig, provenance: dict | None) -> dict[str, st
 def read_checkpoint_metadata(path: str | Path) -> tuple[ModelConfig, dict]:
     """Model config and provenance of a checkpoint, without loading its tensors."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as error:
-        raise CheckpointError(f"{path} is not a readable safetensors file: {error}") from error
-    if metadata.get(FORMAT_KEY) != FORMAT_VERSION:
-        raise CheckpointError(f"{path} is not a flowfeat checkpoint (no '{FORMAT_KEY}' metadata)")
+    metadata = read_tagged_metadata(path, FORMAT_KEY, FORMAT_VERSION, "checkpoint", CheckpointError)
     try:
         return ModelConfig.from_dict(json.loads(metadata[CONFIG_KEY])), json.loads(
             metadata.get(PROVENANCE_KEY, "{}")

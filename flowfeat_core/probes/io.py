@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open
+from safetensors.torch import load_file
 
 from flowfeat_core.hub.atomic_io import save_safetensors
+from flowfeat_core.hub.safetensors_header import read_tagged_metadata
 from flowfeat_core.probes.heads import Probe, ProbeSpec
 
 FORMAT_KEY = "flowfeat_probe_format"
@@ -33,16 +34,11 @@ def save_probe(path: str | Path, probe: Probe) -> Path:
 def load_probe(path: str | Path) -> Probe:
     """Rebuild a probe saved by :func:`save_probe` (in eval mode, on the CPU)."""
     path = Path(path)
-    if not path.is_file():
-        raise ProbeError(f"probe file not found: {path}")
+    metadata = read_tagged_metadata(path, FORMAT_KEY, FORMAT_VERSION, "probe", ProbeError)
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as error:
         raise ProbeError(f"{path} is not a readable safetensors file: {error}") from None
-    if metadata.get(FORMAT_KEY) != FORMAT_VERSION:
-        raise ProbeError(f"{path} is not a flowfeat probe (no '{FORMAT_KEY}' metadata)")
     try:
         probe = Probe(ProbeSpec.from_dict(json.loads(metadata["spec"])))
         probe.model_info = json.loads(metadata.get("model", "{}"))

@@ -16,7 +16,6 @@ from flowfeat_core.hub.errors import CheckpointError
 from flowfeat_core.hub.loading import check_model_source
 from flowfeat_core.inference.device import PRECISIONS, check_precision, select_device
 from flowfeat_core.inference.pca import FeaturePCA
-from flowfeat_ros.perception.probe_loading import probes_available
 
 RELIABILITY_CHOICES = ("best_effort", "reliable")
 TRANSPORT_CHOICES = ("raw", "compressed", "both")
@@ -183,8 +182,7 @@ def _check_probe(name: str, path: str) -> str | None:
         return None
     if not Path(path).expanduser().is_file():
         return f"{name} {path!r} does not exist"
-    missing = probes_available()
-    return f"{name} {path!r}: {missing}" if missing else None
+    return None
 
 
 def validate_settings(settings: PerceptionSettings) -> str | None:
