@@ -70,15 +70,14 @@ def generate_launch_description() -> LaunchDescription:
     if not any(os.environ.get(name) for name in ("FASTDDS_DEFAULT_PROFILES_FILE",
                                                   "FASTRTPS_DEFAULT_PROFILES_FILE")):
         environment.append(SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", str(dds_profile)))
-    perception = OpaqueFunction(function=_perception_node)
+    perception = OpaqueFunction(function=_perception_node, args=[use_sim_time])
     return LaunchDescription([*arguments, *environment, perception, recorder])
 
 
-def _perception_node(context: object) -> list[Node]:
+def _perception_node(context: object, use_sim_time: ParameterValue) -> list[Node]:
     """The perception node; checkpoint/device go to it only when given, so the YAML's apply."""
     given = {name: LaunchConfiguration(name).perform(context) for name in OVERRIDABLE_PARAMETERS}
     camera_topic = LaunchConfiguration("camera_topic")
-    use_sim_time = ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)
     return [Node(
         package="flowfeat_ros",
         executable="perception_node",

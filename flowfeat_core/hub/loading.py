@@ -7,7 +7,7 @@ from pathlib import Path
 from flowfeat_core.hub.checkpoint import load_checkpoint, read_checkpoint_metadata
 from flowfeat_core.hub.embedded import load_embedded_default
 from flowfeat_core.hub.errors import CheckpointError
-from flowfeat_core.hub.official import model_from_official_state_dict, read_torch_state_dict
+from flowfeat_core.hub.official import load_official_checkpoint
 from flowfeat_core.hub.released import RELEASED_WEIGHTS, as_released_name, resolve_released_weights
 from flowfeat_core.models.flowfeat import FlowFeat
 
@@ -24,15 +24,30 @@ def _released_name(source: str) -> str | None:
     return None if path.exists() or path.parent.name else as_released_name(path.name)
 
 
+def _classify(source: str) -> tuple[str, str | Path] | tuple[None, None]:
+    """What ``source`` names, without touching its files: ``("embedded", name)``, ``("ours",
+    .safetensors path)``, ``("released", released file name)``, ``("official", .pth path)``, or
+    ``(None, None)``. One place, so checking and loading can never disagree."""
+    if source in EMBEDDED_NAMES:
+        return "embedded", source
+    path = Path(source).expanduser()
+    if path.suffix == ".safetensors":
+        return "ours", path
+    released = _released_name(source)
+    if released:
+        return "released", released
+    if path.suffix == ".pth":
+        return "official", path
+    return None, None
+
+
 def check_model_source(source: str) -> None:
     """Raise :class:`CheckpointError` unless ``source`` can name a model, without loading it
     (a .safetensors must carry our metadata; a .pth must exist; released names are not fetched)."""
-    path = Path(source).expanduser()
-    if source in EMBEDDED_NAMES or _released_name(source):
-        return
-    if path.suffix == ".safetensors":
-        read_checkpoint_metadata(path)
-    elif not (path.suffix == ".pth" and path.is_file()):
+    kind, where = _classify(source)
+    if kind == "ours":
+        read_checkpoint_metadata(where)
+    elif kind is None or (kind == "official" and not where.is_file()):
         raise CheckpointError(
             f"model source {source!r} is none of: {SOURCE_HELP} ({', '.join(sorted(RELEASED_WEIGHTS))})"
         )
@@ -44,15 +59,13 @@ def load_model(source: str | Path, encoder: str | None = None) -> FlowFeat:
     released weights name such as ``dino2_s14_flowfeat_yt`` (cache dir, then download).
     The feature dimension of official checkpoints is read from their decoder."""
     source = str(source)
-    if source in EMBEDDED_NAMES:
+    kind, where = _classify(source)
+    if kind == "embedded":
         return load_embedded_default()
-    path = Path(source).expanduser()
-    if path.suffix == ".safetensors":
-        return load_checkpoint(path)
-    released = _released_name(source)
-    if released:
-        path = resolve_released_weights(released)
-        encoder = encoder or RELEASED_WEIGHTS[released]
-    if path.suffix != ".pth":
-        raise CheckpointError(f"unknown model source {source!r}: expected {SOURCE_HELP}")
-    return model_from_official_state_dict(read_torch_state_dict(path), encoder, None, f"checkpoint {path}")
+    if kind == "ours":
+        return load_checkpoint(where)
+    if kind == "released":
+        return load_official_checkpoint(resolve_released_weights(where), encoder or RELEASED_WEIGHTS[where])
+    if kind == "official":
+        return load_official_checkpoint(where, encoder)
+    raise CheckpointError(f"unknown model source {source!r}: expected {SOURCE_HELP}")

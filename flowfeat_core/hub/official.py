@@ -76,20 +76,14 @@ def official_feature_dim(state: Mapping[str, torch.Tensor]) -> int:
     return int(norm.shape[0]) if norm is not None else 128
 
 
-def model_from_official_state_dict(
-    state: Mapping[str, torch.Tensor], encoder: str | ViTSpec | None, fdim: int | None, origin: str
-) -> FlowFeat:
-    """A ViT FlowFeat for ``encoder`` (inferred when None) holding a state dict in the authors'
-    layout (``fdim`` read from the decoder when None)."""
-    encoder = encoder or infer_official_encoder(state)
-    model = FlowFeat(ModelConfig.for_encoder(encoder, fdim or official_feature_dim(state)))
-    check_state_dict(state, model.state_dict(), origin)
-    model.load_state_dict(state)
-    return model.eval()
-
-
 def load_official_checkpoint(
     path: str | Path, encoder: str | ViTSpec | None = None, fdim: int | None = None
 ) -> FlowFeat:
-    """Load an authors' FlowFeat ``.pth`` (released or in their layout) with strict key checks."""
-    return model_from_official_state_dict(read_torch_state_dict(path), encoder, fdim, f"checkpoint {path}")
+    """Load an authors' FlowFeat ``.pth`` (released or in their layout) with strict key checks;
+    the encoder is inferred from the tensors and ``fdim`` read from the decoder when not given."""
+    state = read_torch_state_dict(path)
+    encoder = encoder or infer_official_encoder(state)
+    model = FlowFeat(ModelConfig.for_encoder(encoder, fdim or official_feature_dim(state)))
+    check_state_dict(state, model.state_dict(), f"checkpoint {path}")
+    model.load_state_dict(state)
+    return model.eval()

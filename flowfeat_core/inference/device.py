@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+from typing import Literal, get_args
 
 import torch
 
 #: Precisions a Predictor (and the perception node) accept, with the autocast dtype of each.
-AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-PRECISIONS = tuple(AUTOCAST_DTYPES)
+Precision = Literal["fp32", "bf16", "fp16"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+AUTOCAST_DTYPES: dict[Precision, torch.dtype | None] = {
+    "fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16
+}
 
 
 def available_cores() -> int:

@@ -19,11 +19,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from flowfeat_core.inference.device import AUTOCAST_DTYPES, check_precision, select_device
+from flowfeat_core.inference.device import AUTOCAST_DTYPES, Precision, check_precision, select_device
 from flowfeat_core.models.flowfeat import FlowFeat
 from flowfeat_core.models.normalization import PixelNormalizer
-
-Precision = Literal["fp32", "bf16", "fp16"]
 
 
 def network_size(
