@@ -1,7 +1,10 @@
 """``python -m flowfeat_core.evaluate --model CKPT``: score FlowFeat features on held-out procedural
-sequences against the bilinearly upsampled encoder features (the baseline), with the same probes:
-depth probe, segmentation probe and label-propagation J&F; plus trivial baselines and the
-end-point error of the optical-flow teachers. Prints one table, or JSON with ``--json``.
+sequences (benchmark textures, which the training corpus never uses) against what the same
+frozen encoder gives without distillation, with the same probes: depth probe, segmentation probe
+and label-propagation J&F. Feature sets (the paper's protocol): bilinear encoder features, the
+hypercolumn of all encoder levels, an untrained decoder, FlowFeat, and hypercolumn + FlowFeat;
+plus trivial baselines, collapse statistics (effective rank) of every set on the test frames and
+on real photos, and the end-point error of the optical-flow teachers. One table, or ``--json``.
 """
 
 from __future__ import annotations
@@ -13,27 +16,24 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from flowfeat_core.cli.errors import reports_user_errors
+from flowfeat_core.inference.feature_stats import FeatureStats, feature_stats, median_stats, warn_if_collapsed
 from flowfeat_core.inference.predictor import Predictor
+from flowfeat_core.probes.baselines import FEATURE_SETS, FeatureSets
 from flowfeat_core.probes.metrics import DepthMetrics, SegmentationMetrics
 from flowfeat_core.probes.propagation import PropagationConfig, jf_scores, propagate_labels
-from flowfeat_core.probes.training import (
-    FitConfig,
-    PixelSamples,
-    features_of,
-    fit_probe,
-    predict_map,
-    probe_inputs,
-)
+from flowfeat_core.probes.real_images import real_images
+from flowfeat_core.probes.training import FitConfig, PixelSamples, fit_probe, predict_map, probe_inputs
 from flowfeat_core.probes.workflow import make_spec, resolve_model, score_prediction
 from flowfeat_core.synthetic.benchmark import SyntheticSequence, generate_split
 from flowfeat_core.synthetic.flow_scores import score_teacher
 from flowfeat_core.synthetic.textures import CLASS_COLORS, CLASS_NAMES
 from flowfeat_core.training.teacher_flow import make_teacher_flow, raft_weights_path
 
-FEATURES = ("flowfeat", "bilinear")
+TASKS = ("depth", "segmentation")
+#: A probe reads one feature map; its spec is built as for dense-only features.
+PROBE_CHOICE = "flowfeat"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,35 +53,39 @@ def build_parser() -> argparse.ArgumentParser:
         default="dis,farneback",
         help="teacher flows to score (raft_small is added when its weights are cached)",
     )
+    parser.add_argument(
+        "--no-real-images",
+        dest="real_images",
+        action="store_false",
+        help="skip the statistics on real photos (they need opencv-doc's videos)",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return parser
 
 
-def _features(predictor: Predictor, sequence: SyntheticSequence) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    return [features_of(predictor, frame.rgb) for frame in sequence.frames]
+def _targets(frame) -> dict[str, np.ndarray]:
+    return {"depth": frame.depth, "segmentation": frame.classes}
 
 
-def _train_probes(predictor: Predictor, sequences: list[SyntheticSequence], args: argparse.Namespace) -> dict:
-    """Depth and segmentation probes for each feature choice, trained on the same pixels."""
+def _train_probes(sets: FeatureSets, sequences: list[SyntheticSequence], args: argparse.Namespace) -> dict:
+    """Depth and segmentation probes for every feature set, trained on the same pixels."""
     samples: dict[tuple[str, str], PixelSamples] = {}
     specs = {}
     for index, sequence in enumerate(sequences):
-        for frame_index, (frame, (dense, encoder)) in enumerate(
-            zip(sequence.frames, _features(predictor, sequence), strict=True)
-        ):
-            for choice in FEATURES:
-                for task_index, (task, target) in enumerate(
-                    (("depth", frame.depth), ("segmentation", frame.classes))
-                ):
-                    key = (choice, task)
+        for frame_index, frame in enumerate(sequence.frames):
+            maps = sets.maps(frame.rgb)
+            for name, features in maps.items():
+                for task_index, task in enumerate(TASKS):
+                    key = (name, task)
                     if key not in specs:
                         specs[key] = make_spec(
-                            task, args.head, choice, dense, encoder, True, CLASS_NAMES, CLASS_COLORS
+                            task, args.head, PROBE_CHOICE, features, features, True, CLASS_NAMES, CLASS_COLORS
                         )
                         samples[key] = PixelSamples(task, args.pixels_per_image)
                     rng = np.random.default_rng([args.seed, index, frame_index, task_index])
-                    samples[key].add(probe_inputs(specs[key], dense, encoder), target, rng)
+                    target = _targets(frame)[task]
+                    samples[key].add(probe_inputs(specs[key], features, features), target, rng)
     config = FitConfig(steps=args.steps, seed=args.seed)
     return {key: fit_probe(specs[key], samples[key], config) for key in specs}
 
@@ -98,12 +102,6 @@ def _trivial(train: list[SyntheticSequence], test: list[SyntheticSequence]) -> d
     return {**depth_metrics.result(), **seg_metrics.result()}
 
 
-def _dense_for_propagation(choice: str, dense: torch.Tensor, encoder: torch.Tensor) -> torch.Tensor:
-    if choice == "flowfeat":
-        return dense[0]
-    return F.interpolate(encoder, size=dense.shape[-2:], mode="bilinear", align_corners=False)[0]
-
-
 def _first_frame_objects(sequence: SyntheticSequence) -> tuple[list[np.ndarray], list[int]]:
     """Instance maps restricted to the objects present in the first frame (DAVIS protocol)."""
     objects = [int(i) for i in np.unique(sequence.frames[0].instances) if i]
@@ -111,32 +109,49 @@ def _first_frame_objects(sequence: SyntheticSequence) -> tuple[list[np.ndarray],
     return [np.where(keep[f.instances], f.instances, 0).astype(np.uint8) for f in sequence.frames], objects
 
 
-def _score_test(predictor: Predictor, probes: dict, test: list[SyntheticSequence]) -> dict:
+def _score_test(sets: FeatureSets, probes: dict, test: list[SyntheticSequence]) -> tuple[dict, dict]:
+    """Probe metrics and J&F per feature set, and the feature statistics of every test frame."""
     metrics = {
-        key: (DepthMetrics() if key[1] == "depth" else SegmentationMetrics(len(CLASS_NAMES)))
-        for key in probes
+        key: DepthMetrics() if key[1] == "depth" else SegmentationMetrics(len(CLASS_NAMES)) for key in probes
     }
-    propagation = {choice: [] for choice in FEATURES}
+    propagation: dict[str, list[dict]] = {name: [] for name in FEATURE_SETS}
+    stats: dict[str, list[FeatureStats]] = {name: [] for name in FEATURE_SETS}
     for sequence in test:
-        features = _features(predictor, sequence)
-        for key, probe in probes.items():
-            for frame, (dense, encoder) in zip(sequence.frames, features, strict=True):
-                target = frame.depth if key[1] == "depth" else frame.classes
-                score_prediction(probe, predict_map(probe, dense, encoder), target, metrics[key])
+        per_frame = [sets.maps(frame.rgb) for frame in sequence.frames]
+        for frame, maps in zip(sequence.frames, per_frame, strict=True):
+            for (name, task), probe in probes.items():
+                features = maps[name]
+                score_prediction(
+                    probe, predict_map(probe, features, features), _targets(frame)[task], metrics[name, task]
+                )
+            for name in FEATURE_SETS:
+                stats[name].append(feature_stats(maps[name]))
         truth, objects = _first_frame_objects(sequence)
         if not objects:
             continue
-        for choice in FEATURES:
-            stacked = torch.stack([_dense_for_propagation(choice, d, e) for d, e in features])
+        for name in FEATURE_SETS:
+            stacked = torch.cat([maps[name] for maps in per_frame])
             predicted = propagate_labels(stacked, truth[0], int(max(objects)) + 1, PropagationConfig())
-            propagation[choice].append(jf_scores(predicted, truth, objects))
-    results = {choice: {} for choice in FEATURES}
-    for (choice, _), accumulator in metrics.items():
-        results[choice].update(accumulator.result())
-    for choice, scores in propagation.items():
-        for name in ("j", "f", "jf"):
-            results[choice][name] = float(np.mean([score[name] for score in scores])) if scores else None
-    return results
+            propagation[name].append(jf_scores(predicted, truth, objects))
+    results: dict[str, dict] = {name: {} for name in FEATURE_SETS}
+    for (name, _), accumulator in metrics.items():
+        results[name].update(accumulator.result())
+    for name, scores in propagation.items():
+        for key in ("j", "f", "jf"):
+            results[name][key] = float(np.mean([score[key] for score in scores])) if scores else None
+    return results, {name: median_stats(values).to_dict() for name, values in stats.items()}
+
+
+def real_image_stats(model_source: str, device: str) -> dict[str, dict[str, float]]:
+    """Median feature statistics of every feature set on the real photos and video frames, at the
+    model's preferred input size."""
+    model, _ = resolve_model(model_source)
+    sets = FeatureSets.for_predictor(Predictor(model, device=device))
+    stats: dict[str, list[FeatureStats]] = {name: [] for name in FEATURE_SETS}
+    for image in real_images().values():
+        for name, features in sets.maps(image).items():
+            stats[name].append(feature_stats(features))
+    return {name: median_stats(values).to_dict() for name, values in stats.items()}
 
 
 def _teacher_scores(names: str, test: list[SyntheticSequence]) -> dict:
@@ -152,14 +167,21 @@ def evaluate(args: argparse.Namespace) -> dict:
     train = generate_split(args.seed, "train", args.train_sequences, **size)
     test = generate_split(args.seed, "test", args.test_sequences, **size)
     model, model_info = resolve_model(args.model)
-    predictor = Predictor(model, device=args.device, input_hw=(args.height, args.width))
-    probes = _train_probes(predictor, train, args)
-    results = _score_test(predictor, probes, test)
+    sets = FeatureSets.for_predictor(Predictor(model, device=args.device, input_hw=(args.height, args.width)))
+    probes = _train_probes(sets, train, args)
+    results, test_stats = _score_test(sets, probes, test)
     results["trivial"] = _trivial(train, test)
+    feature_statistics = {"test_frames": test_stats}
+    if args.real_images:
+        feature_statistics["real_images"] = real_image_stats(args.model, args.device)
+        warn_if_collapsed(
+            FeatureStats(**feature_statistics["real_images"]["flowfeat"]), f"{args.model} on real images"
+        )
     return {
         "model": model_info["source"],
         "settings": {k: v for k, v in vars(args).items() if k != "json"},
         "results": results,
+        "feature_stats": feature_statistics,
         "teacher_flow_epe": _teacher_scores(args.teachers, test),
     }
 
@@ -177,14 +199,21 @@ COLUMNS = (
 
 
 def format_table(report: dict) -> str:
-    """The report as aligned text."""
+    """The report as aligned text; eRank = median effective rank (test frames / real images)."""
+    stats = report["feature_stats"]
     lines = [
-        f"model: {report['model']}  (held-out procedural sequences, {report['settings']['head']} probes)",
-        f"{'features':<10}" + "".join(f"{title:>9}" for _, title in COLUMNS),
+        f"model: {report['model']}  (held-out procedural sequences, benchmark textures, "
+        f"{report['settings']['head']} probes)",
+        f"{'features':<21}" + "".join(f"{title:>8}" for _, title in COLUMNS) + f"{'eRank test/real':>17}",
     ]
     for name, values in report["results"].items():
-        cells = [f"{values[k]:9.3f}" if values.get(k) is not None else f"{'-':>9}" for k, _ in COLUMNS]
-        lines.append(f"{name:<10}" + "".join(cells))
+        cells = [f"{values[k]:8.3f}" if values.get(k) is not None else f"{'-':>8}" for k, _ in COLUMNS]
+        ranks = ""
+        if name in stats["test_frames"]:
+            real = stats.get("real_images", {}).get(name)
+            real_text = f"{real['effective_rank']:.1f}" if real else "-"
+            ranks = f"{stats['test_frames'][name]['effective_rank']:>11.1f} / {real_text}"
+        lines.append(f"{name:<21}" + "".join(cells) + ranks)
     for name, scores in report["teacher_flow_epe"].items():
         lines.append(
             f"teacher {name}: EPE {scores['epe']:.3f} px, >3px {scores['outliers_3px']:.3%} "

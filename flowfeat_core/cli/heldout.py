@@ -7,12 +7,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-import torch
-
 from flowfeat_core.cli.errors import reports_user_errors
 from flowfeat_core.data.sources import build_frame_sequences
 from flowfeat_core.hub.loading import load_model
-from flowfeat_core.models.flowfeat import FlowFeat
 from flowfeat_core.training.heldout import CROP_PROTOCOLS, evaluate_heldout, heldout_batches
 
 
@@ -32,14 +29,13 @@ def main(argv: list[str] | None = None) -> int:
     sequences = build_frame_sequences(args.bags, args.videos, args.images, max_side=args.max_side)
     model = load_model(args.model)
     batches = heldout_batches(sequences, args.input_size, args.crops, args.max_pairs)
-    torch.manual_seed(0)
-    untrained = FlowFeat(model.config, pretrained_encoder=False)
-    untrained.encoder.load_state_dict(model.encoder.state_dict())
+    untrained = model.untrained_twin()
     for name, candidate in (("model", model), ("untrained decoder", untrained)):
         scores = evaluate_heldout(candidate, batches, args.input_size)
         print(
             f"{name:18} pairs {scores.pairs}  loss {scores.loss:.4f}  EPE dense {scores.epe_dense:.4f}  "
-            f"EPE bilinear encoder {scores.epe_bilinear:.4f}"
+            f"EPE bilinear encoder {scores.epe_bilinear:.4f}  effective rank "
+            f"{scores.features.effective_rank:.1f}  top-3 share {scores.features.top3_share:.2f}"
         )
     return 0
 

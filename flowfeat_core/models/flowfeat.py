@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from flowfeat_core.models.config import ModelConfig
+from flowfeat_core.models.hypercolumn import hypercolumn
 from flowfeat_core.models.registry import DECODERS, DEFAULT_ENCODER, encoder_entry
 
 
@@ -36,15 +37,33 @@ class FlowFeat(nn.Module):
         """Encoder pass on padded images: (multi-scale maps for the decoder, coarse features)."""
         return self.encoder.multiscale_features(pad_to_multiple(images, self.size_multiple))
 
+    def padded_hw(self, image_hw: tuple[int, int]) -> tuple[int, int]:
+        """The size :meth:`encode` pads an ``image_hw`` input to."""
+        height, width = image_hw
+        return height + (-height % self.size_multiple), width + (-width % self.size_multiple)
+
     def decode(
         self, multiscale: list[torch.Tensor], image_hw: tuple[int, int], decoder: nn.Module | None = None
     ) -> torch.Tensor:
         """Dense features at ``image_hw`` from :meth:`encode`'s maps (``decoder`` defaults to ours;
-        training passes its EMA copy)."""
+        training passes its EMA copy, evaluation an untrained one)."""
         height, width = image_hw
-        padded_hw = (height + (-height % self.size_multiple), width + (-width % self.size_multiple))
-        dense = (decoder or self.decoder)(multiscale, padded_hw)
+        dense = (decoder or self.decoder)(multiscale, self.padded_hw(image_hw))
         return dense[..., :height, :width]
+
+    def hypercolumn(self, multiscale: list[torch.Tensor], image_hw: tuple[int, int]) -> torch.Tensor:
+        """The training-free baseline at ``image_hw``: all encoder levels upsampled and
+        L2-normalised (see :mod:`flowfeat_core.models.hypercolumn`)."""
+        height, width = image_hw
+        return hypercolumn(multiscale, self.padded_hw(image_hw))[..., :height, :width]
+
+    def untrained_twin(self, seed: int = 0) -> FlowFeat:
+        """The same encoder (weights copied) with a freshly initialised decoder: the baseline
+        that shows what distillation added."""
+        torch.manual_seed(seed)
+        twin = FlowFeat(self.config, pretrained_encoder=False)
+        twin.encoder.load_state_dict(self.encoder.state_dict())
+        return twin.to(next(self.parameters()).device).eval()
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         multiscale, encoder_features = self.encode(images)

@@ -10,6 +10,7 @@ a layer through an exact homography.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -18,7 +19,8 @@ from flowfeat_core.synthetic.textures import CLASSES, FLOOR, OBJECT_CLASSES, WAL
 
 @dataclass(frozen=True)
 class PlanarLayer:
-    """A textured planar cut-out; ``instance_id`` is 0 for stuff (wall, floor), else 1, 2, ..."""
+    """A textured planar cut-out; ``instance_id`` is 0 for stuff (wall, floor), else 1, 2, ...;
+    ``source`` is the photo its texture was cut from."""
 
     texture: np.ndarray
     mask: np.ndarray
@@ -28,6 +30,7 @@ class PlanarLayer:
     velocity: np.ndarray
     class_id: int
     instance_id: int
+    source: Path
 
     def plane_matrix(self, frame: int) -> np.ndarray:
         """3x3 matrix taking homogeneous texture coordinates to world points at ``frame``."""
@@ -80,13 +83,14 @@ def random_camera(rng: np.random.Generator, height: int, width: int, frames: int
     return CameraPath(intrinsics, rotations, times[:, None] * step[None])
 
 
-def _stuff_layers(rng: np.random.Generator, focal: float) -> list[PlanarLayer]:
+def _stuff_layers(rng: np.random.Generator, focal: float, pool: str) -> list[PlanarLayer]:
     wall_depth = rng.uniform(8.0, 12.0)
     camera_height = rng.uniform(1.0, 1.5)
     wall_scale = wall_depth / focal
     wall_w, wall_h = int(30.0 / wall_scale), int((10.5 + camera_height) / wall_scale)
+    wall_texture, wall_source = random_texture(rng, WALL, wall_h, wall_w, pool)
     wall = PlanarLayer(
-        random_texture(rng, WALL, wall_h, wall_w),
+        wall_texture,
         np.ones((wall_h, wall_w), np.uint8),
         np.array([-15.0, -10.0, wall_depth]),
         np.array([wall_scale, 0, 0]),
@@ -94,11 +98,13 @@ def _stuff_layers(rng: np.random.Generator, focal: float) -> list[PlanarLayer]:
         np.zeros(3),
         WALL,
         0,
+        wall_source,
     )
     floor_scale = 0.05
     floor_w, floor_h = int(30.0 / floor_scale), int((wall_depth + 0.2) / floor_scale)
+    floor_texture, floor_source = random_texture(rng, FLOOR, floor_h, floor_w, pool)
     floor = PlanarLayer(
-        random_texture(rng, FLOOR, floor_h, floor_w),
+        floor_texture,
         np.ones((floor_h, floor_w), np.uint8),
         np.array([-15.0, camera_height, 0.3]),
         np.array([floor_scale, 0, 0]),
@@ -106,12 +112,13 @@ def _stuff_layers(rng: np.random.Generator, focal: float) -> list[PlanarLayer]:
         np.zeros(3),
         FLOOR,
         0,
+        floor_source,
     )
     return [wall, floor]
 
 
 def _object_layer(
-    rng: np.random.Generator, camera: CameraPath, height: int, width: int, instance_id: int
+    rng: np.random.Generator, camera: CameraPath, height: int, width: int, instance_id: int, pool: str
 ) -> PlanarLayer:
     class_id = int(rng.choice(OBJECT_CLASSES))
     depth = rng.uniform(2.5, 6.0)
@@ -126,8 +133,9 @@ def _object_layer(
     centre = ray * depth
     origin = centre - np.array([tex_w * scale / 2, tex_h * scale / 2, 0.0])
     velocity = np.array([rng.uniform(-0.1, 0.1), rng.uniform(-0.04, 0.04), rng.uniform(-0.08, 0.08)])
+    texture, source = random_texture(rng, class_id, tex_h, tex_w, pool)
     return PlanarLayer(
-        random_texture(rng, class_id, tex_h, tex_w),
+        texture,
         cutout_mask(rng, CLASSES[class_id].shape, tex_h, tex_w),
         origin,
         np.array([scale, 0, 0]),
@@ -135,17 +143,24 @@ def _object_layer(
         velocity,
         class_id,
         instance_id,
+        source,
     )
 
 
 def random_scene(
-    rng: np.random.Generator, height: int, width: int, frames: int, max_objects: int = 4
+    rng: np.random.Generator,
+    height: int,
+    width: int,
+    frames: int,
+    max_objects: int = 4,
+    pool: str = "benchmark",
 ) -> Scene:
-    """Wall, floor and 2..``max_objects`` moving objects under a random camera path."""
+    """Wall, floor and 2..``max_objects`` moving objects under a random camera path, textured
+    from the photos of texture ``pool`` (see :mod:`flowfeat_core.synthetic.textures`)."""
     if height < 16 or width < 16 or frames < 1:
         raise ValueError(f"scene needs at least 16x16 pixels and 1 frame, got {height}x{width}, {frames}")
     camera = random_camera(rng, height, width, frames)
-    layers = _stuff_layers(rng, camera.intrinsics[0, 0])
+    layers = _stuff_layers(rng, camera.intrinsics[0, 0], pool)
     count = int(rng.integers(2, max(2, max_objects) + 1))
-    layers += [_object_layer(rng, camera, height, width, index + 1) for index in range(count)]
+    layers += [_object_layer(rng, camera, height, width, index + 1, pool) for index in range(count)]
     return Scene(height, width, frames, tuple(layers), camera)

@@ -1,12 +1,15 @@
-"""Real photographs used as textures of the procedural benchmark, grouped by semantic class.
+"""Real photographs used as textures of procedural scenes, in two disjoint pools.
 
-Each class draws its textures from its own pool of photographs (OpenCV's sample data from the
-Debian opencv-doc package and images bundled with scikit-image), so a class is recognisable by
-appearance and shape, as in real scenes.
+* ``benchmark``: the evaluation benchmark's photos, grouped by semantic class; each class draws
+  from its own photos, so a class is recognisable by appearance and shape, as in real scenes.
+* ``training``: every other photo of OpenCV's sample data (Debian opencv-doc) and of
+  scikit-image's data, for the distillation training corpus. No benchmark photo, by path or by
+  content, is ever in it, so probe scores on the benchmark measure features on unseen textures.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -83,6 +86,48 @@ CLASS_NAMES: tuple[str, ...] = tuple(semantic.name for semantic in CLASSES)
 CLASS_COLORS: tuple[tuple[int, int, int], ...] = tuple(semantic.color for semantic in CLASSES)
 WALL, FLOOR = 0, 1
 OBJECT_CLASSES: tuple[int, ...] = tuple(range(2, len(CLASSES)))
+TEXTURE_POOLS = ("benchmark", "training")
+BENCHMARK_PHOTOS: frozenset[Path] = frozenset(photo for semantic in CLASSES for photo in semantic.photos)
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
+#: Training photos must have at least this shorter side and this grey-level spread: a blank
+#: mask or a logo on white gives teacher flow nothing to track.
+MIN_TRAINING_SIDE = 64
+MIN_TRAINING_CONTRAST = 12.0
+
+
+def _content_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@cache
+def training_photos() -> tuple[Path, ...]:
+    """Every usable photo in the two data folders that the benchmark does not use (sorted)."""
+    benchmark_digests = {_content_digest(photo) for photo in BENCHMARK_PHOTOS if photo.is_file()}
+    chosen = []
+    for folder in (OPENCV_DATA, SKIMAGE_DATA):
+        for path in sorted(folder.glob("*")):
+            if path.suffix.lower() not in PHOTO_SUFFIXES or path in BENCHMARK_PHOTOS:
+                continue
+            grey = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+            if grey is None or min(grey.shape) < MIN_TRAINING_SIDE or grey.std() < MIN_TRAINING_CONTRAST:
+                continue
+            if _content_digest(path) not in benchmark_digests:
+                chosen.append(path)
+    if not chosen:
+        raise FileNotFoundError(
+            f"no training textures in {OPENCV_DATA} or {SKIMAGE_DATA}: install opencv-doc "
+            "(apt-get install opencv-doc) and scikit-image"
+        )
+    return tuple(chosen)
+
+
+def pool_photos(pool: str, class_id: int) -> tuple[Path, ...]:
+    """The photos a texture of ``class_id`` may come from in ``pool`` (see the module doc)."""
+    if pool == "benchmark":
+        return CLASSES[class_id].photos
+    if pool == "training":
+        return training_photos()
+    raise ValueError(f"texture pool must be one of {TEXTURE_POOLS}, got {pool!r}")
 
 
 @cache
@@ -104,14 +149,18 @@ def load_photo(path: Path) -> np.ndarray:
     return rgb
 
 
-def random_texture(rng: np.random.Generator, class_id: int, height: int, width: int) -> np.ndarray:
-    """A ``height`` x ``width`` RGB crop of a random photo of the class, slightly blurred.
+def random_texture(
+    rng: np.random.Generator, class_id: int, height: int, width: int, pool: str = "benchmark"
+) -> tuple[np.ndarray, Path]:
+    """A ``height`` x ``width`` RGB crop of a random photo of the class from ``pool``, slightly
+    blurred, and the photo it came from.
 
     The crop is taken at a random position and scale (flipped at random) and resized; the
     light blur keeps rendered frames free of aliasing, so that flow-based warping is exact.
     """
-    photos = CLASSES[class_id].photos
-    photo = load_photo(photos[rng.integers(len(photos))])
+    photos = pool_photos(pool, class_id)
+    source = photos[rng.integers(len(photos))]
+    photo = load_photo(source)
     photo_h, photo_w = photo.shape[:2]
     fraction = rng.uniform(0.5, 1.0)
     crop_h = max(8, int(photo_h * fraction))
@@ -122,7 +171,7 @@ def random_texture(rng: np.random.Generator, class_id: int, height: int, width: 
     if rng.random() < 0.5:
         crop = crop[:, ::-1]
     texture = cv2.resize(np.ascontiguousarray(crop), (width, height), interpolation=cv2.INTER_AREA)
-    return cv2.GaussianBlur(texture, (0, 0), 0.8)
+    return cv2.GaussianBlur(texture, (0, 0), 0.8), source
 
 
 def cutout_mask(rng: np.random.Generator, shape: str, height: int, width: int) -> np.ndarray:

@@ -54,18 +54,21 @@ def write_sequence_bag(
     fps: float = 10.0,
     depth_delay_ns: int = 0,
     storage: str = "mcap",
+    labels: bool = True,
 ) -> Path:
     """Write ``sequence`` as a rosbag2 bag directory; depth is stamped ``depth_delay_ns`` later
-    than colour (as on real RGB-D cameras), labels exactly with colour."""
+    than colour (as on real RGB-D cameras), labels exactly with colour. Without ``labels`` only
+    the colour topic is written, as a robot's camera recording would be."""
     path = Path(path)
     if path.exists():
         raise FileExistsError(f"bag {path} already exists")
     plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}[storage]
     period_ns = round(1e9 / fps)
+    written = vars(topics) if labels else {"image": topics.image}
     with Writer(path, version=9, storage_plugin=plugin) as writer:
         connections = {
             name: writer.add_connection(topic, IMAGE_MSGTYPE, typestore=TYPESTORE)
-            for name, topic in vars(topics).items()
+            for name, topic in written.items()
         }
         for index, frame in enumerate(sequence.frames):
             stamp = START_STAMP_NS + index * period_ns
@@ -75,7 +78,8 @@ def write_sequence_bag(
                 "labels": (frame.classes, "mono8", stamp),
                 "instances": (frame.instances, "mono8", stamp),
             }
-            for name, (pixels, encoding, message_stamp) in messages.items():
+            for name in connections:
+                pixels, encoding, message_stamp = messages[name]
                 raw = TYPESTORE.serialize_cdr(image_message(pixels, encoding, message_stamp), IMAGE_MSGTYPE)
                 writer.write(connections[name], message_stamp, raw)
     return path

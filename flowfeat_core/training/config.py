@@ -30,6 +30,7 @@ class TrainConfig:
     ema_every: int = 5
     input_size: int = 224
     crop_scale: tuple[float, float] = (0.5, 0.75)
+    rank_weight: float = 0.1
     gap: int = 2
     max_side: int = 320
     teacher: str = "dis"
@@ -96,6 +97,12 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     run.add_argument("--ema-every", type=int, default=defaults.ema_every)
     run.add_argument("--crop-scale", type=float, nargs=2, default=defaults.crop_scale)
     run.add_argument(
+        "--rank-weight",
+        type=float,
+        default=defaults.rank_weight,
+        help="weight of the anti-collapse coding-rate term (0 = the authors' loss alone)",
+    )
+    run.add_argument(
         "--teacher", default=defaults.teacher, choices=list(TEACHER_FLOWS), help=teacher_flow_help()
     )
     run.add_argument("--flow-cache", type=Path, help="teacher-flow cache dir (default: OUT/flow_cache)")
@@ -116,6 +123,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     for name in ("steps", "batch_size", "accumulate", "input_size", "gap", "ema_every", "max_side"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.rank_weight < 0:
+        parser.error("--rank-weight must be >= 0")
     if args.workers < 0:
         parser.error("--workers must be >= 0")
     if not 0 <= args.warmup_steps < args.steps:

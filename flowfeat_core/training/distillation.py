@@ -110,13 +110,15 @@ def boundary_loss(pred: Tensor, target: Tensor, sigma: float = 0.1) -> Tensor:
 
 @dataclass(frozen=True)
 class DistillationLosses:
-    """Everything one distillation step produces; ``total`` is the scalar to back-propagate."""
+    """Everything one distillation step produces; ``total`` is the scalar to back-propagate
+    (``rank``: the anti-collapse term the trainer may add, see ``rank_regularizer``)."""
 
     ridge_solution: Tensor
     predicted_flow: Tensor
     flow_l1: Tensor
     boundary: Tensor
     total: Tensor
+    rank: Tensor | None = None
 
 
 def distillation_losses(

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Subset
 
 from flowfeat_core.data.pairs import FramePairDataset
 from flowfeat_core.data.sequences import FrameSequence
+from flowfeat_core.inference.feature_stats import FeatureStats, feature_stats, median_stats
 from flowfeat_core.models.flowfeat import FlowFeat
 from flowfeat_core.training.batches import to_views
 from flowfeat_core.training.distillation import (
@@ -39,12 +40,14 @@ CROP_PROTOCOLS = ("training", "shifted")
 
 @dataclass(frozen=True)
 class HeldOutScores:
-    """Means over the held-out pairs."""
+    """Means over the held-out pairs; ``features``: median collapse statistics of view 1's dense
+    features."""
 
     loss: float
     epe_dense: float
     epe_bilinear: float
     pairs: int
+    features: FeatureStats
 
 
 def heldout_batches(
@@ -86,7 +89,7 @@ def evaluate_heldout(
     model.eval()
     device = next(model.decoder.parameters()).device
     size_hw = (input_size, input_size)
-    losses, dense_errors, bilinear_errors = [], [], []
+    losses, dense_errors, bilinear_errors, stats = [], [], [], []
     for batch in batches:
         views = to_views(batch, device, model.config.mean, model.config.std)
         multiscale1, coarse1 = model.encode(views.image1)
@@ -94,6 +97,7 @@ def evaluate_heldout(
         dense1, dense2 = model.decode(multiscale1, size_hw), model.decode(multiscale2, size_hw)
         losses.append(distillation_losses(dense1, dense2, views.flow1, views.flow2).total.item())
         dense_errors.append(_epe(dense1, dense2, views.flow1, views.flow2))
+        stats.extend(feature_stats(features) for features in dense1)
         up1 = F.interpolate(coarse1, size=size_hw, mode="bilinear", align_corners=False)
         up2 = F.interpolate(coarse2, size=size_hw, mode="bilinear", align_corners=False)
         bilinear_errors.append(_epe(up1, up2, views.flow1, views.flow2))
@@ -104,4 +108,5 @@ def evaluate_heldout(
         epe_dense=torch.cat(dense_errors).mean().item(),
         epe_bilinear=torch.cat(bilinear_errors).mean().item(),
         pairs=sum(len(e) for e in dense_errors),
+        features=median_stats(stats),
     )

@@ -8,7 +8,7 @@ import os
 import statistics
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -21,6 +21,7 @@ from flowfeat_core.data.sources import build_frame_sequences
 from flowfeat_core.hub.checkpoint import save_checkpoint
 from flowfeat_core.hub.loading import load_model
 from flowfeat_core.inference.device import select_device
+from flowfeat_core.inference.feature_stats import CollapseWatch, feature_stats
 from flowfeat_core.models.flowfeat import FlowFeat
 from flowfeat_core.models.normalization import PixelNormalizer
 from flowfeat_core.training.batches import to_views
@@ -29,6 +30,7 @@ from flowfeat_core.training.distillation import distillation_losses
 from flowfeat_core.training.distributed import DistributedContext, init_distributed
 from flowfeat_core.training.ema import EMA
 from flowfeat_core.training.flow_pairs import DistillationViews
+from flowfeat_core.training.rank_regularizer import coding_rate_loss
 from flowfeat_core.training.schedule import learning_rate
 from flowfeat_core.training.state import TrainingState, load_training_state, save_training_state
 from flowfeat_core.training.visuals import features_to_rgb, flow_to_rgb
@@ -86,6 +88,7 @@ class Trainer:
         self.epoch = 0
         self.dataset = self._dataset()
         self.writer = self._writer()
+        self.collapse_watch = CollapseWatch("training (student features of view 2)")
         if config.resume:
             self._resume()
 
@@ -145,7 +148,11 @@ class Trainer:
                 multiscale, _ = self.model.encode(torch.cat([views.image1, views.image2]))
                 teacher = self.model.decode([m[:count] for m in multiscale], size_hw, self.ema.module)
             student = self.model.decode([m[count:] for m in multiscale], size_hw, self.student)
-        return distillation_losses(teacher, student, views.flow1, views.flow2), views, student
+        losses = distillation_losses(teacher, student, views.flow1, views.flow2)
+        if self.config.rank_weight > 0:
+            rank = coding_rate_loss(student)
+            losses = replace(losses, total=losses.total + self.config.rank_weight * rank, rank=rank)
+        return losses, views, student
 
     def train(self) -> TrainSummary:
         """Run until ``config.steps``; Ctrl-C saves a checkpoint and resumable state first."""
@@ -210,9 +217,15 @@ class Trainer:
         if not self.writer:
             return
         if self.step % self.config.log_every == 0:
+            stats = feature_stats(student[0])
+            self.collapse_watch.update(stats)
+            for name, value in stats.to_dict().items():
+                self.writer.add_scalar(f"features/{name}", value, self.step)
             self.writer.add_scalar("loss/total", losses.total.item(), self.step)
             self.writer.add_scalar("loss/flow_l1", losses.flow_l1.item(), self.step)
             self.writer.add_scalar("loss/boundary", losses.boundary.item(), self.step)
+            if losses.rank is not None:
+                self.writer.add_scalar("loss/rank", losses.rank.item(), self.step)
             self.writer.add_scalar("train/epoch", self.epoch, self.step)
             self.writer.add_scalar("train/lr", self.optimizer.param_groups[0]["lr"], self.step)
         if self.step % self.config.image_every == 0:
