@@ -6,8 +6,12 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from flowfeat_core.cli.evaluate import main as evaluate_main
+from flowfeat_core.inference.predictor import Predictor
+from flowfeat_core.models.flowfeat import FlowFeat
+from flowfeat_core.probes.baselines import FEATURE_SETS, FeatureSets
 from flowfeat_core.probes.metrics import DepthMetrics, SegmentationMetrics
 from flowfeat_core.probes.propagation import jf_scores
 
@@ -51,6 +55,21 @@ def test_depth_and_segmentation_metrics_by_hand():
     assert segmentation.result()["miou"] == pytest.approx(0.5 * (0 + 8 / 12))
 
 
+def test_feature_sets_share_one_encoder_pass_and_hypercolumn_levels_are_unit_length():
+    model = FlowFeat.embedded_default()
+    sets = FeatureSets.for_predictor(Predictor(model, device="cpu", input_hw=(72, 88)))
+    rgb = np.random.default_rng(0).integers(0, 256, (60, 90, 3), dtype=np.uint8)
+    maps = sets.maps(rgb)
+    levels = list(model.encoder.channels)
+    assert list(maps) == list(FEATURE_SETS)
+    assert maps["hypercolumn"].shape == (1, sum(levels), 72, 88)
+    assert maps["flowfeat"].shape == maps["untrained"].shape == (1, model.config.fdim, 72, 88)
+    assert torch.equal(maps["hypercolumn+flowfeat"], torch.cat([maps["hypercolumn"], maps["flowfeat"]], 1))
+    for level in torch.split(maps["hypercolumn"], levels, dim=1):
+        assert torch.allclose(level.norm(dim=1), torch.ones(1, 72, 88), atol=1e-4)
+    assert not torch.allclose(maps["untrained"], maps["flowfeat"]), "a fresh decoder, not the model's"
+
+
 def test_evaluate_cli_tiny_json(capsys):
     args = [
         "--model",
@@ -71,11 +90,14 @@ def test_evaluate_cli_tiny_json(capsys):
     ]
     assert evaluate_main(args) == 0
     report = json.loads(capsys.readouterr().out)
-    assert set(report["results"]) == {"flowfeat", "bilinear", "trivial"}
-    for name in ("flowfeat", "bilinear"):
+    assert set(report["results"]) == {*FEATURE_SETS, "trivial"}
+    for name in FEATURE_SETS:
         values = report["results"][name]
         assert 0 <= values["miou"] <= 1 and values["abs_rel"] > 0
         assert values["jf"] is None or 0 <= values["jf"] <= 1
+        for where in ("test_frames", "real_images"):
+            stats = report["feature_stats"][where][name]
+            assert stats["effective_rank"] >= 1 and 0 < stats["top3_share"] <= 1
     assert report["teacher_flow_epe"]["dis"]["epe"] < report["teacher_flow_epe"]["dis"]["zero_flow_epe"]
     assert evaluate_main(["--model", "/nonexistent.safetensors"]) == 1
     assert "checkpoint not found" in capsys.readouterr().err

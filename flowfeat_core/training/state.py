@@ -25,6 +25,7 @@ class TrainingState:
     step: int
     epoch: int
     config: dict
+    train_seconds: float = 0.0
 
 
 def _flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], list]:
@@ -54,6 +55,7 @@ def save_training_state(path: Path, state: TrainingState) -> None:
         "epoch": str(state.epoch),
         "param_groups": json.dumps(groups),
         "config": json.dumps(state.config),
+        "train_seconds": f"{state.train_seconds:.1f}",
     }
     save_safetensors(path, tensors, metadata)
 
@@ -67,6 +69,7 @@ def load_training_state(path: Path) -> TrainingState:
         groups = json.loads(metadata["param_groups"])
         step, epoch = int(metadata["step"]), int(metadata["epoch"])
         config = json.loads(metadata["config"])
+        train_seconds = float(metadata.get("train_seconds", "0"))
     except (SafetensorError, OSError, ValueError, KeyError) as error:
         raise CheckpointError(f"cannot resume from {path}: {error}") from error
 
@@ -74,4 +77,4 @@ def load_training_state(path: Path) -> TrainingState:
         return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
 
     optimizer = _unflatten_optimizer(section("optimizer."), groups)
-    return TrainingState(section("decoder."), section("ema."), optimizer, step, epoch, config)
+    return TrainingState(section("decoder."), section("ema."), optimizer, step, epoch, config, train_seconds)

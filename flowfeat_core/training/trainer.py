@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import platform
 import statistics
 import time
 from collections.abc import Iterator
@@ -60,6 +61,32 @@ def build_model(config: TrainConfig) -> FlowFeat:
     return FlowFeat.embedded_default()
 
 
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_description(device: torch.device) -> dict:
+    """What the run ran on, for the checkpoint's provenance."""
+    described = {
+        "platform": platform.platform(),
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "device": str(device),
+    }
+    if device.type == "cuda":
+        described["gpu"] = torch.cuda.get_device_name(device)
+    return described
+
+
 class Trainer:
     """Runs :class:`TrainConfig`; one instance per process (torchrun starts several)."""
 
@@ -86,6 +113,8 @@ class Trainer:
         self.use_amp = config.amp and self.device.type == "cuda"
         self.step = 0
         self.epoch = 0
+        self.earlier_seconds = 0.0  # training wall time of the runs this one resumes
+        self.started = time.perf_counter()
         self.dataset = self._dataset()
         self.writer = self._writer()
         self.collapse_watch = CollapseWatch("training (student features of view 2)")
@@ -162,6 +191,7 @@ class Trainer:
             total=config.steps, initial=self.step, disable=not self.context.is_main, desc="distill"
         )
         started, start_step = time.perf_counter(), self.step
+        self.started = started
         recent: list[float] = []
         interrupted = False
         try:
@@ -251,8 +281,14 @@ class Trainer:
             "data": {"bags": self.config.bags, "videos": self.config.videos, "images": self.config.images},
             "train_config": self.config.to_dict(),
             "world_size": self.context.world_size,
+            "wall_seconds": round(self.train_seconds(), 1),
+            "machine": machine_description(self.device),
             "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
+
+    def train_seconds(self) -> float:
+        """Wall time spent training so far, over every resumed run."""
+        return self.earlier_seconds + time.perf_counter() - self.started
 
     def save(self, checkpoint: Path) -> None:
         """Write a loadable model checkpoint and the resumable state next to the run."""
@@ -266,6 +302,7 @@ class Trainer:
                 step=self.step,
                 epoch=self.epoch,
                 config=self.config.to_dict(),
+                train_seconds=self.train_seconds(),
             ),
         )
 
@@ -278,4 +315,5 @@ class Trainer:
         self.ema.module.load_state_dict(state.ema_decoder)
         self.optimizer.load_state_dict(state.optimizer)
         self.step, self.epoch = state.step, state.epoch
+        self.earlier_seconds = state.train_seconds
         LOG.info("resumed from %s at step %d", path, self.step)
