@@ -64,8 +64,8 @@ def test_feature_sets_share_one_encoder_pass_and_hypercolumn_levels_are_unit_len
     assert list(maps) == list(FEATURE_SETS)
     assert maps["hypercolumn"].shape == (1, sum(levels), 72, 88)
     assert maps["flowfeat"].shape == maps["untrained"].shape == (1, model.config.fdim, 72, 88)
-    assert torch.equal(maps["hypercolumn+flowfeat"], torch.cat([maps["hypercolumn"], maps["flowfeat"]], 1))
-    for level in torch.split(maps["hypercolumn"], levels, dim=1):
+    assert torch.equal(maps["hypercolumn+flowfeat"][:, : sum(levels)], maps["hypercolumn"])
+    for level in torch.split(maps["hypercolumn+flowfeat"], [*levels, model.config.fdim], dim=1):
         assert torch.allclose(level.norm(dim=1), torch.ones(1, 72, 88), atol=1e-4)
     assert not torch.allclose(maps["untrained"], maps["flowfeat"]), "a fresh decoder, not the model's"
 

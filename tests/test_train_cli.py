@@ -96,6 +96,9 @@ def test_resume_continues_from_saved_state(small_bag: Path, tmp_path: Path) -> N
     assert "4 steps" in second.stdout
     _, provenance = read_checkpoint_metadata(out / "flowfeat.safetensors")
     assert provenance["steps"] == 4 and provenance["teacher_flow"] == "dis"
+    assert provenance["wall_seconds"] > state.train_seconds > 0, "wall time adds up over resumes"
+    assert provenance["machine"]["cpu_count"] >= 1 and provenance["machine"]["torch"] == torch.__version__
+    assert provenance["train_config"]["rank_weight"] == 1.0
     model = load_checkpoint(out / "flowfeat.safetensors")
     assert not torch.equal(model.decoder.norm.norm.weight, state.decoder["norm.norm.weight"])
 

@@ -2,8 +2,8 @@
 
 Following the paper's protocol, FlowFeat is compared with what the same frozen encoder gives
 without distillation: its coarse features upsampled bilinearly, the hypercolumn of all its
-levels, and an untrained decoder; ``hypercolumn+flowfeat`` asks whether FlowFeat adds to what
-the encoder already has.
+levels, and an untrained decoder; ``hypercolumn+flowfeat`` (FlowFeat appended as one more
+L2-normalised level) asks whether FlowFeat adds to what the encoder already has.
 """
 
 from __future__ import annotations
@@ -48,5 +48,7 @@ class FeatureSets:
             "hypercolumn": hypercolumn,
             "untrained": model.decode(multiscale, image_hw, self.untrained.decoder).float().cpu(),
             "flowfeat": flowfeat,
-            "hypercolumn+flowfeat": torch.cat([hypercolumn, flowfeat], dim=1),
+            # FlowFeat joins as one more level, L2-normalised like the others: raw, its norm
+            # (sqrt(128) after LayerNorm) would swamp the unit-length levels in cosine affinities.
+            "hypercolumn+flowfeat": torch.cat([hypercolumn, F.normalize(flowfeat, dim=1)], dim=1),
         }
