@@ -21,6 +21,8 @@ from launch_ros.parameter_descriptions import ParameterValue
 from flowfeat_ros.dds_profile import PROFILE_NAME, PROFILE_VARIABLES
 from flowfeat_ros.launch_overrides import OVERRIDABLE_PARAMETERS, perception_overrides
 
+BOOLEAN_CHOICES = ["true", "false", "True", "False"]
+
 
 def _config_dir() -> Path:
     try:
@@ -47,9 +49,10 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("device", default_value="",
                               description="auto, cpu or cuda (empty: the config's)"),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the nodes"),
-        DeclareLaunchArgument("use_sim_time", default_value="false",
+        # choices: a bad value fails the launch before any node starts (none is left orphaned)
+        DeclareLaunchArgument("use_sim_time", default_value="false", choices=BOOLEAN_CHOICES,
                               description="use /clock (rosbag playback)"),
-        DeclareLaunchArgument("record", default_value="false",
+        DeclareLaunchArgument("record", default_value="false", choices=BOOLEAN_CHOICES,
                               description="also start recorder_node with recorder_config"),
         DeclareLaunchArgument("recorder_config", default_value=str(config_dir / "recorder.yaml"),
                               description="recorder parameters YAML"),

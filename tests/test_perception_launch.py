@@ -155,3 +155,22 @@ def test_parameter_files_apply_under_any_namespace():
     for config in sorted(CONFIG.parent.glob("*.yaml")):
         keys = list(yaml.safe_load(config.read_text()))
         assert keys and all(key.startswith("/**/") for key in keys), (config.name, keys)
+
+
+def test_boolean_launch_arguments_refuse_other_values_before_any_node_starts():
+    """``record:=maybe`` used to fail only when the recorder's condition was evaluated, after the
+    perception node had started (and was left orphaned): choices make launch refuse it first."""
+    tree = ast.parse(LAUNCH_FILE.read_text())
+    choices = {
+        call.args[0].value: keyword.value
+        for call in ast.walk(tree)
+        if isinstance(call, ast.Call) and getattr(call.func, "id", "") == "DeclareLaunchArgument"
+        for keyword in call.keywords if keyword.arg == "choices"
+    }  # fmt: skip
+    assert {"record", "use_sim_time"} <= set(choices)
+    constants = {n.targets[0].id: ast.literal_eval(n.value) for n in tree.body
+                 if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name)}  # fmt: skip
+    for name in ("record", "use_sim_time"):
+        assert isinstance(choices[name], ast.Name), "one shared list of boolean spellings"
+        allowed = constants[choices[name].id]
+        assert {"true", "false"} <= set(allowed) and "maybe" not in allowed
