@@ -42,8 +42,10 @@ def _fit_height(image: np.ndarray, width: int) -> np.ndarray:
 
 def _label(tile: np.ndarray, text: str) -> np.ndarray:
     labelled = tile.copy()
-    cv2.putText(labelled, text, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
-    cv2.putText(labelled, text, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    font, scale = cv2.FONT_HERSHEY_SIMPLEX, 0.45
+    (width, height), _ = cv2.getTextSize(text, font, scale, 1)
+    cv2.rectangle(labelled, (0, 0), (width + 8, height + 10), (0, 0, 0), -1)
+    cv2.putText(labelled, text, (4, height + 4), font, scale, (255, 255, 255), 1, cv2.LINE_AA)
     return labelled
 
 
