@@ -18,7 +18,7 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
-from flowfeat_ros.dds_profile import PROFILE_NAME, PROFILE_VARIABLES
+from flowfeat_ros.dds_profile import PROFILE_NAME, PROFILE_VARIABLES, profile_variable
 from flowfeat_ros.launch_overrides import OVERRIDABLE_PARAMETERS, perception_overrides
 
 BOOLEAN_CHOICES = ["true", "false", "True", "False"]
@@ -68,12 +68,11 @@ def generate_launch_description() -> LaunchDescription:
         output="screen",
     )
     # Large images over best-effort QoS need Fast DDS's shared memory sized for them (see the
-    # profile's comment); a profile the user already chose wins. Every variable some Fast DDS
-    # version reads is set (Fast DDS 2.x on Jazzy ignores FASTDDS_*).
+    # profile's comment); a profile the user already chose wins. The variable is the one this
+    # distribution's Fast DDS reads (Fast DDS 2.x on Jazzy ignores FASTDDS_*).
     environment = []
     if not any(os.environ.get(name) for name in PROFILE_VARIABLES):
-        environment = [SetEnvironmentVariable(name, str(config_dir / PROFILE_NAME))
-                       for name in PROFILE_VARIABLES]
+        environment = [SetEnvironmentVariable(profile_variable(), str(config_dir / PROFILE_NAME))]
     perception = OpaqueFunction(function=_perception_node, args=[use_sim_time])
     return LaunchDescription([*arguments, *environment, perception, recorder])
 

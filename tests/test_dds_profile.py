@@ -42,8 +42,13 @@ COUNT_FRAMES = textwrap.dedent(
 def test_profile_is_used_unless_the_user_chose_one(repo_root: Path) -> None:
     environ: dict[str, str] = {}
     assert use_large_message_profile(repo_root / "config", environ)
-    assert Path(environ["FASTDDS_DEFAULT_PROFILES_FILE"]).is_file(), "Fast DDS 3 (Kilted)"
-    assert environ["FASTRTPS_DEFAULT_PROFILES_FILE"] == environ["FASTDDS_DEFAULT_PROFILES_FILE"], "Fast DDS 2"
+    assert Path(environ["FASTDDS_DEFAULT_PROFILES_FILE"]).is_file(), "Fast DDS 3 (Kilted, PyPI wheels)"
+    assert "FASTRTPS_DEFAULT_PROFILES_FILE" not in environ, "Fast DDS 3 warns about it on every start"
+    fast_dds_2, fast_dds_3 = "FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE"
+    for distro, variable in (("jazzy", fast_dds_2), ("humble", fast_dds_2), ("kilted", fast_dds_3)):
+        environ = {"ROS_DISTRO": distro}
+        assert use_large_message_profile(repo_root / "config", environ)
+        assert set(environ) == {"ROS_DISTRO", variable} and Path(environ[variable]).is_file(), distro
     chosen = {"FASTRTPS_DEFAULT_PROFILES_FILE": "/etc/my_profile.xml"}
     assert not use_large_message_profile(repo_root / "config", chosen)
     assert chosen == {"FASTRTPS_DEFAULT_PROFILES_FILE": "/etc/my_profile.xml"}

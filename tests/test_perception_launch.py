@@ -22,7 +22,7 @@ from test_perception_support import (
     spin_until,
 )
 
-from flowfeat_ros.dds_profile import PROFILE_VARIABLES
+from flowfeat_ros.dds_profile import profile_variable
 from flowfeat_ros.launch_overrides import OVERRIDABLE_PARAMETERS, perception_overrides
 from flowfeat_ros.launch_without_ros import build_commands, parse_args
 from flowfeat_ros.perception.parameters import PARAMETER_NAMES
@@ -134,20 +134,20 @@ def test_launch_without_ros_rejects_a_missing_config(tmp_path):
     assert "does not exist" in result.stderr.strip().splitlines()[-1]
 
 
-def test_launch_sets_every_fast_dds_profile_variable():
-    """Fast DDS 2.x (Jazzy) reads FASTRTPS_*, 3.x (Kilted) FASTDDS_*: the launch file sets the
-    profile under every name in PROFILE_VARIABLES, not just one."""
-    assert set(PROFILE_VARIABLES) == {"FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE"}
+def test_launch_sets_the_fast_dds_profile_variable_of_the_distribution():
+    """Fast DDS 2.x (Jazzy) reads only FASTRTPS_*, 3.x (Kilted) FASTDDS_* and warns about the
+    other: the launch file sets the one ``profile_variable`` picks, not a fixed name."""
+    assert profile_variable({"ROS_DISTRO": "jazzy"}) == "FASTRTPS_DEFAULT_PROFILES_FILE"
+    assert profile_variable({"ROS_DISTRO": "kilted"}) == "FASTDDS_DEFAULT_PROFILES_FILE"
+    assert profile_variable({}) == "FASTDDS_DEFAULT_PROFILES_FILE", "PyPI wheels: Kilted"
     tree = ast.parse(LAUNCH_FILE.read_text())
     setters = [
         node for node in ast.walk(tree)
-        if isinstance(node, ast.ListComp) and isinstance(node.elt, ast.Call)
-        and getattr(node.elt.func, "id", "") == "SetEnvironmentVariable"
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "SetEnvironmentVariable"
     ]  # fmt: skip
-    assert len(setters) == 1, "one SetEnvironmentVariable per profile variable"
-    loop = setters[0].generators[0]
-    assert isinstance(loop.iter, ast.Name) and loop.iter.id == "PROFILE_VARIABLES"
-    assert isinstance(setters[0].elt.args[0], ast.Name) and setters[0].elt.args[0].id == loop.target.id
+    assert len(setters) == 1
+    name = setters[0].args[0]
+    assert isinstance(name, ast.Call) and getattr(name.func, "id", "") == "profile_variable"
 
 
 def test_parameter_files_apply_under_any_namespace():
