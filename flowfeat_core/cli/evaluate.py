@@ -142,16 +142,15 @@ def _score_test(sets: FeatureSets, probes: dict, test: list[SyntheticSequence]) 
     return results, {name: median_stats(values).to_dict() for name, values in stats.items()}
 
 
-def real_image_stats(model_source: str, device: str) -> dict[str, dict[str, float]]:
+def real_image_stats(test_sets: FeatureSets, device: str) -> dict[str, FeatureStats]:
     """Median feature statistics of every feature set on the real photos and video frames, at the
-    model's preferred input size."""
-    model, _ = resolve_model(model_source)
-    sets = FeatureSets.for_predictor(Predictor(model, device=device))
+    model's preferred input size (the same model and untrained decoder as ``test_sets``)."""
+    sets = FeatureSets(Predictor(test_sets.predictor.model, device=device), test_sets.untrained)
     stats: dict[str, list[FeatureStats]] = {name: [] for name in FEATURE_SETS}
     for image in real_images().values():
         for name, features in sets.maps(image).items():
             stats[name].append(feature_stats(features))
-    return {name: median_stats(values).to_dict() for name, values in stats.items()}
+    return {name: median_stats(values) for name, values in stats.items()}
 
 
 def _teacher_scores(names: str, test: list[SyntheticSequence]) -> dict:
@@ -173,10 +172,9 @@ def evaluate(args: argparse.Namespace) -> dict:
     results["trivial"] = _trivial(train, test)
     feature_statistics = {"test_frames": test_stats}
     if args.real_images:
-        feature_statistics["real_images"] = real_image_stats(args.model, args.device)
-        warn_if_collapsed(
-            FeatureStats(**feature_statistics["real_images"]["flowfeat"]), f"{args.model} on real images"
-        )
+        real = real_image_stats(sets, args.device)
+        warn_if_collapsed(real["flowfeat"], f"{args.model} on real images")
+        feature_statistics["real_images"] = {name: stats.to_dict() for name, stats in real.items()}
     return {
         "model": model_info["source"],
         "settings": {k: v for k, v in vars(args).items() if k != "json"},
