@@ -1,23 +1,70 @@
-"""What every node shares: ``run_node`` (init, build, spin, clean up) and the parameter table.
+"""What every node process shares: ``run_node`` (signals, init, build, spin, clean up) and the
+parameter table.
+
+Signals follow one rule in every node: the first SIGINT or SIGTERM asks the node to stop; any
+later one (a terminal's Ctrl-C reaches the whole process group and ``ros2 launch`` forwards
+another) is noted once on stderr and ignored, so clean-up such as closing a bag always completes
+and no ``KeyboardInterrupt`` traceback is printed. The handlers are installed before the node's
+module (torch, rclpy) is imported, which takes seconds: a signal during start-up stops the
+process quietly too. A requested stop exits with status 0.
 
 Bad parameters (``ValueError`` / ``ParameterException`` from the node's constructor) print one
-line ``<program>: bad parameter: <reason>`` on stderr and exit with status 2; SIGINT/SIGTERM end
-the spin, then ``on_exit`` (closing files, stopping threads) runs before the node is destroyed.
+line ``<program>: bad parameter: <reason>`` on stderr and exit with status 2.
+
+This module imports only the standard library at load time, so it can guard those imports.
 """
 
 from __future__ import annotations
 
+import importlib
+import os
+import signal
 import sys
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-import rclpy
-from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException
-from rclpy.node import Node
+if TYPE_CHECKING:
+    from rcl_interfaces.msg import ParameterDescriptor
+    from rclpy.node import Node
 
-NodeT = TypeVar("NodeT", bound=Node)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class StopSignals:
+    """Records SIGINT/SIGTERM instead of raising: the first one is the stop request.
+
+    rclpy's own handler, installed over this one by ``rclpy.init``, shuts the context down (which
+    ends ``spin`` at once) and then calls this handler; before ``rclpy.init`` and after rclpy's
+    shutdown this handler alone is in place.
+    """
+
+    def __init__(self, program: str) -> None:
+        self.program = program
+        self.received: list[int] = []
+
+    def install(self) -> None:
+        """Replace the default handlers (KeyboardInterrupt / immediate death)."""
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, self._on_signal)
+
+    @staticmethod
+    def ignore_from_now_on() -> None:
+        """For the process's last moments: Python's finalisation puts back the default handlers
+        it replaced (a late signal would then kill the process with status -2), not SIG_IGN."""
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+
+    @property
+    def requested(self) -> bool:
+        """True once a stop signal arrived."""
+        return bool(self.received)
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self.received.append(signum)
+        if len(self.received) == 2:
+            # os.write: print() may be interrupted mid-write by this very handler.
+            os.write(2, f"{self.program}: {signal.Signals(signum).name} while stopping; "
+                        "finishing the clean shutdown first\n".encode())
 
 
 def declare_parameter_table(
@@ -29,26 +76,57 @@ def declare_parameter_table(
     return {name: node.get_parameter(name).value for name in table}
 
 
-def run_node(
-    program: str,
-    make_node: Callable[[], NodeT],
-    args: list[str] | None,
-    spin: Callable[[NodeT], None] = rclpy.spin,
-    on_exit: Callable[[NodeT], None] = lambda node: None,
-) -> None:
-    """Run ``make_node()`` under ``spin`` until it returns or the process is asked to stop."""
+def _import_node_class(path: str) -> type:
+    module_name, _, class_name = path.partition(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def run_node(program: str, node_class_path: str, args: list[str] | None) -> None:
+    """Run the node class at ``node_class_path`` (``"package.module:Class"``) until it is done
+    or the process is asked to stop; meant to be the last thing a node process does.
+
+    The class may define ``spin()`` (default: ``rclpy.spin(node)``) and ``finish()``, which
+    runs once after spinning, whatever ended it, before the node is destroyed.
+    """
+    stop = StopSignals(program)
+    stop.install()
+    try:
+        _run(stop, program, node_class_path, args)
+    finally:
+        stop.ignore_from_now_on()
+
+
+def _run(stop: StopSignals, program: str, node_class_path: str, args: list[str] | None) -> None:
+    node_class = _import_node_class(node_class_path)
+    import rclpy  # after the handlers: importing takes long enough to be interrupted
+    from rclpy.exceptions import ParameterException
+    from rclpy.executors import ExternalShutdownException
+
+    if stop.requested:
+        return
     rclpy.init(args=args)
     try:
-        node = make_node()
+        node = node_class()
     except (ValueError, ParameterException) as error:
+        if stop.requested:
+            return rclpy.try_shutdown()
         print(f"{program}: bad parameter: {error}", file=sys.stderr)
         rclpy.try_shutdown()
         sys.exit(2)
+    except Exception:
+        rclpy.try_shutdown()
+        if stop.requested:  # the context was shut down under the constructor
+            return
+        raise
     try:
-        spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
+        if not stop.requested:
+            getattr(node, "spin", lambda: rclpy.spin(node))()
+    except ExternalShutdownException:
         pass
+    except Exception:
+        if not stop.requested:  # e.g. "context is not valid" from a wait set after a signal
+            raise
     finally:
-        on_exit(node)
+        getattr(node, "finish", lambda: None)()
         node.destroy_node()
         rclpy.try_shutdown()

@@ -35,7 +35,7 @@ from flowfeat_core.inference.predictor import Predictor
 from flowfeat_core.probes.heads import Probe, ProbeSpec
 from flowfeat_core.probes.io import save_probe
 from flowfeat_ros.image_conversion import image_msg_to_array
-from flowfeat_ros.video_publisher import pinhole_camera_info
+from flowfeat_ros.playback.frame_source import pinhole_camera_info
 
 pytestmark = pytest.mark.ros
 NODE = "/pn/perception"

@@ -29,7 +29,7 @@ from std_msgs.msg import Header
 from flowfeat_core.hub.checkpoint import save_checkpoint
 from flowfeat_core.models.flowfeat import FlowFeat
 from flowfeat_ros.image_conversion import rgb8_to_msg
-from flowfeat_ros.video_publisher import pinhole_camera_info
+from flowfeat_ros.playback.frame_source import pinhole_camera_info
 
 REPO = Path(__file__).resolve().parents[1]
 VIDEO = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")

@@ -372,5 +372,5 @@ def test_bad_parameters_are_rejected(params, message, start_recorder):
         recorder.proc.wait(timeout=20)
     assert recorder.proc.returncode == 2, recorder.output()
     lines = [line for line in recorder.output().splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("recorder: bad parameter: "), lines
+    assert len(lines) == 1 and lines[0].startswith("recorder_node: bad parameter: "), lines
     assert message in lines[0]

@@ -30,8 +30,7 @@ QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 
 def run_publisher(namespace: str, *params: str) -> subprocess.Popen:
     args = [sys.executable, "-m", "flowfeat_ros.video_publisher", "--ros-args",
-            "-r", f"__ns:=/{namespace}", "-p", "qos:=reliable",
-            "-p", "wait_for_subscribers:=1"]
+            "-r", f"__ns:=/{namespace}", "-p", "wait_for_subscribers:=1"]
     for param in params:
         args += ["-p", param]
     env = dict(os.environ, PYTHONPATH=str(REPO))
@@ -66,6 +65,16 @@ def finish(node: Node, proc: subprocess.Popen, camera: Camera) -> str:
     return output
 
 
+def assert_publishes_reliable_like_a_driver(node: Node, base: str) -> None:
+    """REP 2003: a camera driver offers the system default QoS, which is reliable."""
+    topics = [f"{base}/image_raw", f"{base}/camera_info", f"{base}/image_raw/compressed"]
+    spin_until(node, lambda: all(node.get_publishers_info_by_topic(t) for t in topics), 20,
+               "the publisher's endpoints")
+    for topic in topics:
+        (info,) = node.get_publishers_info_by_topic(topic)
+        assert info.qos_profile.reliability == ReliabilityPolicy.RELIABLE, topic
+
+
 def video_frames(count: int, size: tuple[int, int]) -> list[np.ndarray]:
     capture = cv2.VideoCapture(str(VIDEO))
     frames = []
@@ -81,6 +90,7 @@ def test_video_file_frames_arrive_with_matching_camera_info(ros_node):
     camera = Camera(ros_node, "vid")
     proc = run_publisher("vid", f"source:={VIDEO}", "rate:=20.0", "max_frames:=25",
                          "width:=160", "compressed:=true", "fov_deg:=90.0", "frame_id:=cam")
+    assert_publishes_reliable_like_a_driver(ros_node, "/vid/camera")
     finish(ros_node, proc, camera)
     expected = video_frames(25, (160, 120))
     assert len(camera.images) == 25

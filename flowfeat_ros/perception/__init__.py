@@ -1,4 +1,4 @@
-"""Building blocks of the real-time ``perception`` node (see flowfeat_ros/perception_node.py).
+"""The real-time ``perception`` node (node.py; entry point flowfeat_ros/perception_node.py).
 
 parameters: declared parameters and their validation; frame_mailbox: newest-frame-only hand-off
 from callbacks to the worker; runtime: model/probe loading and atomic hot swap; rendering: output

@@ -1,1 +1,1 @@
-"""Building blocks of the on-robot recorder: bag sequence, motion gate, disk guard, recovery."""
+"""The on-robot recorder (node.py) and its parts: bag sequence, motion gate, disk guard, recovery."""

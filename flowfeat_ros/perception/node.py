@@ -1,0 +1,233 @@
+"""``perception`` node: dense FlowFeat features (and optional depth / segmentation) from cameras.
+
+Subscribes ``image`` (and/or ``image/compressed``) and ``camera_info``; publishes
+``flowfeat/features`` (32FC<n>), ``flowfeat/features/pca`` (rgb8), ``flowfeat/depth`` (32FC1),
+``flowfeat/depth/colored``, ``flowfeat/segmentation`` (mono8/16UC1),
+``flowfeat/segmentation/overlay``, ``flowfeat/camera_info`` and ``/diagnostics``; every output
+keeps the input header. Callbacks only keep the newest frame; one worker thread runs the model
+on it, so the output rate is the model's and stale frames are dropped (and counted). Outputs
+without subscribers are not computed. Parameters: config/perception.yaml, docs/perception.md.
+Run (entry point flowfeat_ros/perception_node.py):
+``perception_node --ros-args --params-file config/perception.yaml -r image:=/camera/image_raw``
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import TimeoutError as FutureTimeout
+
+import torch
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.exceptions import ParameterUninitializedException
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from std_srvs.srv import Trigger
+
+from flowfeat_core.inference.device import cpu_inference_threads
+from flowfeat_ros.perception.camera_io import CameraIO
+from flowfeat_ros.perception.frame_mailbox import FrameMailbox
+from flowfeat_ros.perception.parameters import (
+    DEFAULTS,
+    DESCRIPTORS,
+    PARAMETER_NAMES,
+    RUNTIME_PARAMETERS,
+    PerceptionSettings,
+    settings_from_values,
+    validate_settings,
+)
+from flowfeat_ros.perception.pipeline_stats import PipelineStats, diagnostic_status
+from flowfeat_ros.perception.processing import FrameProcessor
+from flowfeat_ros.perception.runtime import (
+    Runtime,
+    RuntimeLoadError,
+    RuntimeManager,
+    build_runtime,
+    file_times,
+)
+from flowfeat_ros.perception.warn_throttle import WarningThrottle
+
+RELOAD_TIMEOUT_S = 300.0
+IDLE_WAIT_S = 0.2
+
+
+class PerceptionNode(Node):
+    """See the module docstring."""
+
+    def __init__(self) -> None:
+        """Declare and validate parameters, load the model, wire topics, start the worker."""
+        super().__init__("perception")
+        self.settings = self._declare_parameters()
+        reason = validate_settings(self.settings)
+        if reason:
+            raise ValueError(reason)
+        torch.set_num_threads(cpu_inference_threads(self.settings.cpu_threads))
+        runtime = build_runtime(self.settings)
+        reason = self._check_against_model(self.settings, runtime)
+        if reason:
+            raise ValueError(reason)
+        self.manager = RuntimeManager(runtime, self._on_load_failure, self._on_swap)
+        self._seen_file_times = dict(runtime.file_times)
+        self.mailbox = FrameMailbox()
+        self.stats = PipelineStats()
+        warn = WarningThrottle(self.get_logger().warning, self.settings.warn_period_s)
+        self._errors = WarningThrottle(self.get_logger().error, self.settings.warn_period_s)
+        names = self.settings.cameras or ("",)
+        self.cameras = {name: CameraIO(self, name, self.settings, self.mailbox) for name in names}
+        self.processor = FrameProcessor(self.cameras, self.stats, warn, self._clock_seconds)
+        self.add_on_set_parameters_callback(self._validate_change)
+        self.add_post_set_parameters_callback(self._apply_change)
+        # Served by the node's single-threaded executor: camera callbacks pause while a reload
+        # loads the model (the worker keeps running); a checkpoint parameter change does not block.
+        self.create_service(Trigger, "~/reload", self._on_reload)
+        self.diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(self.settings.diagnostics_period_s, self._publish_diagnostics)
+        self.create_timer(self.settings.watch_period_s, self._watch_files)
+        self._running = True
+        self._worker = threading.Thread(target=self._work, name="flowfeat-worker", daemon=True)
+        self._worker.start()
+        self.get_logger().info(
+            f"running {runtime.description} on {runtime.predictor.device} "
+            f"({runtime.predictor.precision}, {torch.get_num_threads()} CPU threads) for cameras "
+            f"{list(names)}")
+
+    # -- parameters -------------------------------------------------------------------------
+    def _declare_parameters(self) -> PerceptionSettings:
+        values = {}
+        for name in PARAMETER_NAMES:
+            default = getattr(DEFAULTS, name)
+            if name == "cameras":
+                self.declare_parameter(name, Parameter.Type.STRING_ARRAY, DESCRIPTORS[name])
+                try:
+                    values[name] = self.get_parameter(name).value
+                except ParameterUninitializedException:
+                    values[name] = ()
+                continue
+            values[name] = self.declare_parameter(name, default, DESCRIPTORS[name]).value
+        return settings_from_values(values)
+
+    @staticmethod
+    def _check_against_model(settings: PerceptionSettings, runtime: Runtime) -> str | None:
+        fdim = runtime.predictor.fdim
+        if settings.feature_channels > fdim:
+            return (f"feature_channels {settings.feature_channels} exceeds the model's {fdim} "
+                    "feature channels")
+        return None
+
+    def _validate_change(self, params: list[Parameter]) -> SetParametersResult:
+        values = {**self.settings.__dict__, **{p.name: p.value for p in params}}
+        candidate = settings_from_values(values)
+        reason = validate_settings(candidate)
+        if reason is None and candidate.model_key() == self.manager.current.settings.model_key():
+            reason = self._check_against_model(candidate, self.manager.current)
+        return SetParametersResult(successful=reason is None, reason=reason or "")
+
+    def _apply_change(self, params: list[Parameter]) -> None:
+        values = {**self.settings.__dict__, **{p.name: p.value for p in params}}
+        self.settings = settings_from_values(values)
+        if self.settings.runtime_key() != self.manager.requested_key:
+            self.get_logger().info(f"loading {self.settings.checkpoint} in the background")
+            self.manager.request(self.settings)
+
+    def _on_load_failure(self, reason: str, running: PerceptionSettings) -> None:
+        self.get_logger().error(f"load failed, keeping {self.manager.current.description}: "
+                                f"{reason}")
+        revert = [Parameter(name, value=getattr(running, name)) for name in RUNTIME_PARAMETERS
+                  if getattr(running, name) != getattr(self.settings, name)]
+        if revert:
+            self.set_parameters(revert)
+
+    def _on_swap(self, runtime: Runtime) -> None:
+        self._seen_file_times = dict(runtime.file_times)
+        self.get_logger().info(f"now running {runtime.description} on {runtime.predictor.device}")
+
+    # -- reload -----------------------------------------------------------------------------
+    def _on_reload(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        start = time.monotonic()
+        future = self.manager.request(self.settings, force=True)
+        try:
+            runtime = future.result(timeout=RELOAD_TIMEOUT_S)
+        except RuntimeLoadError as error:
+            response.success, response.message = False, f"reload failed: {error}"
+        except FutureTimeout:
+            response.success, response.message = False, "reload still running after timeout"
+        else:
+            response.success = True
+            response.message = (f"reloaded {runtime.description} in "
+                                f"{time.monotonic() - start:.2f} s")
+        return response
+
+    def _watch_files(self) -> None:
+        if not self.settings.watch_checkpoint:
+            return
+        times = file_times(self.settings)
+        if times == self._seen_file_times:
+            return
+        self._seen_file_times = times
+        self.get_logger().info(f"model files changed on disk, reloading {sorted(times)}")
+        self.manager.request(self.settings, force=True)
+
+    # -- worker -----------------------------------------------------------------------------
+    def _clock_seconds(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _work(self) -> None:
+        next_start = 0.0
+        while self._running:
+            wait = next_start - time.monotonic()
+            if wait > 0:
+                time.sleep(min(wait, IDLE_WAIT_S))
+                continue
+            pending = self.mailbox.take_all(IDLE_WAIT_S)
+            if not pending or not self._running:
+                continue
+            settings = self.settings
+            if settings.max_rate_hz > 0:
+                next_start = time.monotonic() + 1.0 / settings.max_rate_hz
+            try:
+                self.processor.process(pending, self.manager.current, settings)
+            except Exception as error:  # one bad frame must not stop the stream
+                if not self.context.ok():
+                    break  # shutting down: publishers are gone
+                self._errors(f"worker:{type(error).__name__}",
+                             f"frame processing failed ({type(error).__name__}): {error}")
+
+    def spin(self) -> None:
+        """Serve callbacks until shutdown. rclpy's MultiThreadedExecutor busy-waits
+        (ros2/rclpy#1223) and slows inference 10-20x, hence one thread plus the worker."""
+        executor = SingleThreadedExecutor()
+        executor.add_node(self)
+        try:
+            executor.spin()
+        finally:
+            executor.shutdown()
+
+    def finish(self) -> None:
+        """Stop the worker and the loader threads (a model load in progress ends first)."""
+        self._running = False
+        self.mailbox.wake()
+        self._worker.join(timeout=10)
+        self.manager.shutdown()
+
+    # -- diagnostics ------------------------------------------------------------------------
+    def _publish_diagnostics(self) -> None:
+        runtime = self.manager.current
+        values: dict[str, object] = dict(self.stats.summary())
+        values["dropped_frames"] = self.mailbox.total_dropped()
+        values["received_frames"] = sum(self.mailbox.received.values())
+        values["device"] = str(runtime.predictor.device)
+        values["precision"] = runtime.predictor.precision
+        values["cpu_threads"] = torch.get_num_threads()
+        values["model"] = runtime.description
+        values["last_load_error"] = self.manager.last_error
+        level = DiagnosticStatus.WARN if self.manager.last_error else DiagnosticStatus.OK
+        message = (f"load failed, old model kept: {self.manager.last_error}"
+                   if self.manager.last_error else f"running {runtime.description}")
+        status = diagnostic_status(f"{self.get_fully_qualified_name()}: perception",
+                                   str(runtime.predictor.device), values, level, message)
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.diagnostics.publish(msg)
+

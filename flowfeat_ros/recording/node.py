@@ -1,0 +1,231 @@
+"""``recorder`` node: writes camera topics to rosbag2 (mcap or sqlite3) for later FlowFeat training.
+
+Subscriptions are raw (serialized CDR bytes go straight into the bag). Frames pass a rate cap and a
+thumbnail motion gate; bags are split by size/duration, flushed every ``flush_interval_s``, the
+oldest bags are deleted beyond ``quota_mb`` and recording pauses below ``min_free_mb`` free space.
+Run: ``recorder_node --ros-args --params-file config/recorder.yaml``. See docs/recording.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from std_srvs.srv import SetBool, Trigger
+
+from flowfeat_ros.node_main import declare_parameter_table
+from flowfeat_ros.recording.bag_sequence import BagFormat, BagSequence, SplitLimits
+from flowfeat_ros.recording.disk_guard import enforce_quota, free_bytes
+from flowfeat_ros.recording.motion_gate import (
+    MotionGate,
+    RateCap,
+    ThumbnailError,
+    thumbnail_from_cdr,
+)
+from flowfeat_ros.recording.topics import CAMERA_INFO, COMPRESSED_IMAGE, TopicSpec, classify_topic
+
+MB = 1024 * 1024
+ROS_TYPES = {CAMERA_INFO: CameraInfo, COMPRESSED_IMAGE: CompressedImage}
+QOS_CHOICES = ("sensor_data", "reliable")
+WARN_PERIOD_S = 10.0
+
+
+def _float_param(description: str, low: float, high: float) -> ParameterDescriptor:
+    return ParameterDescriptor(description=description, read_only=True,
+                               floating_point_range=[FloatingPointRange(from_value=low,
+                                                                        to_value=high)])
+
+
+PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
+    "output_dir": ("~/flowfeat_bags", ParameterDescriptor(
+        description="directory receiving one sub-directory per bag", read_only=True)),
+    "bag_prefix": ("flowfeat", ParameterDescriptor(
+        description="bag directory name prefix; only bags with it are deleted by the quota",
+        read_only=True)),
+    "topics": (["/camera/image_raw", "/camera/camera_info"], ParameterDescriptor(
+        description="topics to record: '.../compressed' = CompressedImage, "
+                    "'.../camera_info' = CameraInfo, anything else = Image", read_only=True)),
+    "storage": ("mcap", ParameterDescriptor(description="mcap or sqlite3", read_only=True)),
+    "compression": ("none", ParameterDescriptor(description="none or zstd", read_only=True)),
+    "max_bag_size_mb": (1024.0, _float_param("split when a bag's payload exceeds this (0=off)",
+                                             0.0, 1.0e6)),
+    "max_bag_duration_s": (300.0, _float_param("split after this many seconds (0=off)",
+                                               0.0, 86400.0)),
+    "quota_mb": (20000.0, _float_param("delete oldest bags beyond this total (0=off)",
+                                       0.0, 1.0e9)),
+    "min_free_mb": (1024.0, _float_param("pause recording below this free space", 0.0, 1.0e9)),
+    "max_rate_hz": (5.0, _float_param("max frames kept per second per image topic (0=all)",
+                                      0.0, 1000.0)),
+    "motion_threshold": (2.0, _float_param(
+        "min mean abs grey-level change (0-255) vs. last kept frame to keep one (0=off)",
+        0.0, 255.0)),
+    "flush_interval_s": (1.0, _float_param("write buffered data to disk this often", 0.1, 60.0)),
+    "qos": ("sensor_data", ParameterDescriptor(description="sensor_data or reliable",
+                                               read_only=True)),
+    "qos_depth": (10, ParameterDescriptor(description="subscription queue depth", read_only=True,
+                                          integer_range=[IntegerRange(from_value=1,
+                                                                      to_value=1000)])),
+    "start_recording": (True, ParameterDescriptor(
+        description="record from start-up (else wait for ~/set_recording)", read_only=True)),
+}
+
+
+class RecorderNode(Node):
+    """Records raw camera messages into a sequence of rosbag2 bags; see module docstring."""
+
+    def __init__(self) -> None:
+        """Declare and validate parameters, subscribe, start timers and services."""
+        super().__init__("recorder")
+        p = declare_parameter_table(self, PARAMETERS)
+        self.specs = self._topic_specs(p["topics"])
+        if p["qos"] not in QOS_CHOICES:
+            raise ValueError(f"qos must be one of {list(QOS_CHOICES)}, got {p['qos']!r}")
+        if 0 < p["quota_mb"] < p["max_bag_size_mb"]:
+            raise ValueError(f"quota_mb ({p['quota_mb']}) must be >= max_bag_size_mb "
+                             f"({p['max_bag_size_mb']}) or 0")
+        self.output_dir = Path(p["output_dir"]).expanduser()
+        self.prefix = str(p["bag_prefix"])
+        self.bags = BagSequence(
+            self.output_dir, self.prefix, BagFormat(p["storage"], p["compression"]),
+            SplitLimits(int(p["max_bag_size_mb"] * MB), int(p["max_bag_duration_s"] * 1e9)))
+        self.quota_bytes = int(p["quota_mb"] * MB)
+        self.min_free_bytes = int(p["min_free_mb"] * MB)
+        self.recording = bool(p["start_recording"])
+        self.paused_reason = ""
+        self.counters = {"kept": 0, "skipped_rate": 0, "skipped_motion": 0, "skipped_paused": 0,
+                         "bags_deleted": 0}
+        self._last_bag: Path | None = None
+
+        reliability = (ReliabilityPolicy.BEST_EFFORT if p["qos"] == "sensor_data"
+                       else ReliabilityPolicy.RELIABLE)
+        qos = QoSProfile(depth=p["qos_depth"], reliability=reliability)
+        for spec in self.specs:
+            self._subscribe(spec, qos, RateCap(p["max_rate_hz"]),
+                            MotionGate(p["motion_threshold"]) if spec.is_image else None)
+        self.diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_service(SetBool, "~/set_recording", self._on_set_recording)
+        self.create_service(Trigger, "~/split", self._on_split)
+        self.create_timer(p["flush_interval_s"], self._housekeeping)
+        self.create_timer(1.0, self._publish_diagnostics)
+        self._check_disk()
+        self.get_logger().info(
+            f"recording {[s.name for s in self.specs]} to {self.output_dir} "
+            f"({p['storage']}, compression {p['compression']}); recording={self.recording}")
+
+    @staticmethod
+    def _topic_specs(names: list[str]) -> list[TopicSpec]:
+        if not names or names == [""]:
+            raise ValueError("topics must list at least one topic")
+        specs = [classify_topic(name) for name in names]
+        if len({s.name for s in specs}) != len(specs):
+            raise ValueError(f"topics contains duplicates: {names}")
+        return specs
+
+    def _subscribe(self, spec: TopicSpec, qos: QoSProfile, cap: RateCap,
+                   gate: MotionGate | None) -> None:
+        def callback(data: bytes) -> None:
+            self._on_message(spec, cap, gate, data)
+
+        self.create_subscription(ROS_TYPES.get(spec.msgtype, Image), spec.name, callback, qos,
+                                 raw=True)
+
+    def _passes_motion_gate(self, spec: TopicSpec, gate: MotionGate, data: bytes) -> bool:
+        try:
+            return gate.accept(thumbnail_from_cdr(spec.msgtype, data))
+        except ThumbnailError as error:
+            self.get_logger().warning(f"{spec.name}: {error}; recording the frame ungated",
+                                      throttle_duration_sec=WARN_PERIOD_S)
+            return True
+
+    def _on_message(self, spec: TopicSpec, cap: RateCap, gate: MotionGate | None,
+                    data: bytes) -> None:
+        if not self.recording or self.paused_reason:
+            self.counters["skipped_paused"] += 1
+            return
+        now_ns = self.get_clock().now().nanoseconds
+        if not cap.due(now_ns):
+            self.counters["skipped_rate"] += 1
+            return
+        if gate is not None and gate.threshold > 0 and not self._passes_motion_gate(
+                spec, gate, data):
+            self.counters["skipped_motion"] += 1
+            return
+        cap.mark_kept(now_ns)
+        self.bags.write(spec, data, now_ns)
+        self.counters["kept"] += 1
+        if self.bags.current_path != self._last_bag:
+            self._last_bag = self.bags.current_path
+            self._enforce_quota()
+
+    def _enforce_quota(self) -> None:
+        if self.quota_bytes <= 0:
+            return
+        deleted = enforce_quota(self.output_dir, self.prefix, self.quota_bytes,
+                                self.bags.current_path)
+        self.counters["bags_deleted"] += len(deleted)
+        for bag in deleted:
+            self.get_logger().info(f"quota {self.quota_bytes / MB:.1f} MB: deleted {bag.name}")
+
+    def _check_disk(self) -> None:
+        if not self.output_dir.exists():
+            self.output_dir.mkdir(parents=True)
+        free = free_bytes(self.output_dir)
+        if free < self.min_free_bytes:
+            if not self.paused_reason:
+                closed = self.bags.close()
+                if closed is not None:
+                    self.get_logger().info(f"closed {closed.name}")
+            self.paused_reason = (f"low disk space: {free / MB:.0f} MB free < min_free_mb "
+                                  f"{self.min_free_bytes / MB:.0f}")
+            self.get_logger().warning(f"recording paused, {self.paused_reason}",
+                                      throttle_duration_sec=WARN_PERIOD_S)
+        elif self.paused_reason:
+            self.get_logger().info("free space recovered, recording resumed")
+            self.paused_reason = ""
+
+    def _housekeeping(self) -> None:
+        self._check_disk()
+        self.bags.flush()
+        self._enforce_quota()
+
+    def _close_bag(self) -> str:
+        closed = self.bags.close()
+        if closed is None:
+            return "no bag open"
+        self.get_logger().info(f"closed {closed}")
+        return f"closed {closed}"
+
+    def _on_set_recording(self, request: SetBool.Request,
+                          response: SetBool.Response) -> SetBool.Response:
+        self.recording = bool(request.data)
+        response.message = "recording" if self.recording else f"stopped; {self._close_bag()}"
+        response.success = True
+        return response
+
+    def _on_split(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        response.message = self._close_bag()
+        response.success = True
+        return response
+
+    def _publish_diagnostics(self) -> None:
+        status = DiagnosticStatus(name=f"{self.get_name()}: recorder", hardware_id="flowfeat")
+        status.level = DiagnosticStatus.WARN if self.paused_reason else DiagnosticStatus.OK
+        status.message = self.paused_reason or ("recording" if self.recording else "stopped")
+        values = {"bytes_written": self.bags.total_bytes, "bags_started": self.bags.bags_started,
+                  "current_bag": self.bags.current_path or "", "recording": self.recording,
+                  "paused_reason": self.paused_reason, **self.counters}
+        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self.diagnostics.publish(array)
+
+    def finish(self) -> None:
+        """Close the current bag so it is complete (called on shutdown)."""
+        closed = self.bags.close()
+        if closed is not None:
+            self.get_logger().info(f"closed {closed}")
+
