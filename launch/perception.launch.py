@@ -8,9 +8,7 @@ same arguments and starts the same nodes with the same YAML.
 """
 
 import os
-from pathlib import Path
 
-from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
 from launch.conditions import IfCondition
@@ -20,28 +18,22 @@ from launch_ros.parameter_descriptions import ParameterValue
 
 from flowfeat_ros.dds_profile import PROFILE_NAME, PROFILE_VARIABLES, profile_variable
 from flowfeat_ros.launch_overrides import OVERRIDABLE_PARAMETERS, perception_overrides
+from flowfeat_ros.package_paths import config_dir
 
 BOOLEAN_CHOICES = ["true", "false", "True", "False"]
-
-
-def _config_dir() -> Path:
-    try:
-        return Path(get_package_share_directory("flowfeat_ros")) / "config"
-    except PackageNotFoundError:  # run from a source checkout
-        return Path(__file__).resolve().parents[1] / "config"
 
 
 def generate_launch_description() -> LaunchDescription:
     """Arguments: camera_topic, camera_info_topic, config, checkpoint, device, namespace,
     use_sim_time, record, recorder_config."""
-    config_dir = _config_dir()
+    configs = config_dir()
     arguments = [
         DeclareLaunchArgument("camera_topic", default_value="/camera/image_raw",
                               description="input sensor_msgs/Image topic "
                                           "(<topic>/compressed is the CompressedImage input)"),
         DeclareLaunchArgument("camera_info_topic", default_value="/camera/camera_info",
                               description="input sensor_msgs/CameraInfo topic"),
-        DeclareLaunchArgument("config", default_value=str(config_dir / "perception.yaml"),
+        DeclareLaunchArgument("config", default_value=str(configs / "perception.yaml"),
                               description="perception parameters YAML"),
         DeclareLaunchArgument("checkpoint", default_value="",
                               description="'default', a .safetensors/.pth file or a released "
@@ -54,7 +46,7 @@ def generate_launch_description() -> LaunchDescription:
                               description="use /clock (rosbag playback)"),
         DeclareLaunchArgument("record", default_value="false", choices=BOOLEAN_CHOICES,
                               description="also start recorder_node with recorder_config"),
-        DeclareLaunchArgument("recorder_config", default_value=str(config_dir / "recorder.yaml"),
+        DeclareLaunchArgument("recorder_config", default_value=str(configs / "recorder.yaml"),
                               description="recorder parameters YAML"),
     ]
     use_sim_time = ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)
@@ -72,7 +64,7 @@ def generate_launch_description() -> LaunchDescription:
     # distribution's Fast DDS reads (Fast DDS 2.x on Jazzy ignores FASTDDS_*).
     environment = []
     if not any(os.environ.get(name) for name in PROFILE_VARIABLES):
-        environment = [SetEnvironmentVariable(profile_variable(), str(config_dir / PROFILE_NAME))]
+        environment = [SetEnvironmentVariable(profile_variable(), str(configs / PROFILE_NAME))]
     perception = OpaqueFunction(function=_perception_node, args=[use_sim_time])
     return LaunchDescription([*arguments, *environment, perception, recorder])
 

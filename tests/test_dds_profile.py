@@ -9,10 +9,20 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from test_perception_support import (
+    Diagnostics,
+    PerceptionProcess,
+    base_params,
+    checkpoint,
+    peer,
+    spin_for,
+    spin_until,
+)
 
-from flowfeat_ros.dds_profile import PROFILE_VARIABLES, use_large_message_profile
+from flowfeat_ros.dds_profile import PROFILE_VARIABLES, profile_variable, use_large_message_profile
 
 pytestmark = pytest.mark.ros
+__all__ = ["checkpoint", "peer"]  # fixtures used by this module
 
 COUNT_FRAMES = textwrap.dedent(
     """
@@ -64,3 +74,47 @@ def test_full_size_images_arrive_at_camera_rate_over_best_effort(repo_root: Path
     assert result.returncode == 0, result.stderr
     rate = float(result.stdout.split()[-1])
     assert rate > 8.0, (rate, result.stderr[-2000:])
+
+
+def _environment(profile: bool, repo_root: Path) -> dict[str, str]:
+    environ = {key: value for key, value in os.environ.items() if key not in PROFILE_VARIABLES}
+    if profile:
+        use_large_message_profile(repo_root / "config", environ)
+    return environ
+
+
+def _camera(namespace: str, video: Path, profile: bool, repo_root: Path) -> subprocess.Popen:
+    """vtest.avi at full size (768x576 rgb8) and 15 Hz, best effort, as ``<namespace>/image``."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "flowfeat_ros.video_publisher", "--ros-args", "-r", f"__ns:={namespace}",
+         "-r", "camera/image_raw:=image", "-r", "camera/camera_info:=camera_info",
+         "-p", f"source:={video}", "-p", "loop:=true", "-p", "rate:=15.0", "-p", "qos:=sensor_data"],
+        env=_environment(profile, repo_root), cwd=repo_root,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def test_starved_camera_input_is_a_warning_with_the_fix(peer, checkpoint, repo_root, sample_video, tmp_path):
+    """A camera started without the profile (outside the launch file) loses most frames on the way
+    to a best-effort subscriber; /diagnostics must say WARN, why, and which variable fixes it."""
+    params = base_params(checkpoint, qos_reliability="best_effort", qos_depth=1)
+    node = PerceptionProcess(tmp_path / "node.log", params, "/starved", environ=_environment(True, repo_root))
+    diagnostics = Diagnostics(peer, "/starved/perception")
+    camera = _camera("/starved", sample_video, True, repo_root)
+    try:
+        spin_until(peer, lambda: int(diagnostics.values.get("received_frames", 0)) > 20, 60,
+                   "frames from the camera that uses the profile", node)
+        spin_for(peer, 3.0)
+        assert diagnostics.level == 0 and "starved" not in diagnostics.message, diagnostics.message
+        camera.terminate()
+        camera.wait(timeout=20)
+        camera = _camera("/starved", sample_video, False, repo_root)
+        spin_until(peer, lambda: "input starved" in diagnostics.message, 40, "a starved-input warning", node)
+        assert diagnostics.level == 1, diagnostics.message  # WARN
+        profile = repo_root / "config" / "fastdds_large_messages.xml"
+        assert f"{profile_variable()}={profile}" in diagnostics.message
+        assert int(diagnostics.values["input_lost_frames"]) >= 3
+    finally:
+        camera.kill()
+        camera.wait(timeout=20)
+        assert node.stop() == 0, node.output()

@@ -70,13 +70,14 @@ def peer() -> Iterator[Node]:
 class PerceptionProcess:
     """``python -m flowfeat_ros.perception_node`` with the repo config plus ``-p`` overrides."""
 
-    def __init__(self, log: Path, params: dict[str, str], namespace: str, *extra: str) -> None:
+    def __init__(self, log: Path, params: dict[str, str], namespace: str, *extra: str,
+                 environ: dict[str, str] | None = None) -> None:
         self.log = log
         args = [sys.executable, "-m", "flowfeat_ros.perception_node", "--ros-args",
                 "--params-file", str(CONFIG), "-r", f"__ns:={namespace}", *extra]
         for name, value in params.items():
             args += ["-p", f"{name}:={value}"]
-        env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+        env = dict(environ or os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
         with log.open("w") as log_file:
             self.proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=log_file,
                                          stderr=subprocess.STDOUT)
@@ -189,6 +190,7 @@ class Diagnostics:
         self.node_name = node_name
         self.values: dict[str, str] = {}
         self.message = ""
+        self.level = -1
         peer.create_subscription(DiagnosticArray, "/diagnostics", self._on_msg, 10)
 
     def _on_msg(self, msg: DiagnosticArray) -> None:
@@ -196,6 +198,7 @@ class Diagnostics:
             if status.name == f"{self.node_name}: perception":
                 self.values = {kv.key: kv.value for kv in status.values}
                 self.message = status.message
+                self.level = int.from_bytes(status.level, "little")
 
 
 def set_parameters(peer: Node, node_name: str, **values: object) -> list[SetParametersResult]:

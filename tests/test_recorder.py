@@ -65,11 +65,12 @@ def ros_node() -> Iterator[Node]:
 class Recorder:
     """A recorder node running in a separate process, with its log captured to a file."""
 
-    def __init__(self, out_dir: Path, log: Path, params: tuple[str, ...]) -> None:
+    def __init__(self, out_dir: Path, log: Path, params: tuple[str, ...],
+                 namespace: str = "") -> None:
         self.out_dir = out_dir
         self.log = log
         args = [sys.executable, "-m", "flowfeat_ros.recorder_node", "--ros-args",
-                "-p", f"output_dir:={out_dir}"]
+                "-p", f"output_dir:={out_dir}", *(["-r", f"__ns:={namespace}"] if namespace else [])]
         for param in params:
             args += ["-p", param]
         env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
@@ -94,8 +95,8 @@ def start_recorder(tmp_path: Path) -> Iterator[Callable[..., Recorder]]:
     """Factory starting recorder processes; any still running at the end are killed."""
     started: list[Recorder] = []
 
-    def start(*params: str, name: str = "bags") -> Recorder:
-        recorder = Recorder(tmp_path / name, tmp_path / f"{name}.log", params)
+    def start(*params: str, name: str = "bags", namespace: str = "") -> Recorder:
+        recorder = Recorder(tmp_path / name, tmp_path / f"{name}.log", params, namespace)
         started.append(recorder)
         return recorder
 
@@ -125,12 +126,14 @@ class Diagnostics:
 
     def __init__(self, node: Node) -> None:
         self.values: dict[str, str] = {}
+        self.name = ""
         self.level = -1
         self.sub = node.create_subscription(DiagnosticArray, "/diagnostics", self._on_msg, 10)
 
     def _on_msg(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
             if status.name.endswith(": recorder"):
+                self.name = status.name
                 self.values = {kv.key: kv.value for kv in status.values}
                 self.level = int.from_bytes(status.level, "little") if isinstance(
                     status.level, bytes) else int(status.level)
@@ -338,7 +341,7 @@ def test_services_toggle_recording_and_split(ros_node, frames, start_recorder):
 
 def test_low_disk_space_pauses_with_diagnostics(ros_node, frames, start_recorder):
     recorder = start_recorder("topics:=[/disk/image_raw]", "min_free_mb:=900000000.0",
-                              "quota_mb:=0.0", *RELIABLE_ARGS)
+                              "quota_mb:=0.0", *RELIABLE_ARGS, namespace="/robot1")
     pub = ros_node.create_publisher(Image,
                                     "/disk/image_raw", QOS)
     diagnostics = Diagnostics(ros_node)
@@ -349,6 +352,7 @@ def test_low_disk_space_pauses_with_diagnostics(ros_node, frames, start_recorder
                "3 frames dropped for low disk space", recorder)
     assert diagnostics.values["paused_reason"].startswith("low disk space")
     assert diagnostics.level == 1  # WARN
+    assert diagnostics.name == "/robot1/recorder: recorder"  # the node's fully qualified name
     assert recorder.stop() == 0
     assert recorder.bags() == []
     assert "recording paused, low disk space" in recorder.output()

@@ -3,11 +3,17 @@ output publishers that report which outputs anyone subscribes to."""
 
 from __future__ import annotations
 
+from rclpy.event_handler import (
+    QoSMessageLostInfo,
+    SubscriptionEventCallbacks,
+    UnsupportedEventTypeError,
+)
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from flowfeat_ros.perception.frame_mailbox import FrameMailbox
+from flowfeat_ros.perception.input_health import InputLoss
 from flowfeat_ros.perception.parameters import PerceptionSettings
 
 #: output name -> (message type, topic relative to the camera prefix)
@@ -41,22 +47,38 @@ class CameraIO:
     def __init__(self, node: Node, camera: str, settings: PerceptionSettings,
                  mailbox: FrameMailbox) -> None:
         self.name = camera
+        self.label = f"camera {camera!r}" if camera else "camera"
         self.latest_info: CameraInfo | None = None
+        self.loss = InputLoss()
+        self.loss_detection = True
         qos = input_qos(settings)
 
         def store(msg: Image | CompressedImage) -> None:
+            self.loss.record_received()
             mailbox.put(camera, msg)
 
         if settings.input_transport in ("raw", "both"):
-            node.create_subscription(Image, _topic(camera, "image"), store, qos)
+            self._subscribe_images(node, Image, _topic(camera, "image"), store, qos)
         if settings.input_transport in ("compressed", "both"):
-            node.create_subscription(CompressedImage, _topic(camera, "image/compressed"), store,
-                                     qos)
+            self._subscribe_images(node, CompressedImage, _topic(camera, "image/compressed"),
+                                   store, qos)
         node.create_subscription(CameraInfo, _topic(camera, "camera_info"), self._on_info, qos)
         output_qos = QoSProfile(depth=settings.output_qos_depth,
                                 reliability=ReliabilityPolicy.RELIABLE)
         self.publishers = {name: node.create_publisher(msg_type, _topic(camera, topic), output_qos)
                            for name, (msg_type, topic) in OUTPUT_TOPICS.items()}
+
+    def _subscribe_images(self, node: Node, msg_type: type, topic: str, store, qos) -> None:
+        """Subscribe with the middleware's lost-sample reports when it has them."""
+        def lost(info: QoSMessageLostInfo) -> None:
+            self.loss.record_lost(info.total_count_change)
+
+        try:
+            node.create_subscription(msg_type, topic, store, qos,
+                                     event_callbacks=SubscriptionEventCallbacks(message_lost=lost))
+        except UnsupportedEventTypeError:
+            self.loss_detection = False
+            node.create_subscription(msg_type, topic, store, qos)
 
     def _on_info(self, msg: CameraInfo) -> None:
         self.latest_info = msg

@@ -29,6 +29,7 @@ from std_srvs.srv import Trigger
 from flowfeat_core.inference.device import cpu_inference_threads
 from flowfeat_ros.perception.camera_io import CameraIO
 from flowfeat_ros.perception.frame_mailbox import FrameMailbox
+from flowfeat_ros.perception.input_health import starvation_reason
 from flowfeat_ros.perception.parameters import (
     DEFAULTS,
     DESCRIPTORS,
@@ -222,12 +223,27 @@ class PerceptionNode(Node):
         values["cpu_threads"] = torch.get_num_threads()
         values["model"] = runtime.description
         values["last_load_error"] = self.manager.last_error
-        level = DiagnosticStatus.WARN if self.manager.last_error else DiagnosticStatus.OK
-        message = (f"load failed, old model kept: {self.manager.last_error}"
-                   if self.manager.last_error else f"running {runtime.description}")
+        problems = self._input_problems(values)
+        if self.manager.last_error:
+            problems.insert(0, f"load failed, old model kept: {self.manager.last_error}")
+        level = DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
+        message = "; ".join(problems) or f"running {runtime.description}"
         status = diagnostic_status(f"{self.get_fully_qualified_name()}: perception",
                                    str(runtime.predictor.device), values, level, message)
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self.get_clock().now().to_msg()
         self.diagnostics.publish(msg)
+
+    def _input_problems(self, values: dict[str, object]) -> list[str]:
+        """Starved cameras (frames lost in transport), adding the loss counts to ``values``."""
+        problems = []
+        values["input_lost_frames"] = sum(c.loss.lost_total for c in self.cameras.values())
+        if not all(c.loss_detection for c in self.cameras.values()):
+            values["input_loss_detection"] = "not supported by this middleware"
+        for camera in self.cameras.values():
+            received, lost = camera.loss.recent()
+            reason = starvation_reason(camera.label, received, lost)
+            if reason:
+                problems.append(reason)
+        return problems
 

@@ -76,7 +76,7 @@ class FrameProcessor:
         wanted = camera.wanted()
         if not wanted:
             return None
-        label = f"camera {camera.name!r}" if camera.name else "camera"
+        label = camera.label
         with self.stats.stage("decode"):
             try:
                 rgb = decode_image_message(pending.msg)

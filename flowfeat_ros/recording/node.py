@@ -212,7 +212,7 @@ class RecorderNode(Node):
         return response
 
     def _publish_diagnostics(self) -> None:
-        status = DiagnosticStatus(name=f"{self.get_name()}: recorder", hardware_id="flowfeat")
+        status = DiagnosticStatus(name=f"{self.get_fully_qualified_name()}: recorder", hardware_id="flowfeat")
         status.level = DiagnosticStatus.WARN if self.paused_reason else DiagnosticStatus.OK
         status.message = self.paused_reason or ("recording" if self.recording else "stopped")
         values = {"bytes_written": self.bags.total_bytes, "bags_started": self.bags.bags_started,
