@@ -39,10 +39,16 @@ def _image_from_array(pixels: np.ndarray, encoding: str, header: Header) -> Imag
     msg.encoding = encoding
     msg.is_bigendian = int(_HOST_IS_BIGENDIAN and pixels.dtype.itemsize > 1)
     msg.step = int(pixels.strides[0])
-    buffer = array.array("B")
-    buffer.frombytes(memoryview(pixels).cast("B"))
-    msg.data = buffer
+    msg.data = byte_array(pixels)
     return msg
+
+
+def byte_array(values: np.ndarray) -> array.array:
+    """The bytes of a C-contiguous array as the ``array.array('B')`` a ``uint8[]`` message field
+    holds, copied once (assign it to a message built with ``check_fields=True``)."""
+    buffer = array.array("B")
+    buffer.frombytes(memoryview(values).cast("B"))
+    return buffer
 
 
 def _require(pixels: np.ndarray, dtype: type, ndim: int, channels: int | None, name: str) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 from test_perception_support import (
@@ -281,3 +281,71 @@ def test_depth_and_segmentation_probes_load_at_run_time_and_publish(peer, node, 
     assert np.isfinite(depth_values).all() and (depth_values > 0).all()  # exp(log-depth)
     assert image_msg_to_array(seg).max() <= 2
     assert set_parameters(peer, NODE, depth_probe="", segmentation_probe="")[0].successful
+
+
+def read_point_cloud(msg: PointCloud2) -> np.ndarray:
+    """An organised cloud as an HxW structured array, decoded from its own field table."""
+    codes = {PointField.FLOAT32: "f4", PointField.UINT32: "u4"}
+    order = ">" if msg.is_bigendian else "<"
+    dtype = np.dtype({"names": [f.name for f in msg.fields],
+                      "formats": [order + codes[f.datatype] for f in msg.fields],
+                      "offsets": [f.offset for f in msg.fields], "itemsize": msg.point_step})
+    assert msg.row_step == msg.point_step * msg.width
+    return np.frombuffer(bytes(msg.data), dtype=dtype).reshape(msg.height, msg.width)
+
+
+def test_point_cloud_is_the_pinhole_unprojection_of_metric_depth(peer, node, camera, frames,
+                                                                  tmp_path):
+    depth_file = save_probe(tmp_path / "metric.safetensors", Probe(ProbeSpec(
+        task="depth", head="linear", dense_channels=128, encoder_channels=0, metric=True)))
+    seg_file = save_probe(tmp_path / "seg.safetensors", Probe(ProbeSpec(
+        task="segmentation", head="linear", dense_channels=128, encoder_channels=0,
+        class_names=("ground", "person", "wall"),
+        class_colors=((0, 0, 255), (255, 0, 0), (0, 255, 0)))))
+    assert all(r.successful for r in set_parameters(
+        peer, NODE, depth_probe=str(depth_file), segmentation_probe=str(seg_file)))
+    spin_until(peer, lambda: f"segmentation={seg_file}" in node.output(), 30, "probes loaded",
+               node)
+    outputs = Outputs(peer, "/pn", ("flowfeat/points", "flowfeat/depth", "flowfeat/camera_info",
+                                    "flowfeat/segmentation", "flowfeat/features/pca"))
+    spin_until(peer, outputs.connected, 20, "outputs", node)
+    header = send_and_receive(peer, camera, outputs, frames[5], node, frame_id="optical")
+    cloud_msg, depth_msg, info, seg_msg, pca_msg = (
+        next(m for m in outputs.messages[t] if m.header.stamp == header.stamp)
+        for t in outputs.messages)
+    assert (cloud_msg.header.stamp, cloud_msg.header.frame_id) == (header.stamp, "optical")
+    assert (cloud_msg.height, cloud_msg.width) == (info.height, info.width) == (120, 160)
+    assert [f.name for f in cloud_msg.fields] == ["x", "y", "z", "rgb", "label"]
+    cloud = read_point_cloud(cloud_msg)
+    depth = image_msg_to_array(depth_msg)
+    np.testing.assert_array_equal(cloud["z"], depth)
+    # Projecting every point with the published (scaled) intrinsics lands on its own pixel.
+    fx, cx, fy, cy = info.k[0], info.k[2], info.k[4], info.k[5]
+    rows, cols = np.mgrid[0:120, 0:160]
+    np.testing.assert_allclose(fx * cloud["x"] / cloud["z"] + cx, cols, atol=1e-3)
+    np.testing.assert_allclose(fy * cloud["y"] / cloud["z"] + cy, rows, atol=1e-3)
+    np.testing.assert_array_equal(cloud["label"], image_msg_to_array(seg_msg))
+    rgb = cloud["rgb"].view(np.uint32)
+    colours = np.stack([(rgb >> 16) & 255, (rgb >> 8) & 255, rgb & 255], axis=-1)
+    np.testing.assert_array_equal(colours, image_msg_to_array(pca_msg))
+    assert set_parameters(peer, NODE, depth_probe="", segmentation_probe="")[0].successful
+
+
+def test_relative_depth_is_published_apart_from_metres(peer, node, camera, frames, tmp_path):
+    """REP 118: flowfeat/depth carries metres, so a scale-free probe publishes elsewhere."""
+    relative_file = save_probe(tmp_path / "relative.safetensors", Probe(ProbeSpec(
+        task="depth", head="linear", dense_channels=128, encoder_channels=0, metric=False)))
+    assert set_parameters(peer, NODE, depth_probe=str(relative_file))[0].successful
+    spin_until(peer, lambda: f"depth={relative_file}" in node.output(), 30, "probe loaded", node)
+    outputs = Outputs(peer, "/pn", ("flowfeat/depth/relative", "flowfeat/depth/colored"))
+    metres = Outputs(peer, "/pn", ("flowfeat/depth", "flowfeat/points"))
+    spin_until(peer, lambda: outputs.connected() and metres.connected(), 20, "outputs", node)
+    for index in (6, 7):
+        send_and_receive(peer, camera, outputs, frames[index], node)
+    spin_for(peer, 0.5)
+    relative = outputs.messages["flowfeat/depth/relative"][-1]
+    assert relative.encoding == "32FC1" and (relative.width, relative.height) == (160, 120)
+    assert metres.count("flowfeat/depth") == metres.count("flowfeat/points") == 0
+    assert "flowfeat/points is subscribed but not published: the depth probe is relative" in (
+        node.output())
+    assert set_parameters(peer, NODE, depth_probe="")[0].successful

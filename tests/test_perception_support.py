@@ -23,7 +23,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from ros_peer import isolated_test_node
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
 from flowfeat_core.hub.checkpoint import save_checkpoint
@@ -160,7 +160,8 @@ class Outputs:
         self.received: dict[str, list[float]] = {topic: [] for topic in topics}
         self.subscriptions = []
         for topic in topics:
-            msg_type = CameraInfo if topic.endswith("camera_info") else Image
+            msg_type = {"camera_info": CameraInfo, "points": PointCloud2}.get(
+                topic.rsplit("/", 1)[-1], Image)
             self.subscriptions.append(peer.create_subscription(
                 msg_type, f"{prefix}/{topic}", self._collector(topic), RELIABLE))
 

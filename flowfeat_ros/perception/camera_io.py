@@ -10,18 +10,21 @@ from rclpy.event_handler import (
 )
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from flowfeat_ros.perception.frame_mailbox import FrameMailbox
 from flowfeat_ros.perception.input_health import InputLoss
 from flowfeat_ros.perception.parameters import PerceptionSettings
 
-#: output name -> (message type, topic relative to the camera prefix)
+#: output name -> (message type, topic relative to the camera prefix). REP 118: flowfeat/depth is
+#: metres (metric probes only); a relative probe's scale-free depth has its own topic.
 OUTPUT_TOPICS: dict[str, tuple[type, str]] = {
     "features": (Image, "flowfeat/features"),
     "pca": (Image, "flowfeat/features/pca"),
     "depth": (Image, "flowfeat/depth"),
+    "depth_relative": (Image, "flowfeat/depth/relative"),
     "depth_colored": (Image, "flowfeat/depth/colored"),
+    "points": (PointCloud2, "flowfeat/points"),
     "segmentation": (Image, "flowfeat/segmentation"),
     "segmentation_overlay": (Image, "flowfeat/segmentation/overlay"),
     "camera_info": (CameraInfo, "flowfeat/camera_info"),
@@ -88,6 +91,6 @@ class CameraIO:
         return frozenset(name for name, pub in self.publishers.items()
                          if pub.get_subscription_count() > 0)
 
-    def publish(self, name: str, msg: Image | CameraInfo) -> None:
+    def publish(self, name: str, msg: Image | CameraInfo | PointCloud2) -> None:
         """Publish ``msg`` on output ``name``."""
         self.publishers[name].publish(msg)

@@ -1,8 +1,9 @@
 """``perception`` node: dense FlowFeat features (and optional depth / segmentation) from cameras.
 
 Subscribes ``image`` (and/or ``image/compressed``) and ``camera_info``; publishes
-``flowfeat/features`` (32FC<n>), ``flowfeat/features/pca`` (rgb8), ``flowfeat/depth`` (32FC1),
-``flowfeat/depth/colored``, ``flowfeat/segmentation`` (mono8/16UC1),
+``flowfeat/features`` (32FC<n>), ``flowfeat/features/pca`` (rgb8), ``flowfeat/depth`` (32FC1
+metres) or ``flowfeat/depth/relative`` (unitless), ``flowfeat/depth/colored``,
+``flowfeat/points`` (PointCloud2), ``flowfeat/segmentation`` (mono8/16UC1),
 ``flowfeat/segmentation/overlay``, ``flowfeat/camera_info`` and ``/diagnostics``; every output
 keeps the input header. Callbacks only keep the newest frame; one worker thread runs the model
 on it, so the output rate is the model's and stale frames are dropped (and counted). Outputs

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
 from flowfeat_core.data.image_codec import decode_image_message
@@ -29,8 +29,22 @@ from flowfeat_ros.perception.frame_mailbox import PendingFrame
 from flowfeat_ros.perception.parameters import PerceptionSettings
 from flowfeat_ros.perception.pipeline_stats import PipelineStats
 from flowfeat_ros.perception.runtime import Runtime
+from flowfeat_ros.point_cloud import point_cloud_msg, unproject
 
 Warn = Callable[[str, str], None]  # (throttle key, message)
+Message = Image | CameraInfo | PointCloud2
+DEPTH_CONSUMERS = frozenset({"depth", "depth_relative", "depth_colored", "points"})
+SEGMENTATION_CONSUMERS = frozenset({"segmentation", "segmentation_overlay", "points"})
+
+
+@dataclass
+class ProbeMaps:
+    """One frame's probe outputs at the output size (None where no probe ran)."""
+
+    depth: np.ndarray | None = None
+    metric: bool = False
+    class_ids: np.ndarray | None = None
+    class_colors: np.ndarray | None = None
 
 
 @dataclass
@@ -129,58 +143,96 @@ class FrameProcessor:
 
     def _render(self, frame: DecodedFrame, row: int | None, dense: torch.Tensor | None,
                 encoder: torch.Tensor | None, runtime: Runtime, settings: PerceptionSettings,
-                out_hw: tuple[int, int]) -> list[tuple[str, Image | CameraInfo]]:
+                out_hw: tuple[int, int]) -> list[tuple[str, Message]]:
         wanted, header = frame.wanted, frame.header
-        messages: list[tuple[str, Image | CameraInfo]] = []
+        messages: list[tuple[str, Message]] = []
         info = frame.camera.latest_info
-        if "camera_info" in wanted and info is not None:
-            scaled = scale_camera_info(info, out_hw[1], out_hw[0])
-            scaled.header = copy_header(header)
-            messages.append(("camera_info", scaled))
+        scaled_info = scale_camera_info(info, out_hw[1], out_hw[0]) if info is not None else None
+        if "camera_info" in wanted and scaled_info is not None:
+            scaled_info.header = copy_header(header)
+            messages.append(("camera_info", scaled_info))
         if row is None:
             return messages
         with self.stats.stage("postprocess"):
             features = dense[row:row + 1]
             fdim = features.shape[1]
             channels = settings.feature_channels if 0 < settings.feature_channels < fdim else 0
-            if wanted & {"features", "pca"}:
+            if wanted & {"features", "pca", "points"}:
                 projection = self._projection_for(features, settings, runtime, channels)
             if "features" in wanted:
                 reduced = projection.reduce(features, channels) if channels else features
                 maps = rendering.to_hwc(rendering.resize_maps(reduced, out_hw))[0]
                 messages.append(("features", features_to_msg(maps, header)))
-            if "pca" in wanted:
+            colours = None
+            if wanted & {"pca", "points"}:
                 colours = rendering.resize_images(projection.colorize(features), out_hw)[0]
+            if "pca" in wanted:
                 messages.append(("pca", rgb8_to_msg(colours, header)))
-            messages += self._probe_outputs(frame, features, encoder[row:row + 1], runtime,
-                                            settings, out_hw)
+            probe_maps = self._probe_maps(frame, features, encoder[row:row + 1], runtime, out_hw)
+            messages += self._probe_messages(frame, probe_maps, runtime, settings)
+            if "points" in wanted:
+                cloud = self._points(frame, probe_maps, scaled_info, colours, runtime)
+                if cloud is not None:
+                    messages.append(("points", cloud))
         return messages
 
-    def _probe_outputs(self, frame: DecodedFrame, features: torch.Tensor,
-                       encoder: torch.Tensor, runtime: Runtime, settings: PerceptionSettings,
-                       out_hw: tuple[int, int]) -> list[tuple[str, Image]]:
-        wanted, header = frame.wanted, frame.header
-        messages: list[tuple[str, Image]] = []
+    def _probe_maps(self, frame: DecodedFrame, features: torch.Tensor, encoder: torch.Tensor,
+                    runtime: Runtime, out_hw: tuple[int, int]) -> ProbeMaps:
+        """Run the probes whose outputs (or the point cloud) someone wants."""
+        wanted = frame.wanted
         depth_probe, seg_probe = runtime.depth_probe, runtime.segmentation_probe
-        if depth_probe is not None and wanted & {"depth", "depth_colored"}:
+        maps = ProbeMaps()
+        if depth_probe is not None and wanted & DEPTH_CONSUMERS:
             with torch.inference_mode():
                 depth = depth_probe(features, encoder).float()
-            depth = rendering.resize_maps(depth, out_hw)[0, 0].cpu().numpy()
-            if "depth" in wanted:
-                messages.append(("depth", float32_to_msg(np.ascontiguousarray(depth), header)))
-            if "depth_colored" in wanted:
-                colours = rendering.colorize_depth(depth, settings.depth_min, settings.depth_max)
-                messages.append(("depth_colored", rgb8_to_msg(colours, header)))
-        if seg_probe is not None and wanted & {"segmentation", "segmentation_overlay"}:
+            maps.depth = np.ascontiguousarray(
+                rendering.resize_maps(depth, out_hw)[0, 0].cpu().numpy())
+            maps.metric = bool(depth_probe.metric)
+        if seg_probe is not None and wanted & SEGMENTATION_CONSUMERS:
             with torch.inference_mode():
                 logits = seg_probe(features, encoder)
-            ids = rendering.class_ids(logits, out_hw)[0]
+            maps.class_ids = rendering.class_ids(logits, out_hw)[0]
+            maps.class_colors = np.asarray(seg_probe.class_colors, dtype=np.uint8).reshape(-1, 3)
+        return maps
+
+    def _probe_messages(self, frame: DecodedFrame, maps: ProbeMaps, runtime: Runtime,
+                        settings: PerceptionSettings) -> list[tuple[str, Image]]:
+        wanted, header = frame.wanted, frame.header
+        messages: list[tuple[str, Image]] = []
+        if maps.depth is not None:
+            topic = "depth" if maps.metric else "depth_relative"
+            if topic in wanted:
+                messages.append((topic, float32_to_msg(maps.depth, header)))
+            if "depth_colored" in wanted:
+                colours = rendering.colorize_depth(maps.depth, settings.depth_min,
+                                                   settings.depth_max)
+                messages.append(("depth_colored", rgb8_to_msg(colours, header)))
+        if maps.class_ids is not None:
+            ids = maps.class_ids
             if "segmentation" in wanted:
                 build = mono8_to_msg if ids.dtype == np.uint8 else uint16_to_msg
                 messages.append(("segmentation", build(ids, header)))
             if "segmentation_overlay" in wanted:
-                colors = np.asarray(seg_probe.class_colors, dtype=np.uint8).reshape(-1, 3)
-                image = rendering.resize_images(frame.rgb[None], out_hw)[0]
-                overlay = rendering.overlay_classes(image, ids, colors, settings.overlay_alpha)
+                image = rendering.resize_images(frame.rgb[None], ids.shape)[0]
+                overlay = rendering.overlay_classes(image, ids, maps.class_colors,
+                                                    settings.overlay_alpha)
                 messages.append(("segmentation_overlay", rgb8_to_msg(overlay, header)))
         return messages
+
+    def _points(self, frame: DecodedFrame, maps: ProbeMaps, info: CameraInfo | None,
+                colours: np.ndarray, runtime: Runtime) -> PointCloud2 | None:
+        """flowfeat/points needs metres and intrinsics: without them, say why (throttled)."""
+        label = frame.camera.label
+        missing = ("no depth probe is loaded" if runtime.depth_probe is None
+                   else "the depth probe is relative (no metres)" if not maps.metric
+                   else "no camera_info was received" if info is None else None)
+        if missing:
+            self.warn(f"{label}:points:{missing}", f"{label}: flowfeat/points is subscribed but "
+                      f"not published: {missing}")
+            return None
+        try:
+            points = unproject(maps.depth, info.k)
+        except ValueError as error:
+            self.warn(f"{label}:points:K", f"{label}: flowfeat/points not published: {error}")
+            return None
+        return point_cloud_msg(points, frame.header, colours, maps.class_ids)
