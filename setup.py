@@ -46,7 +46,8 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE_NAME}"]),
         (SHARE_DIR, ["package.xml"]),
         (f"{SHARE_DIR}/launch", sorted(glob("launch/*.launch.py"))),
-        (f"{SHARE_DIR}/config", sorted(glob("config/*.yaml") + glob("config/*.xml"))),
+        (f"{SHARE_DIR}/config", sorted(glob("config/*.yaml") + glob("config/*.xml")
+                                       + glob("config/*.rviz"))),
     ],
     zip_safe=False,
     extras_require={"test": ["pytest"]},

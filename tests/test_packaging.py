@@ -186,7 +186,8 @@ def test_install_puts_ament_files_in_share(repo_root: Path, install_prefix: Path
     share = install_prefix / "share"
     assert (share / "ament_index/resource_index/packages" / PACKAGE_NAME).is_file()
     assert (share / PACKAGE_NAME / "package.xml").read_bytes() == (repo_root / "package.xml").read_bytes()
-    for folder, pattern in (("launch", "*.launch.py"), ("config", "*.yaml"), ("config", "*.xml")):
+    for folder, pattern in (("launch", "*.launch.py"), ("config", "*.yaml"), ("config", "*.xml"),
+                            ("config", "*.rviz")):
         expected = sorted(path.name for path in (repo_root / folder).glob(pattern))
         installed = sorted(path.name for path in (share / PACKAGE_NAME / folder).glob(pattern))
         assert installed == expected, folder

@@ -25,7 +25,9 @@ from test_perception_support import (
 from flowfeat_ros.dds_profile import profile_variable
 from flowfeat_ros.launch_overrides import OVERRIDABLE_PARAMETERS, perception_overrides
 from flowfeat_ros.launch_without_ros import build_commands, parse_args
+from flowfeat_ros.perception.camera_io import OUTPUT_TOPICS
 from flowfeat_ros.perception.parameters import PARAMETER_NAMES
+from flowfeat_ros.playback.node import PARAMETERS as PLAYBACK_PARAMETERS
 
 LAUNCH_FILE = REPO / "launch" / "perception.launch.py"
 LAUNCH_ARGUMENTS = {"camera_topic", "camera_info_topic", "config", "checkpoint", "device",
@@ -174,3 +176,61 @@ def test_boolean_launch_arguments_refuse_other_values_before_any_node_starts():
         assert isinstance(choices[name], ast.Name), "one shared list of boolean spellings"
         allowed = constants[choices[name].id]
         assert {"true", "false"} <= set(allowed) and "maybe" not in allowed
+
+
+def _node_calls(tree: ast.AST) -> dict[str, ast.Call]:
+    """The launch file's ``Node(...)`` actions by their ``name=`` keyword."""
+    calls = [c for c in ast.walk(tree) if isinstance(c, ast.Call) and getattr(c.func, "id", "") == "Node"]
+    return {next(k.value.value for k in c.keywords if k.arg == "name"): c for c in calls}
+
+
+def _keyword(call: ast.Call, name: str) -> ast.expr:
+    return next(k.value for k in call.keywords if k.arg == name)
+
+
+def _launch_configuration(expr: ast.expr) -> str | None:
+    """The argument name of ``LaunchConfiguration("<name>")``, else None."""
+    if isinstance(expr, ast.Call) and getattr(expr.func, "id", "") == "LaunchConfiguration":
+        return expr.args[0].value
+    return None
+
+
+def test_launch_nodes_remap_the_camera_and_layer_yaml_then_arguments():
+    """Statically, without ``launch``: the remappings, parameter layering (YAML first, then the
+    given arguments and use_sim_time), namespaces and the recorder's condition."""
+    nodes = _node_calls(ast.parse(LAUNCH_FILE.read_text()))
+    assert set(nodes) == {"perception", "recorder"}
+    for node in nodes.values():
+        assert _launch_configuration(_keyword(node, "namespace")) == "namespace"
+    perception, recorder = nodes["perception"], nodes["recorder"]
+    remappings = {pair.elts[0].value: pair.elts[1] for pair in _keyword(perception, "remappings").elts}
+    assert set(remappings) == {"image", "image/compressed", "camera_info"}
+    assert ast.unparse(remappings["image"]) == "camera_topic"  # LaunchConfiguration("camera_topic")
+    assert ast.unparse(remappings["image/compressed"]) == "[camera_topic, '/compressed']"
+    assert _launch_configuration(remappings["camera_info"]) == "camera_info_topic"
+    config, overrides = _keyword(perception, "parameters").elts
+    assert _launch_configuration(config) == "config"
+    assert isinstance(overrides, ast.Dict) and "perception_overrides" in ast.unparse(overrides)
+    assert [k.value for k in overrides.keys if k is not None] == ["use_sim_time"]
+    recorder_config, recorder_overrides = _keyword(recorder, "parameters").elts
+    assert _launch_configuration(recorder_config) == "recorder_config"
+    assert [k.value for k in recorder_overrides.keys] == ["use_sim_time"]
+    condition = _keyword(recorder, "condition")
+    assert condition.func.id == "IfCondition" and _launch_configuration(condition.args[0]) == "record"
+
+
+def test_rviz_config_shows_the_node_outputs_with_matching_displays():
+    """config/flowfeat.rviz: the PCA image, coloured depth, segmentation overlay and the point
+    cloud, each on the node's topic, with the display for its message type and QoS it matches."""
+    rviz = yaml.safe_load((REPO / "config" / "flowfeat.rviz").read_text())
+    displays = rviz["Visualization Manager"]["Displays"]
+    shown = {d["Topic"]["Value"]: d for d in displays}
+    topics = {f"/{topic}": msg_type.__name__ for msg_type, topic in OUTPUT_TOPICS.values()}
+    assert set(shown) == {"/flowfeat/features/pca", "/flowfeat/depth/colored",
+                          "/flowfeat/segmentation/overlay", "/flowfeat/points"}
+    for topic, display in shown.items():
+        assert display["Class"] == f"rviz_default_plugins/{topics[topic]}", topic
+        assert display["Enabled"] and display["Topic"]["Reliability Policy"] == "Reliable", topic
+    assert shown["/flowfeat/points"]["Color Transformer"] == "RGB8"  # the cloud's packed rgb field
+    camera_frame = PLAYBACK_PARAMETERS["frame_id"][0]  # what video_publisher stamps by default
+    assert rviz["Visualization Manager"]["Global Options"]["Fixed Frame"] == camera_frame
