@@ -231,6 +231,7 @@ def test_bad_inputs_are_skipped_with_warnings_and_the_node_keeps_running(peer, n
                                                         data=b"\xff\xd8 definitely not a jpeg"),
     }
     for problem, make_message in bad_messages.items():
+        spin_for(peer, 0.6)  # one warning per problem class and warn_period_s (0.5 s)
         msg = make_message()
         (jpeg_pub if isinstance(msg, CompressedImage) else camera.image).publish(msg)
         spin_until(peer, lambda p=problem: p in node.output(), 10, f"a warning about {problem}",
@@ -249,6 +250,28 @@ def test_bad_inputs_are_skipped_with_warnings_and_the_node_keeps_running(peer, n
     spin_until(peer, lambda: int(diagnostics.values.get("invalid_frames", 0)) >= 6, 10,
                "invalid_frames in diagnostics", node)
     assert node.alive()
+
+
+def test_warnings_are_throttled_per_problem_class_and_counted(peer, node, camera, outputs, frames):
+    """Each distinct bad size used to be a new throttle key: 444 bad frames printed 363 lines."""
+    diagnostics = Diagnostics(peer, NODE)
+    spin_for(peer, 0.6)
+    lines_before = node.output().count("skipping frame")
+    start = time.monotonic()
+    for width in range(100, 140):  # 40 frames, each with a different (short) data size
+        camera.image.publish(raw(camera.header(), "rgb8", width, 240, width * 3, 10))
+        spin_for(peer, 0.01)
+    elapsed = time.monotonic() - start
+    send_and_receive(peer, camera, outputs, frames[3], node)
+    # Keep-last QoS may drop a few of the 40 on the way; most must be counted.
+    spin_until(peer, lambda: int(diagnostics.values.get("problems_bad_image", 0)) >= 30, 10,
+               "problems_bad_image in diagnostics", node)
+    lines = node.output().count("skipping frame") - lines_before
+    assert 1 <= lines <= elapsed / 0.5 + 2, (lines, elapsed)  # warn_period_s 0.5
+    spin_for(peer, 0.6)
+    camera.image.publish(raw(camera.header(), "rgb8", 99, 240, 99 * 3, 10))
+    spin_until(peer, lambda: "more bad_image problems since the last report" in node.output(), 10,
+               "the suppressed count in the next warning", node)
 
 
 def test_depth_and_segmentation_probes_load_at_run_time_and_publish(peer, node, camera, frames,

@@ -12,13 +12,14 @@ import torch
 from sensor_msgs.msg import Image
 
 from flowfeat_ros.perception import rendering
-from flowfeat_ros.perception.frame_mailbox import FrameMailbox
+from flowfeat_ros.perception.frame_mailbox import REORDER_WINDOW_S, Arrival, FrameMailbox
 from flowfeat_ros.perception.parameters import settings_from_values, validate_settings
 
 
-def stamped(seconds: int, frame_id: str = "cam") -> Image:
+def stamped(seconds: float, frame_id: str = "cam") -> Image:
     msg = Image()
-    msg.header.stamp.sec = seconds
+    msg.header.stamp.sec = int(seconds)
+    msg.header.stamp.nanosec = round((seconds - int(seconds)) * 1e9)
     msg.header.frame_id = frame_id
     return msg
 
@@ -35,17 +36,30 @@ def test_mailbox_keeps_only_the_newest_frame_per_camera_and_counts_drops():
     assert mailbox.take_all(0.0) == []
 
 
-def test_mailbox_drops_frames_stamped_before_the_newest_seen():
+def test_mailbox_drops_frames_stamped_shortly_before_the_newest_seen():
     mailbox = FrameMailbox()
-    mailbox.put("a", stamped(10))
+    mailbox.put("a", stamped(10.0))
     assert [f.msg.header.stamp.sec for f in mailbox.take_all(0.0)] == [10]
-    mailbox.put("a", stamped(7))  # delivered late, after a newer frame was processed
+    assert mailbox.put("a", stamped(9.7)) is Arrival.LATE  # after a newer frame was processed
     assert mailbox.take_all(0.0) == []
-    mailbox.put("a", stamped(10))  # same stamp again (e.g. a re-sent frame) is kept
-    mailbox.put("a", stamped(12))
-    mailbox.put("a", stamped(11))  # older than the one waiting: the waiting one stays
-    assert [f.msg.header.stamp.sec for f in mailbox.take_all(0.0)] == [12]
+    mailbox.put("a", stamped(10.0))  # same stamp again (e.g. a re-sent frame) is kept
+    mailbox.put("a", stamped(10.2))
+    mailbox.put("a", stamped(10.1))  # older than the one waiting: the waiting one stays
+    assert [f.msg.header.stamp.nanosec for f in mailbox.take_all(0.0)] == [200_000_000]
     assert mailbox.received == {"a": 5} and mailbox.dropped == {"a": 3}
+
+
+def test_one_future_stamp_cannot_block_the_stream():
+    """A frame stamped far ahead (bogus, or a clock reset back) used to make every later frame
+    'late' until real time passed its stamp: forever, for a far-future stamp."""
+    mailbox = FrameMailbox()
+    mailbox.put("a", stamped(100.0))
+    assert mailbox.put("a", stamped(1.0e9)) is Arrival.ACCEPTED
+    mailbox.take_all(0.0)
+    assert mailbox.put("a", stamped(100.1)) is Arrival.STAMP_JUMP  # beyond REORDER_WINDOW_S
+    assert mailbox.put("a", stamped(100.2)) is Arrival.ACCEPTED
+    assert [f.msg.header.stamp.nanosec for f in mailbox.take_all(0.0)] == [200_000_000]
+    assert REORDER_WINDOW_S <= 1.0
 
 
 def test_mailbox_wakes_a_waiting_worker():

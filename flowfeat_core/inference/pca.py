@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 
@@ -14,6 +15,15 @@ class FeaturePCA:
     """Projects C-channel features onto ``n_components`` principal directions fitted once."""
 
     def __init__(self, mean: torch.Tensor, basis: torch.Tensor, low: torch.Tensor, high: torch.Tensor):
+        """Raises ValueError unless the shapes agree (C, C x k, k, k) and every value is finite."""
+        k = basis.shape[-1]
+        if basis.ndim != 2 or mean.shape != (basis.shape[0],) or not low.shape == high.shape == (k,):
+            raise ValueError(
+                f"inconsistent PCA shapes: mean {tuple(mean.shape)}, basis {tuple(basis.shape)}, "
+                f"low {tuple(low.shape)}, high {tuple(high.shape)} (want C, C x k, k, k)"
+            )
+        if not all(torch.isfinite(t).all() for t in (mean, basis, low, high)):
+            raise ValueError("PCA tensors hold non-finite values")
         self.mean = mean.float()  # C
         self.basis = basis.float()  # C x k
         self.low = low.float()  # k: 1st percentile of each component on the fitting set
@@ -22,6 +32,11 @@ class FeaturePCA:
     @property
     def n_components(self) -> int:
         return self.basis.shape[1]
+
+    @property
+    def channels(self) -> int:
+        """C: the feature channels this basis projects (must match the model's)."""
+        return self.basis.shape[0]
 
     @classmethod
     def fit(
@@ -69,8 +84,12 @@ class FeaturePCA:
 
     @classmethod
     def load(cls, path: str | Path) -> FeaturePCA:
-        """Read a basis written by :meth:`save`."""
-        tensors = load_file(str(path))
+        """Read a basis written by :meth:`save`; any unreadable or inconsistent file raises
+        ValueError (OSError when it cannot be opened)."""
+        try:
+            tensors = load_file(str(path))
+        except SafetensorError as error:
+            raise ValueError(f"{path} is not a safetensors file: {error}") from error
         try:
             return cls(tensors["mean"], tensors["basis"], tensors["low"], tensors["high"])
         except KeyError as error:

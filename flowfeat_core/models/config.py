@@ -6,10 +6,14 @@ from dataclasses import asdict, dataclass
 
 from flowfeat_core.models.encoders.vit import ViTSpec
 from flowfeat_core.models.registry import CUSTOM_VIT, DEFAULT_ENCODER, ENCODERS, encoder_entry
+from flowfeat_core.models.validation import require_floats, require_int
 
 # Keys written by earlier versions that carry no information; accepted when reading old files.
 _LEGACY_EMPTY_KEYS = ("extra",)
 _DEFAULT = ENCODERS[DEFAULT_ENCODER]
+#: Integer fields and their allowed ranges.
+INT_FIELDS = {"fdim": (1, 4096), "decoder_width": (1, 4096), "decoder_head_width": (1, 4096),
+              "input_short_side": (16, 4096)}
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,17 @@ class ModelConfig:
     mean: tuple[float, float, float] = _DEFAULT.mean
     std: tuple[float, float, float] = _DEFAULT.std
     input_short_side: int = _DEFAULT.input_short_side
+
+    def __post_init__(self) -> None:
+        """Reject impossible values with the field's name (configs come from checkpoint files)."""
+        if not isinstance(self.encoder, str) or self.encoder not in ENCODERS:
+            raise ValueError(f"ModelConfig.encoder must be one of {sorted(ENCODERS)}, got {self.encoder!r}")
+        for name, (low, high) in INT_FIELDS.items():
+            require_int("ModelConfig", name, getattr(self, name), low, high)
+        object.__setattr__(self, "mean", require_floats("ModelConfig", "mean", self.mean, 3))
+        object.__setattr__(self, "std", require_floats("ModelConfig", "std", self.std, 3, positive=True))
+        if self.vit_spec is not None and not isinstance(self.vit_spec, ViTSpec):
+            raise ValueError(f"ModelConfig.vit_spec must be a ViTSpec, got {type(self.vit_spec).__name__}")
 
     @classmethod
     def for_encoder(cls, encoder: str | ViTSpec, fdim: int = 128) -> ModelConfig:

@@ -12,9 +12,10 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
-from flowfeat_ros.perception.frame_mailbox import FrameMailbox
+from flowfeat_ros.perception.frame_mailbox import Arrival, FrameMailbox
 from flowfeat_ros.perception.input_health import InputLoss
 from flowfeat_ros.perception.parameters import PerceptionSettings
+from flowfeat_ros.perception.problems import STAMP_JUMP, ProblemReporter
 
 #: output name -> (message type, topic relative to the camera prefix). REP 118: flowfeat/depth is
 #: metres (metric probes only); a relative probe's scale-free depth has its own topic.
@@ -48,7 +49,7 @@ class CameraIO:
     outputs ``<camera>/flowfeat/*`` of one camera (no prefix for the single-camera setup)."""
 
     def __init__(self, node: Node, camera: str, settings: PerceptionSettings,
-                 mailbox: FrameMailbox) -> None:
+                 mailbox: FrameMailbox, problems: ProblemReporter) -> None:
         self.name = camera
         self.label = f"camera {camera!r}" if camera else "camera"
         self.latest_info: CameraInfo | None = None
@@ -58,7 +59,10 @@ class CameraIO:
 
         def store(msg: Image | CompressedImage) -> None:
             self.loss.record_received()
-            mailbox.put(camera, msg)
+            if mailbox.put(camera, msg) is Arrival.STAMP_JUMP:
+                problems.warning(STAMP_JUMP, self.label, "stamp jumped back by more than the "
+                                 "reorder window (the previous stamp was in the future, or the "
+                                 "camera clock was reset); following the new stamps")
 
         if settings.input_transport in ("raw", "both"):
             self._subscribe_images(node, Image, _topic(camera, "image"), store, qos)

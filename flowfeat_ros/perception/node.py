@@ -14,9 +14,9 @@ Run (entry point flowfeat_ros/perception_node.py):
 
 from __future__ import annotations
 
-import threading
 import time
 from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
 
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
@@ -28,6 +28,7 @@ from rclpy.parameter import Parameter
 from std_srvs.srv import Trigger
 
 from flowfeat_core.inference.device import cpu_inference_threads
+from flowfeat_core.inference.pca import FeaturePCA
 from flowfeat_ros.perception.camera_io import CameraIO
 from flowfeat_ros.perception.frame_mailbox import FrameMailbox
 from flowfeat_ros.perception.input_health import starvation_reason
@@ -41,6 +42,7 @@ from flowfeat_ros.perception.parameters import (
     validate_settings,
 )
 from flowfeat_ros.perception.pipeline_stats import PipelineStats, diagnostic_status
+from flowfeat_ros.perception.problems import PROCESSING_ERROR, ProblemReporter
 from flowfeat_ros.perception.processing import FrameProcessor
 from flowfeat_ros.perception.runtime import (
     Runtime,
@@ -49,7 +51,7 @@ from flowfeat_ros.perception.runtime import (
     build_runtime,
     file_times,
 )
-from flowfeat_ros.perception.warn_throttle import WarningThrottle
+from flowfeat_ros.perception.worker import InferenceWorker
 
 RELOAD_TIMEOUT_S = 300.0
 IDLE_WAIT_S = 0.2
@@ -74,11 +76,12 @@ class PerceptionNode(Node):
         self._seen_file_times = dict(runtime.file_times)
         self.mailbox = FrameMailbox()
         self.stats = PipelineStats()
-        warn = WarningThrottle(self.get_logger().warning, self.settings.warn_period_s)
-        self._errors = WarningThrottle(self.get_logger().error, self.settings.warn_period_s)
+        self.problems = ProblemReporter(self.get_logger(), self.settings.warn_period_s)
         names = self.settings.cameras or ("",)
-        self.cameras = {name: CameraIO(self, name, self.settings, self.mailbox) for name in names}
-        self.processor = FrameProcessor(self.cameras, self.stats, warn, self._clock_seconds)
+        self.cameras = {name: CameraIO(self, name, self.settings, self.mailbox, self.problems)
+                        for name in names}
+        self.processor = FrameProcessor(self.cameras, self.stats, self.problems,
+                                        self._clock_seconds)
         self.add_on_set_parameters_callback(self._validate_change)
         self.add_post_set_parameters_callback(self._apply_change)
         # Served by the node's single-threaded executor: camera callbacks pause while a reload
@@ -87,9 +90,9 @@ class PerceptionNode(Node):
         self.diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(self.settings.diagnostics_period_s, self._publish_diagnostics)
         self.create_timer(self.settings.watch_period_s, self._watch_files)
-        self._running = True
-        self._worker = threading.Thread(target=self._work, name="flowfeat-worker", daemon=True)
-        self._worker.start()
+        self._next_start = 0.0
+        self.worker = InferenceWorker(self._work_step, self._on_worker_error)
+        self.worker.start()
         self.get_logger().info(
             f"running {runtime.description} on {runtime.predictor.device} "
             f"({runtime.predictor.precision}, {torch.get_num_threads()} CPU threads) for cameras "
@@ -116,6 +119,11 @@ class PerceptionNode(Node):
         if settings.feature_channels > fdim:
             return (f"feature_channels {settings.feature_channels} exceeds the model's {fdim} "
                     "feature channels")
+        if settings.pca_basis:
+            channels = FeaturePCA.load(Path(settings.pca_basis).expanduser()).channels
+            if channels != fdim:
+                return (f"pca_basis {settings.pca_basis!r} projects {channels}-channel features; "
+                        f"the running model has {fdim}")
         return None
 
     def _validate_change(self, params: list[Parameter]) -> SetParametersResult:
@@ -175,26 +183,24 @@ class PerceptionNode(Node):
     def _clock_seconds(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
-    def _work(self) -> None:
-        next_start = 0.0
-        while self._running:
-            wait = next_start - time.monotonic()
-            if wait > 0:
-                time.sleep(min(wait, IDLE_WAIT_S))
-                continue
-            pending = self.mailbox.take_all(IDLE_WAIT_S)
-            if not pending or not self._running:
-                continue
-            settings = self.settings
-            if settings.max_rate_hz > 0:
-                next_start = time.monotonic() + 1.0 / settings.max_rate_hz
-            try:
-                self.processor.process(pending, self.manager.current, settings)
-            except Exception as error:  # one bad frame must not stop the stream
-                if not self.context.ok():
-                    break  # shutting down: publishers are gone
-                self._errors(f"worker:{type(error).__name__}",
-                             f"frame processing failed ({type(error).__name__}): {error}")
+    def _work_step(self) -> None:
+        """Process the newest frames once (waits briefly when there are none)."""
+        wait = self._next_start - time.monotonic()
+        if wait > 0:
+            time.sleep(min(wait, IDLE_WAIT_S))
+            return
+        pending = self.mailbox.take_all(IDLE_WAIT_S)
+        if not pending:
+            return
+        settings = self.settings
+        if settings.max_rate_hz > 0:
+            self._next_start = time.monotonic() + 1.0 / settings.max_rate_hz
+        self.processor.process(pending, self.manager.current, settings)
+
+    def _on_worker_error(self, error: Exception) -> None:
+        if self.context.ok():  # after shutdown the publishers are gone: nothing to report
+            self.problems.error(PROCESSING_ERROR, "worker", f"frame processing failed "
+                                f"({type(error).__name__}): {error}")
 
     def spin(self) -> None:
         """Serve callbacks until shutdown. rclpy's MultiThreadedExecutor busy-waits
@@ -208,9 +214,9 @@ class PerceptionNode(Node):
 
     def finish(self) -> None:
         """Stop the worker and the loader threads (a model load in progress ends first)."""
-        self._running = False
+        self.worker.stop(timeout=0)
         self.mailbox.wake()
-        self._worker.join(timeout=10)
+        self.worker.stop(timeout=10)
         self.manager.shutdown()
 
     # -- diagnostics ------------------------------------------------------------------------
@@ -224,10 +230,17 @@ class PerceptionNode(Node):
         values["cpu_threads"] = torch.get_num_threads()
         values["model"] = runtime.description
         values["last_load_error"] = self.manager.last_error
+        values.update(self.problems.diagnostic_values())
+        values["worker_errors"] = self.worker.errors
+        values["worker_restarts"] = self.worker.restarts
         problems = self._input_problems(values)
         if self.manager.last_error:
             problems.insert(0, f"load failed, old model kept: {self.manager.last_error}")
         level = DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
+        if self.worker.ensure_running() or self.worker.recently_restarted():
+            level = DiagnosticStatus.ERROR
+            problems.insert(0, f"inference worker ended ({self.worker.last_exit}) and was "
+                               f"restarted ({self.worker.restarts} restarts)")
         message = "; ".join(problems) or f"running {runtime.description}"
         status = diagnostic_status(f"{self.get_fully_qualified_name()}: perception",
                                    str(runtime.predictor.device), values, level, message)

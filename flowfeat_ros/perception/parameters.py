@@ -19,7 +19,9 @@ from flowfeat_core.inference.pca import FeaturePCA
 
 RELIABILITY_CHOICES = ("best_effort", "reliable")
 TRANSPORT_CHOICES = ("raw", "compressed", "both")
-MAX_SIDE = 8192
+#: Largest network input side (a ViT at 2048x2048 already needs gigabytes) and output side.
+MAX_NETWORK_SIDE = 2048
+MAX_OUTPUT_SIDE = 4096
 
 # What a parameter change reloads (dataclass field metadata): the model, or a probe.
 MODEL = {"loads": "model"}
@@ -47,6 +49,8 @@ class PerceptionSettings:
     depth_max: float = 0.0
     overlay_alpha: float = 0.5
     max_rate_hz: float = 0.0
+    max_input_pixels: int = 33_554_432
+    max_aspect_ratio: float = 8.0
     cameras: tuple[str, ...] = ()
     input_transport: str = "raw"
     qos_reliability: str = "best_effort"
@@ -86,14 +90,15 @@ DESCRIPTORS: dict[str, ParameterDescriptor] = {
                                "at least 1, leaving a core for message handling)", low=0, high=1024,
                                read_only=True),
     "input_short_side": _descriptor("network input: shorter side in pixels (0: the model's "
-                                    "preferred size)", low=0, high=MAX_SIDE),
+                                    "preferred size)", low=0, high=MAX_NETWORK_SIDE),
     "input_width": _descriptor("exact network input width (with input_height; 0: use "
-                               "input_short_side)", low=0, high=MAX_SIDE),
+                               "input_short_side)", low=0, high=MAX_NETWORK_SIDE),
     "input_height": _descriptor("exact network input height (with input_width; 0: use "
-                                "input_short_side)", low=0, high=MAX_SIDE),
+                                "input_short_side)", low=0, high=MAX_NETWORK_SIDE),
     "output_width": _descriptor("output width (0 and output_height 0: network resolution; one "
-                                "of them 0: keep the input aspect)", low=0, high=MAX_SIDE),
-    "output_height": _descriptor("output height (see output_width)", low=0, high=MAX_SIDE),
+                                "of them 0: keep the input aspect)", low=0, high=MAX_OUTPUT_SIDE),
+    "output_height": _descriptor("output height (see output_width)", low=0,
+                                 high=MAX_OUTPUT_SIDE),
     "feature_channels": _descriptor("channels on flowfeat/features (0: all; fewer: fixed PCA "
                                     "projection)", low=0, high=4096),
     "pca_basis": _descriptor("FeaturePCA file (.safetensors) for colours and channel "
@@ -108,6 +113,11 @@ DESCRIPTORS: dict[str, ParameterDescriptor] = {
                                  low=0.0, high=1.0),
     "max_rate_hz": _descriptor("upper bound on processed frames per second (0: as fast as the "
                                "model)", low=0.0, high=1000.0),
+    "max_input_pixels": _descriptor("input frames with more pixels are refused with a warning "
+                                    "before decoding (default 32 MP)", low=1, high=2**31 - 1),
+    "max_aspect_ratio": _descriptor("input frames whose long side exceeds this many times the "
+                                    "short side are refused (the network input would explode)",
+                                    low=1.0, high=100.0),
     "cameras": _descriptor("camera names; each gets <name>/image, <name>/camera_info inputs and "
                            "<name>/flowfeat/* outputs, equal-size frames share a batch (empty: "
                            "one camera, no prefix)", read_only=True),

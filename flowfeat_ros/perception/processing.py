@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -13,6 +14,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
 from flowfeat_core.data.image_codec import decode_image_message
+from flowfeat_core.data.image_size import FrameLimits, message_image_size
 from flowfeat_core.inference.pca import FeaturePCA
 from flowfeat_ros.image_conversion import (
     copy_header,
@@ -28,10 +30,17 @@ from flowfeat_ros.perception.camera_io import MODEL_OUTPUTS, CameraIO
 from flowfeat_ros.perception.frame_mailbox import PendingFrame
 from flowfeat_ros.perception.parameters import PerceptionSettings
 from flowfeat_ros.perception.pipeline_stats import PipelineStats
+from flowfeat_ros.perception.problems import (
+    BAD_IMAGE,
+    CAMERA_INFO_MISMATCH,
+    PCA_BASIS_UNUSABLE,
+    POINTS_UNAVAILABLE,
+    TOO_LARGE,
+    ProblemReporter,
+)
 from flowfeat_ros.perception.runtime import Runtime
 from flowfeat_ros.point_cloud import point_cloud_msg, unproject
 
-Warn = Callable[[str, str], None]  # (throttle key, message)
 Message = Image | CameraInfo | PointCloud2
 DEPTH_CONSUMERS = frozenset({"depth", "depth_relative", "depth_colored", "points"})
 SEGMENTATION_CONSUMERS = frozenset({"segmentation", "segmentation_overlay", "points"})
@@ -65,11 +74,11 @@ def _stamp_seconds(header: Header) -> float:
 class FrameProcessor:
     """Turns batches of pending frames into published outputs (runs on the worker thread)."""
 
-    def __init__(self, cameras: dict[str, CameraIO], stats: PipelineStats, warn: Warn,
-                 now: Callable[[], float]) -> None:
+    def __init__(self, cameras: dict[str, CameraIO], stats: PipelineStats,
+                 problems: ProblemReporter, now: Callable[[], float]) -> None:
         self.cameras = cameras
         self.stats = stats
-        self.warn = warn
+        self.problems = problems
         self.now = now
         self._projection: rendering.FeatureProjection | None = None
         self._projection_key: tuple | None = None
@@ -77,7 +86,8 @@ class FrameProcessor:
     def process(self, pending: list[PendingFrame], runtime: Runtime,
                 settings: PerceptionSettings) -> None:
         """Decode, batch by size, infer and publish ``pending`` frames."""
-        frames = [f for f in (self._decode(p) for p in pending) if f is not None]
+        limits = FrameLimits(settings.max_input_pixels, settings.max_aspect_ratio)
+        frames = [f for f in (self._decode(p, limits) for p in pending) if f is not None]
         groups: dict[tuple[int, int], list[DecodedFrame]] = {}
         for frame in frames:
             groups.setdefault(frame.rgb.shape[:2], []).append(frame)
@@ -85,7 +95,11 @@ class FrameProcessor:
             self._process_group(group, runtime, settings)
         self.stats.finish_batch()
 
-    def _decode(self, pending: PendingFrame) -> DecodedFrame | None:
+    def _refuse(self, kind: str, label: str, reason: str) -> None:
+        self.stats.record_invalid()
+        self.problems.warning(kind, label, f"skipping frame: {reason}")
+
+    def _decode(self, pending: PendingFrame, limits: FrameLimits) -> DecodedFrame | None:
         camera = self.cameras[pending.camera]
         wanted = camera.wanted()
         if not wanted:
@@ -93,17 +107,23 @@ class FrameProcessor:
         label = camera.label
         with self.stats.stage("decode"):
             try:
+                size = message_image_size(pending.msg)
+                too_large = limits.problem(*size) if size else None
+                if too_large:
+                    self._refuse(TOO_LARGE, label, too_large)
+                    return None
                 rgb = decode_image_message(pending.msg)
-            except ValueError as error:  # ImageDecodeError and malformed fields
-                self.stats.record_invalid()
-                self.warn(f"{label}:{error}", f"{label}: skipping frame: {error}")
+            except (ValueError, TypeError, AttributeError) as error:  # malformed fields too
+                self._refuse(BAD_IMAGE, label, str(error))
                 return None
+        too_large = limits.problem(rgb.shape[1], rgb.shape[0])  # formats without a readable header
+        if too_large:
+            self._refuse(TOO_LARGE, label, too_large)
+            return None
         info = camera.latest_info
         if info is not None and (info.width, info.height) != (rgb.shape[1], rgb.shape[0]):
-            self.stats.record_invalid()
-            self.warn(f"{label}:info{info.width}x{info.height}:{rgb.shape[:2]}",
-                      f"{label}: skipping frame: camera_info is {info.width}x{info.height} but "
-                      f"the image is {rgb.shape[1]}x{rgb.shape[0]}")
+            self._refuse(CAMERA_INFO_MISMATCH, label, f"camera_info is {info.width}x{info.height} "
+                         f"but the image is {rgb.shape[1]}x{rgb.shape[0]}")
             return None
         return DecodedFrame(camera, rgb, copy_header(pending.msg.header), pending.received,
                             wanted)
@@ -135,11 +155,28 @@ class FrameProcessor:
                         runtime: Runtime, channels: int) -> rendering.FeatureProjection:
         key = (id(runtime.predictor), settings.pca_basis, max(3, channels))
         if self._projection_key != key:
-            self._projection = (
-                rendering.FeatureProjection(FeaturePCA.load(settings.pca_basis))
-                if settings.pca_basis else rendering.FeatureProjection.fit(dense, channels))
+            self._projection = self._load_basis(settings.pca_basis, dense.shape[1])
+            if self._projection is None:
+                self._projection = rendering.FeatureProjection.fit(dense, channels)
             self._projection_key = key
         return self._projection
+
+    def _load_basis(self, path: str, channels: int) -> rendering.FeatureProjection | None:
+        """The configured basis, or None (with a warning) when there is none or it no longer
+        fits the model (e.g. after a swap to a model with other channels)."""
+        if not path:
+            return None
+        try:
+            basis = FeaturePCA.load(Path(path).expanduser())
+        except (OSError, ValueError) as error:
+            reason = str(error)
+        else:
+            if basis.channels == channels:
+                return rendering.FeatureProjection(basis)
+            reason = f"it projects {basis.channels} channels, the model has {channels}"
+        self.problems.warning(PCA_BASIS_UNUSABLE, "pca_basis", f"{path!r} unusable ({reason}); "
+                              "fitting a basis on this frame instead")
+        return None
 
     def _render(self, frame: DecodedFrame, row: int | None, dense: torch.Tensor | None,
                 encoder: torch.Tensor | None, runtime: Runtime, settings: PerceptionSettings,
@@ -227,12 +264,13 @@ class FrameProcessor:
                    else "the depth probe is relative (no metres)" if not maps.metric
                    else "no camera_info was received" if info is None else None)
         if missing:
-            self.warn(f"{label}:points:{missing}", f"{label}: flowfeat/points is subscribed but "
-                      f"not published: {missing}")
+            self.problems.warning(POINTS_UNAVAILABLE, label, "flowfeat/points is subscribed but "
+                                  f"not published: {missing}")
             return None
         try:
             points = unproject(maps.depth, info.k)
         except ValueError as error:
-            self.warn(f"{label}:points:K", f"{label}: flowfeat/points not published: {error}")
+            self.problems.warning(POINTS_UNAVAILABLE, label,
+                                  f"flowfeat/points not published: {error}")
             return None
         return point_cloud_msg(points, frame.header, colours, maps.class_ids)

@@ -65,16 +65,17 @@ def file_times(settings: PerceptionSettings) -> dict[str, float]:
 
 
 def _build_predictor(settings: PerceptionSettings) -> Predictor:
-    try:
-        model = load_model(settings.checkpoint)
-    except (CheckpointError, WeightsUnavailableError, OSError, ImportError, ValueError) as error:
-        raise RuntimeLoadError(f"checkpoint {settings.checkpoint!r}: {error}") from error
     exact = ((settings.input_height, settings.input_width) if settings.input_width else None)
     try:
+        model = load_model(settings.checkpoint)
         return Predictor(model, device=settings.device, precision=settings.precision,
                          input_short_side=settings.input_short_side, input_hw=exact)
-    except ValueError as error:
+    except (CheckpointError, WeightsUnavailableError, OSError, ImportError, ValueError) as error:
         raise RuntimeLoadError(f"checkpoint {settings.checkpoint!r}: {error}") from error
+    except Exception as error:  # torch/timm failing on a file that passed the checks: still a
+        # refused load (reverted, logged, in diagnostics), never a silent or fatal one
+        raise RuntimeLoadError(f"checkpoint {settings.checkpoint!r}: {type(error).__name__}: "
+                               f"{error}") from error
 
 
 def _load_probe(path: str, task: str, predictor: Predictor) -> Any | None:

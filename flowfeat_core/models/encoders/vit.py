@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
+from flowfeat_core.models.validation import require_floats, require_int
+
 
 @dataclass(frozen=True)
 class ViTSpec:
@@ -31,7 +33,17 @@ class ViTSpec:
     mask_token: bool = True
 
     def __post_init__(self) -> None:
-        hooks = tuple(int(h) for h in self.hooks)
+        for name, high in (("patch_size", 64), ("embed_dim", 8192), ("depth", 64), ("num_heads", 128),
+                           ("pretrain_img_size", 4096)):
+            require_int("ViTSpec", name, getattr(self, name), 1, high)
+        require_floats("ViTSpec", "mlp_ratio", (self.mlp_ratio,), 1, positive=True)
+        if self.embed_dim % self.num_heads:
+            raise ValueError(
+                f"ViTSpec.embed_dim {self.embed_dim} must be a multiple of num_heads {self.num_heads}"
+            )
+        if not isinstance(self.hooks, (tuple, list)) or not all(isinstance(h, int) for h in self.hooks):
+            raise ValueError(f"ViTSpec.hooks must be 4 integer block indices, got {self.hooks!r}")
+        hooks = tuple(self.hooks)
         object.__setattr__(self, "hooks", hooks)
         if len(hooks) != 4 or any(not 0 <= h < self.depth for h in hooks):
             raise ValueError(f"ViTSpec.hooks must be 4 block indices in [0, {self.depth}), got {hooks}")

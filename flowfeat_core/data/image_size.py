@@ -1,0 +1,82 @@
+"""An image message's size before decoding it, and limits on it, so that a hostile or broken camera
+cannot make the reader allocate gigabytes: raw Image fields, or the PNG IHDR / JPEG SOF header of
+a CompressedImage (no pixel is decoded)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic), which hold the size.
+JPEG_SOF_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD,
+                              0xCE, 0xCF})
+#: JPEG markers without a length field.
+JPEG_STANDALONE_MARKERS = frozenset({0x01, *range(0xD0, 0xD9)})
+
+
+def _png_size(data: bytes) -> tuple[int, int] | None:
+    if len(data) < 24 or data[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    index = 2
+    while index + 4 <= len(data):
+        if data[index] != 0xFF:
+            return None
+        marker = data[index + 1]
+        if marker == 0xFF:  # fill byte
+            index += 1
+            continue
+        if marker in JPEG_STANDALONE_MARKERS:
+            index += 2
+            continue
+        if marker in JPEG_SOF_MARKERS:
+            if index + 9 > len(data):
+                return None
+            height = int.from_bytes(data[index + 5:index + 7], "big")
+            width = int.from_bytes(data[index + 7:index + 9], "big")
+            return width, height
+        index += 2 + int.from_bytes(data[index + 2:index + 4], "big")
+    return None
+
+
+def compressed_image_size(data: Any) -> tuple[int, int] | None:
+    """(width, height) from a PNG or JPEG header; None when neither header is readable."""
+    head = bytes(memoryview(data)[:65536])  # JPEG headers (EXIF included) fit in 64 KiB
+    if head.startswith(PNG_SIGNATURE):
+        return _png_size(head)
+    if head.startswith(b"\xff\xd8"):
+        return _jpeg_size(head)
+    return None
+
+
+def message_image_size(msg: Any) -> tuple[int, int] | None:
+    """(width, height) of an Image or CompressedImage message, read without decoding it."""
+    if hasattr(msg, "format"):
+        return compressed_image_size(msg.data)
+    return int(msg.width), int(msg.height)
+
+
+@dataclass(frozen=True)
+class FrameLimits:
+    """Largest frame accepted: total pixels, and the ratio of the long to the short side (an
+    extreme aspect makes the network input huge once the short side is scaled up)."""
+
+    max_pixels: int
+    max_aspect_ratio: float
+
+    def problem(self, width: int, height: int) -> str | None:
+        """Why a ``width`` x ``height`` frame is refused, or None."""
+        if width <= 0 or height <= 0:
+            return None  # the decoder reports empty images with its own message
+        if width * height > self.max_pixels:
+            return (f"{width}x{height} has {width * height} pixels, more than max_input_pixels "
+                    f"{self.max_pixels}")
+        aspect = max(width, height) / min(width, height)
+        if aspect > self.max_aspect_ratio:
+            return (f"{width}x{height} has aspect ratio {aspect:.1f}, more than max_aspect_ratio "
+                    f"{self.max_aspect_ratio:g}")
+        return None

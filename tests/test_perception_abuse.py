@@ -1,0 +1,162 @@
+"""The perception node treated as a hostile camera and a careless operator would treat it (real
+node process, real messages): oversized and extreme frames, a decompression bomb, a future
+stamp, unusable PCA bases and checkpoints with impossible configs. The node must refuse each with
+a reason, keep its worker alive and keep serving good frames with bounded memory."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from builtin_interfaces.msg import Time
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header
+from test_perception_support import (
+    RELIABLE,
+    Camera,
+    Diagnostics,
+    Outputs,
+    PerceptionProcess,
+    base_params,
+    checkpoint,
+    peer,
+    read_frames,
+    set_parameters,
+    spin_for,
+    spin_until,
+)
+
+from flowfeat_core.hub.checkpoint import CONFIG_KEY
+from flowfeat_core.inference.pca import FeaturePCA
+from flowfeat_ros.image_conversion import rgb8_to_msg
+
+pytestmark = pytest.mark.ros
+NODE = "/abuse/perception"
+#: Peak resident memory the node may reach while abused (it idles at about 1 GB here; the old
+#: code reached 8.2 GB on one 10000x10 frame).
+PEAK_RSS_LIMIT_BYTES = 3 * 1024**3
+__all__ = ["checkpoint", "peer"]  # fixtures used by this module
+
+
+@pytest.fixture(scope="module")
+def node(checkpoint, tmp_path_factory) -> PerceptionProcess:
+    log = tmp_path_factory.mktemp("abuse") / "perception.log"
+    process = PerceptionProcess(log, base_params(checkpoint, input_transport="both"), "/abuse")
+    yield process
+    assert process.stop() == 0, process.output()
+    assert "Traceback" not in process.output()
+
+
+@pytest.fixture(scope="module")
+def camera(peer, node) -> Camera:
+    cam = Camera(peer, "/abuse")
+    spin_until(peer, lambda: cam.image.get_subscription_count() > 0, 60, "the node to subscribe",
+               node)
+    return cam
+
+
+@pytest.fixture(scope="module")
+def outputs(peer, node) -> Outputs:
+    collector = Outputs(peer, "/abuse", ("flowfeat/features/pca",))
+    spin_until(peer, collector.connected, 60, "output connections", node)
+    return collector
+
+
+def good_frame_gets_output(peer, camera, outputs, node, rgb: np.ndarray) -> None:
+    before = outputs.count("flowfeat/features/pca")
+    camera.send(rgb, info=False)
+    spin_until(peer, lambda: outputs.count("flowfeat/features/pca") > before, 30,
+               "an output for a good frame", node)
+
+
+def peak_rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM in /proc/<pid>/status")
+
+
+def test_extreme_and_oversized_frames_are_refused_and_the_stream_goes_on(peer, node, camera,
+                                                                         outputs):
+    """A 10000x10 frame used to make the model raise, the error report raise in turn and the
+    worker thread die with the node still up; a small PNG can decode to gigabytes."""
+    good = read_frames(1, (160, 120))[0]
+    good_frame_gets_output(peer, camera, outputs, node, good)
+    jpeg = peer.create_publisher(CompressedImage, "/abuse/image/compressed", RELIABLE)
+    spin_until(peer, lambda: jpeg.get_subscription_count() > 0, 20, "compressed input", node)
+    strip = rgb8_to_msg(np.full((10, 10000, 3), 128, np.uint8), camera.header())
+    camera.image.publish(strip)
+    spin_until(peer, lambda: "aspect ratio 1000.0" in node.output(), 20, "the aspect refusal", node)
+    good_frame_gets_output(peer, camera, outputs, node, good)
+    bomb = cv2.imencode(".png", np.zeros((6000, 6000), np.uint8))[1].tobytes()  # 36 MP, ~36 KB
+    spin_for(peer, 0.6)  # past warn_period_s: the next too_large problem is logged again
+    jpeg.publish(CompressedImage(header=camera.header(), format="png", data=bomb))
+    spin_until(peer, lambda: "6000x6000 has 36000000 pixels" in node.output(), 20,
+               "the pixel-count refusal", node)
+    good_frame_gets_output(peer, camera, outputs, node, good)
+    assert peak_rss_bytes(node.proc.pid) < PEAK_RSS_LIMIT_BYTES
+    diagnostics = Diagnostics(peer, NODE)
+    spin_until(peer, lambda: int(diagnostics.values.get("problems_too_large", 0)) >= 2, 10,
+               "problems_too_large in diagnostics", node)
+    assert diagnostics.values["worker_restarts"] == "0" and diagnostics.level == 0
+
+
+def test_one_future_stamped_frame_cannot_stall_the_stream(peer, node, camera, outputs):
+    """The drop-older-than-newest rule kept rejecting good frames until real time passed the
+    bad stamp: for a far-future stamp, forever."""
+    future = Header(stamp=Time(sec=camera.header().stamp.sec + 10**6), frame_id="cam")
+    bad = Image(header=future, height=120, width=160, encoding="rgb9", step=480,
+                data=bytes(480 * 120))
+    camera.image.publish(bad)  # undecodable too: the stamp alone must not matter
+    spin_for(peer, 0.5)
+    good = read_frames(2, (160, 120))
+    for rgb in good:
+        good_frame_gets_output(peer, camera, outputs, node, rgb)
+    assert "stamp jumped back" in node.output()
+
+
+def _checkpoint_with_config(source: Path, target: Path, **changes: object) -> Path:
+    tensors = load_file(str(source))
+    with safe_open(str(source), framework="pt") as handle:
+        metadata = dict(handle.metadata())
+    config = json.loads(metadata[CONFIG_KEY])
+    config.update(changes)
+    metadata[CONFIG_KEY] = json.dumps(config)
+    save_file(tensors, str(target), metadata=metadata)
+    return target
+
+
+@pytest.mark.parametrize(("changes", "reason"), [
+    ({"fdim": -1}, "ModelConfig.fdim must be an integer in [1, 4096], got -1"),
+    ({"mean": [0.5]}, "ModelConfig.mean must be 3 finite numbers"),
+    ({"decoder_width": "abc"}, "ModelConfig.decoder_width must be an integer"),
+    ({"decoder_width": 200000}, "got 200000"),
+    ({"input_short_side": -5}, "ModelConfig.input_short_side must be an integer in [16, 4096]"),
+])
+def test_checkpoint_with_an_impossible_config_is_refused_with_the_field(peer, node, checkpoint,
+                                                                        tmp_path, changes, reason):
+    """These used to raise RuntimeError/TypeError deep in torch: accepted, never reverted, no log."""
+    bad = _checkpoint_with_config(checkpoint, tmp_path / "bad.safetensors", **changes)
+    [result] = set_parameters(peer, NODE, checkpoint=str(bad))
+    assert not result.successful and reason in result.reason, result.reason
+    assert node.alive()
+
+
+def test_pca_basis_is_validated_against_the_running_model(peer, node, tmp_path):
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(os.urandom(4096))
+    [result] = set_parameters(peer, NODE, pca_basis=str(garbage))
+    assert not result.successful and "not a safetensors file" in result.reason, result.reason
+    narrow = tmp_path / "narrow.safetensors"
+    FeaturePCA.fit(torch.randn(500, 64), n_components=3).save(narrow)  # a 64-channel basis
+    [result] = set_parameters(peer, NODE, pca_basis=str(narrow))
+    assert not result.successful, "a 64-channel basis must not reach a 128-channel model"
+    assert "projects 64-channel features; the running model has 128" in result.reason
+    assert node.alive()
