@@ -19,17 +19,15 @@ from flowfeat_core.inference.pca import FeaturePCA
 from flowfeat_ros.image_conversion import (
     copy_header,
     features_to_msg,
-    float32_to_msg,
-    mono8_to_msg,
     rgb8_to_msg,
     scale_camera_info,
-    uint16_to_msg,
 )
 from flowfeat_ros.perception import rendering
 from flowfeat_ros.perception.camera_io import MODEL_OUTPUTS, CameraIO
 from flowfeat_ros.perception.frame_mailbox import PendingFrame
 from flowfeat_ros.perception.parameters import PerceptionSettings
 from flowfeat_ros.perception.pipeline_stats import PipelineStats
+from flowfeat_ros.perception.probe_outputs import point_cloud, probe_messages, run_probes
 from flowfeat_ros.perception.problems import (
     BAD_IMAGE,
     CAMERA_INFO_MISMATCH,
@@ -39,21 +37,8 @@ from flowfeat_ros.perception.problems import (
     ProblemReporter,
 )
 from flowfeat_ros.perception.runtime import Runtime
-from flowfeat_ros.point_cloud import point_cloud_msg, unproject
 
 Message = Image | CameraInfo | PointCloud2
-DEPTH_CONSUMERS = frozenset({"depth", "depth_relative", "depth_colored", "points"})
-SEGMENTATION_CONSUMERS = frozenset({"segmentation", "segmentation_overlay", "points"})
-
-
-@dataclass
-class ProbeMaps:
-    """One frame's probe outputs at the output size (None where no probe ran)."""
-
-    depth: np.ndarray | None = None
-    metric: bool = False
-    class_ids: np.ndarray | None = None
-    class_colors: np.ndarray | None = None
 
 
 @dataclass
@@ -205,72 +190,14 @@ class FrameProcessor:
                 colours = rendering.resize_images(projection.colorize(features), out_hw)[0]
             if "pca" in wanted:
                 messages.append(("pca", rgb8_to_msg(colours, header)))
-            probe_maps = self._probe_maps(frame, features, encoder[row:row + 1], runtime, out_hw)
-            messages += self._probe_messages(frame, probe_maps, runtime, settings)
+            probe_maps = run_probes(wanted, features, encoder[row:row + 1], runtime, out_hw)
+            messages += probe_messages(wanted, header, frame.rgb, probe_maps, settings)
             if "points" in wanted:
-                cloud = self._points(frame, probe_maps, scaled_info, colours, runtime)
+                cloud, missing = point_cloud(header, probe_maps, scaled_info, colours, runtime)
                 if cloud is not None:
                     messages.append(("points", cloud))
+                else:
+                    self.problems.warning(POINTS_UNAVAILABLE, frame.camera.label,
+                                          f"flowfeat/points is subscribed but not published: "
+                                          f"{missing}")
         return messages
-
-    def _probe_maps(self, frame: DecodedFrame, features: torch.Tensor, encoder: torch.Tensor,
-                    runtime: Runtime, out_hw: tuple[int, int]) -> ProbeMaps:
-        """Run the probes whose outputs (or the point cloud) someone wants."""
-        wanted = frame.wanted
-        depth_probe, seg_probe = runtime.depth_probe, runtime.segmentation_probe
-        maps = ProbeMaps()
-        if depth_probe is not None and wanted & DEPTH_CONSUMERS:
-            with torch.inference_mode():
-                depth = depth_probe(features, encoder).float()
-            maps.depth = np.ascontiguousarray(
-                rendering.resize_maps(depth, out_hw)[0, 0].cpu().numpy())
-            maps.metric = bool(depth_probe.metric)
-        if seg_probe is not None and wanted & SEGMENTATION_CONSUMERS:
-            with torch.inference_mode():
-                logits = seg_probe(features, encoder)
-            maps.class_ids = rendering.class_ids(logits, out_hw)[0]
-            maps.class_colors = np.asarray(seg_probe.class_colors, dtype=np.uint8).reshape(-1, 3)
-        return maps
-
-    def _probe_messages(self, frame: DecodedFrame, maps: ProbeMaps, runtime: Runtime,
-                        settings: PerceptionSettings) -> list[tuple[str, Image]]:
-        wanted, header = frame.wanted, frame.header
-        messages: list[tuple[str, Image]] = []
-        if maps.depth is not None:
-            topic = "depth" if maps.metric else "depth_relative"
-            if topic in wanted:
-                messages.append((topic, float32_to_msg(maps.depth, header)))
-            if "depth_colored" in wanted:
-                colours = rendering.colorize_depth(maps.depth, settings.depth_min,
-                                                   settings.depth_max)
-                messages.append(("depth_colored", rgb8_to_msg(colours, header)))
-        if maps.class_ids is not None:
-            ids = maps.class_ids
-            if "segmentation" in wanted:
-                build = mono8_to_msg if ids.dtype == np.uint8 else uint16_to_msg
-                messages.append(("segmentation", build(ids, header)))
-            if "segmentation_overlay" in wanted:
-                image = rendering.resize_images(frame.rgb[None], ids.shape)[0]
-                overlay = rendering.overlay_classes(image, ids, maps.class_colors,
-                                                    settings.overlay_alpha)
-                messages.append(("segmentation_overlay", rgb8_to_msg(overlay, header)))
-        return messages
-
-    def _points(self, frame: DecodedFrame, maps: ProbeMaps, info: CameraInfo | None,
-                colours: np.ndarray, runtime: Runtime) -> PointCloud2 | None:
-        """flowfeat/points needs metres and intrinsics: without them, say why (throttled)."""
-        label = frame.camera.label
-        missing = ("no depth probe is loaded" if runtime.depth_probe is None
-                   else "the depth probe is relative (no metres)" if not maps.metric
-                   else "no camera_info was received" if info is None else None)
-        if missing:
-            self.problems.warning(POINTS_UNAVAILABLE, label, "flowfeat/points is subscribed but "
-                                  f"not published: {missing}")
-            return None
-        try:
-            points = unproject(maps.depth, info.k)
-        except ValueError as error:
-            self.problems.warning(POINTS_UNAVAILABLE, label,
-                                  f"flowfeat/points not published: {error}")
-            return None
-        return point_cloud_msg(points, frame.header, colours, maps.class_ids)
