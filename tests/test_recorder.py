@@ -95,8 +95,10 @@ def start_recorder(tmp_path: Path) -> Iterator[Callable[..., Recorder]]:
     """Factory starting recorder processes; any still running at the end are killed."""
     started: list[Recorder] = []
 
-    def start(*params: str, name: str = "bags", namespace: str = "") -> Recorder:
-        recorder = Recorder(tmp_path / name, tmp_path / f"{name}.log", params, namespace)
+    def start(*params: str, name: str = "bags", namespace: str = "",
+              output_dir: Path | None = None) -> Recorder:
+        recorder = Recorder(output_dir or tmp_path / name, tmp_path / f"{name}.log", params,
+                            namespace)
         started.append(recorder)
         return recorder
 
@@ -227,10 +229,85 @@ def test_sigkill_loses_only_the_last_flush_interval(ros_node, frames, start_reco
                 streamed.append(msg)
     assert [m.header.stamp.sec for m in streamed] == [1000 + i for i in range(10)]
 
-    assert recover_bag(bag) == 10
+    # The next start completes it (recover.py) before recording anything new.
+    again = start_recorder("topics:=[/kill/image_raw]", *RELIABLE_ARGS, name="restart",
+                           output_dir=recorder.out_dir)
+    spin_until(ros_node, lambda: "recovered unfinished bag" in again.output(), 30,
+               "the automatic recovery", again)
+    assert again.stop() == 0
     recovered = read_rosbags(bag)
     assert [m.header.stamp.sec for _, _, m in recovered] == [1000 + i for i in range(10)]
     np.testing.assert_array_equal(decode_image_message(recovered[9][2]), frames[9])
+    assert recover_bag is not None  # the same code is the `recover` command line
+
+
+@pytest.fixture
+def small_filesystem(tmp_path: Path) -> Iterator[Path]:
+    """A 24 MiB tmpfs mounted for the test: a disk that really fills (mounting needs root, which
+    the CI machine has)."""
+    mount_point = tmp_path / "small_fs"
+    mount_point.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount_point)],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs for the disk-full test (needs root): "
+                    f"{result.stderr.strip()}")
+    yield mount_point
+    subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def fill_disk(directory: Path) -> Path:
+    """Write a file until the file system is full, as another process on the robot might."""
+    filler = directory / "filler.bin"
+    block = b"\0" * (256 * 1024)
+    with filler.open("wb", buffering=0) as stream, contextlib.suppress(OSError):
+        while True:
+            stream.write(block)
+    return filler
+
+
+def test_disk_full_keeps_the_bag_readable_and_the_recorder_alive(ros_node, frames, start_recorder,
+                                                                 small_filesystem):
+    """The disk used to fill between two free-space checks: the recorder died in bags.close()
+    with ENOSPC and left a bag rosbags cannot open."""
+    recorder = start_recorder("topics:=[/full/image_raw]", "min_free_mb:=0.0", "quota_mb:=0.0",
+                              "flush_interval_s:=0.2", *RELIABLE_ARGS,
+                              output_dir=small_filesystem / "bags")
+    pub = ros_node.create_publisher(Image, "/full/image_raw", QOS)
+    diagnostics = Diagnostics(ros_node)
+    wait_ready(ros_node, [pub], recorder)
+    for i in range(20):
+        pub.publish(rgb8_to_msg(frames[i], header(i)))
+        time.sleep(0.02)
+    spin_until(ros_node, lambda: diagnostics.kept() == 20, 15, "20 kept frames", recorder)
+    time.sleep(0.5)  # flushed
+    filler = fill_disk(small_filesystem)
+    for i in range(20, 40):
+        pub.publish(rgb8_to_msg(frames[i], header(i)))
+        time.sleep(0.02)
+    spin_until(ros_node, lambda: diagnostics.level == 2, 15, "ERROR on /diagnostics", recorder)
+    assert "disk full" in diagnostics.values["paused_reason"]
+    assert recorder.proc.poll() is None, recorder.output()
+
+    (bag,) = recorder.bags()
+    assert (bag / "metadata.yaml").is_file(), recorder.output()
+    stamps = [m.header.stamp.sec for _, _, m in read_rosbags(bag)]
+    assert stamps[:20] == [1000 + i for i in range(20)], stamps  # everything recorded is kept
+    assert stamps == sorted(set(stamps))
+    with (bag / f"{bag.name}.mcap").open("rb") as stream:
+        assert sum(1 for _ in make_reader(stream).iter_messages()) == len(stamps)
+
+    filler.unlink()  # space is back: recording resumes into a new bag
+    spin_until(ros_node, lambda: diagnostics.level == 0, 15, "recording to resume", recorder)
+    for i in range(3):
+        pub.publish(rgb8_to_msg(frames[i], header(100 + i)))
+        time.sleep(0.05)
+    spin_until(ros_node, lambda: diagnostics.kept() >= len(stamps) + 3, 15, "3 more frames",
+               recorder)
+    assert recorder.stop() == 0
+    assert "Traceback" not in recorder.output()
+    newest = recorder.bags()[-1]
+    assert [m.header.stamp.sec for _, _, m in read_rosbags(newest)] == [1100, 1101, 1102]
 
 
 def test_sigterm_sqlite3_zstd_bag(ros_node, frames, start_recorder):

@@ -6,6 +6,8 @@ reader can open any one of them, and the oldest can be deleted to honour a disk 
 
 from __future__ import annotations
 
+import shutil
+import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +15,7 @@ from pathlib import Path
 from rosbags.interfaces import Connection
 from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
 
-from flowfeat_ros.recording.durability import flush_to_disk
+from flowfeat_ros.recording.durability import DiskWriteError, flush_to_disk, undo_on_failure
 from flowfeat_ros.recording.motion_gate import TYPESTORE
 from flowfeat_ros.recording.topics import TopicSpec
 
@@ -87,7 +89,15 @@ class BagSequence:
 
     def _open(self, timestamp_ns: int) -> Writer:
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        self._writer = self.bag_format.new_writer(self._new_bag_path())
+        path = self._new_bag_path()
+        try:
+            writer = self.bag_format.new_writer(path)
+            flush_to_disk(writer)  # the file header is on disk before anything is guarded
+        except (OSError, sqlite3.Error) as error:
+            shutil.rmtree(path, ignore_errors=True)
+            raise DiskWriteError(getattr(error, "errno", None) or 0,
+                                 f"cannot start bag {path.name}: {error}") from error
+        self._writer = writer
         self.bags_started += 1
         self._connections = {}
         self._bag_bytes = 0
@@ -105,23 +115,31 @@ class BagSequence:
         if self._writer is not None and self._limit_reached(len(data), timestamp_ns):
             self.close()
         writer = self._writer or self._open(timestamp_ns)
-        connection = self._connections.get(topic)
-        if connection is None:
-            connection = writer.add_connection(topic.name, topic.msgtype, typestore=TYPESTORE)
-            self._connections[topic] = connection
-        writer.write(connection, timestamp_ns, data)
+        with undo_on_failure(writer):
+            connection = self._connections.get(topic)
+            if connection is None:
+                connection = writer.add_connection(topic.name, topic.msgtype, typestore=TYPESTORE)
+                self._connections[topic] = connection
+            writer.write(connection, timestamp_ns, data)
         self._bag_bytes += len(data)
         self.total_bytes += len(data)
 
     def flush(self) -> None:
         """Make everything written so far durable on disk (see durability.flush_to_disk)."""
         if self._writer is not None:
-            flush_to_disk(self._writer)
+            with undo_on_failure(self._writer):
+                flush_to_disk(self._writer)
 
     def close(self) -> Path | None:
-        """Finish the current bag (index, summary, metadata.yaml); returns its directory."""
+        """Finish the current bag (index, summary, metadata.yaml); returns its directory. If that
+        fails (disk still full) the bag is given up and DiskWriteError raised: it lacks only its
+        metadata, and ``recover`` (run by the recorder at start-up) completes it."""
         writer, self._writer = self._writer, None
         if writer is None:
             return None
-        writer.close()
+        try:
+            writer.close()
+        except (OSError, sqlite3.Error) as error:
+            raise DiskWriteError(getattr(error, "errno", None) or 0,
+                                 f"cannot close {writer.path.name}: {error}") from error
         return writer.path

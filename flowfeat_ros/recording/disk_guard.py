@@ -59,3 +59,30 @@ def enforce_quota(
 def free_bytes(path: Path) -> int:
     """Free bytes available to this (unprivileged) process on the filesystem holding ``path``."""
     return shutil.disk_usage(path).free
+
+
+class SpaceReserve:
+    """A preallocated file that keeps room for closing the current bag: released when a write
+    fails for lack of space, so the bag's last chunk, index and metadata.yaml still fit, and
+    taken again once space is back. Free-space checks cannot prevent this alone: another process
+    can fill the disk between two of them."""
+
+    def __init__(self, path: Path, size: int) -> None:
+        self.path = path
+        self.size = size
+
+    def hold(self) -> bool:
+        """Make sure the reserve exists; False when there is not room for it (yet)."""
+        if self.path.is_file() and self.path.stat().st_size >= self.size:
+            return True
+        try:
+            with self.path.open("wb") as stream:
+                os.posix_fallocate(stream.fileno(), 0, self.size)
+        except OSError:
+            self.release()
+            return False
+        return True
+
+    def release(self) -> None:
+        """Give the reserved space back to the file system."""
+        self.path.unlink(missing_ok=True)

@@ -8,6 +8,7 @@ Run: ``recorder_node --ros-args --params-file config/recorder.yaml``. See docs/r
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -19,16 +20,27 @@ from std_srvs.srv import SetBool, Trigger
 
 from flowfeat_ros.node_main import declare_parameter_table
 from flowfeat_ros.recording.bag_sequence import BagFormat, BagSequence, SplitLimits
-from flowfeat_ros.recording.disk_guard import enforce_quota, free_bytes
+from flowfeat_ros.recording.disk_guard import (
+    SpaceReserve,
+    enforce_quota,
+    free_bytes,
+    recorder_bags,
+)
+from flowfeat_ros.recording.durability import DiskWriteError
 from flowfeat_ros.recording.motion_gate import (
     MotionGate,
     RateCap,
     ThumbnailError,
     thumbnail_from_cdr,
 )
+from flowfeat_ros.recording.recover import RecoveryError, recover_bag
 from flowfeat_ros.recording.topics import CAMERA_INFO, COMPRESSED_IMAGE, TopicSpec, classify_topic
 
 MB = 1024 * 1024
+#: Room kept for closing a bag when the disk fills: the last mcap chunk (1 MiB, written
+#: uncompressed at worst), its index, the summary and metadata.yaml.
+CLOSE_RESERVE_BYTES = 4 * MB
+RESERVE_NAME = ".flowfeat_close_reserve"
 ROS_TYPES = {CAMERA_INFO: CameraInfo, COMPRESSED_IMAGE: CompressedImage}
 QOS_CHOICES = ("sensor_data", "reliable")
 WARN_PERIOD_S = 10.0
@@ -89,6 +101,10 @@ class RecorderNode(Node):
                              f"({p['max_bag_size_mb']}) or 0")
         self.output_dir = Path(p["output_dir"]).expanduser()
         self.prefix = str(p["bag_prefix"])
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self._recover_unfinished_bags()
+        self.reserve = SpaceReserve(self.output_dir / RESERVE_NAME, CLOSE_RESERVE_BYTES)
+        self.disk_error = ""
         self.bags = BagSequence(
             self.output_dir, self.prefix, BagFormat(p["storage"], p["compression"]),
             SplitLimits(int(p["max_bag_size_mb"] * MB), int(p["max_bag_duration_s"] * 1e9)))
@@ -154,8 +170,17 @@ class RecorderNode(Node):
                 spec, gate, data):
             self.counters["skipped_motion"] += 1
             return
+        if free_bytes(self.output_dir) - len(data) < self.min_free_bytes:
+            self._check_disk()  # pauses before the write could cross min_free_mb
+            if self.paused_reason:
+                self.counters["skipped_paused"] += 1
+                return
         cap.mark_kept(now_ns)
-        self.bags.write(spec, data, now_ns)
+        try:
+            self.bags.write(spec, data, now_ns)
+        except DiskWriteError as error:
+            self._on_disk_error(error)
+            return
         self.counters["kept"] += 1
         if self.bags.current_path != self._last_bag:
             self._last_bag = self.bags.current_path
@@ -170,30 +195,58 @@ class RecorderNode(Node):
         for bag in deleted:
             self.get_logger().info(f"quota {self.quota_bytes / MB:.1f} MB: deleted {bag.name}")
 
+    def _recover_unfinished_bags(self) -> None:
+        """Complete bags a crash or a full disk left without metadata.yaml (see recover.py)."""
+        for bag in recorder_bags(self.output_dir, self.prefix):
+            if (bag / "metadata.yaml").exists():
+                continue
+            try:
+                count = recover_bag(bag)
+            except (RecoveryError, OSError, sqlite3.Error) as error:
+                self.get_logger().error(f"cannot recover unfinished bag {bag.name}: {error}")
+            else:
+                self.get_logger().warning(f"recovered unfinished bag {bag.name}: {count} messages")
+
     def _check_disk(self) -> None:
         if not self.output_dir.exists():
             self.output_dir.mkdir(parents=True)
         free = free_bytes(self.output_dir)
-        if free < self.min_free_bytes:
+        has_room = free >= self.min_free_bytes and self.reserve.hold()
+        if not has_room:
             if not self.paused_reason:
-                closed = self.bags.close()
-                if closed is not None:
-                    self.get_logger().info(f"closed {closed.name}")
-            self.paused_reason = (f"low disk space: {free / MB:.0f} MB free < min_free_mb "
-                                  f"{self.min_free_bytes / MB:.0f}")
+                self._close_bag()
+            self.paused_reason = self.disk_error or (
+                f"low disk space: {free / MB:.0f} MB free < min_free_mb "
+                f"{self.min_free_bytes / MB:.0f} (or no room for the "
+                f"{CLOSE_RESERVE_BYTES // MB} MB close reserve)")
             self.get_logger().warning(f"recording paused, {self.paused_reason}",
                                       throttle_duration_sec=WARN_PERIOD_S)
         elif self.paused_reason:
             self.get_logger().info("free space recovered, recording resumed")
-            self.paused_reason = ""
+            self.paused_reason = self.disk_error = ""
+
+    def _on_disk_error(self, error: DiskWriteError) -> None:
+        """A write failed (disk full): free the reserve, close the bag, pause until there is room."""
+        self.reserve.release()
+        self.disk_error = f"disk full or failing, recording paused: {error}"
+        self.paused_reason = self.disk_error
+        self.get_logger().error(f"{error}; closing the bag with the reserved space")
+        self._close_bag()
 
     def _housekeeping(self) -> None:
         self._check_disk()
-        self.bags.flush()
+        try:
+            self.bags.flush()
+        except DiskWriteError as error:
+            self._on_disk_error(error)
         self._enforce_quota()
 
     def _close_bag(self) -> str:
-        closed = self.bags.close()
+        try:
+            closed = self.bags.close()
+        except DiskWriteError as error:
+            self.get_logger().error(f"{error}; it is completed at the next start (recover)")
+            return str(error)
         if closed is None:
             return "no bag open"
         self.get_logger().info(f"closed {closed}")
@@ -213,7 +266,8 @@ class RecorderNode(Node):
 
     def _publish_diagnostics(self) -> None:
         status = DiagnosticStatus(name=f"{self.get_fully_qualified_name()}: recorder", hardware_id="flowfeat")
-        status.level = DiagnosticStatus.WARN if self.paused_reason else DiagnosticStatus.OK
+        status.level = (DiagnosticStatus.ERROR if self.disk_error else
+                        DiagnosticStatus.WARN if self.paused_reason else DiagnosticStatus.OK)
         status.message = self.paused_reason or ("recording" if self.recording else "stopped")
         values = {"bytes_written": self.bags.total_bytes, "bags_started": self.bags.bags_started,
                   "current_bag": self.bags.current_path or "", "recording": self.recording,
@@ -225,7 +279,6 @@ class RecorderNode(Node):
 
     def finish(self) -> None:
         """Close the current bag so it is complete (called on shutdown)."""
-        closed = self.bags.close()
-        if closed is not None:
-            self.get_logger().info(f"closed {closed}")
+        self._close_bag()
+        self.reserve.release()
 
