@@ -1,71 +1,32 @@
 """What every node process shares: ``run_node`` (signals, init, build, spin, clean up) and the
 parameter table.
 
-Signals follow one rule in every node: the first SIGINT or SIGTERM asks the node to stop; any
-later one (a terminal's Ctrl-C reaches the whole process group and ``ros2 launch`` forwards
-another) is noted once on stderr and ignored, so clean-up such as closing a bag always completes
-and no ``KeyboardInterrupt`` traceback is printed. The handlers are installed before the node's
-module (torch, rclpy) is imported, which takes seconds: a signal during start-up stops the
-process quietly too. A requested stop exits with status 0.
+Signals follow the one rule of flowfeat_core.cli.stop_signals: the first SIGINT or SIGTERM asks
+the node to stop; any later one (a terminal's Ctrl-C reaches the whole process group and
+``ros2 launch`` forwards another) is noted once on stderr and ignored, so clean-up such as closing
+a bag always completes and no ``KeyboardInterrupt`` traceback is printed. The handlers are
+installed before the node's module (torch, rclpy) is imported, which takes seconds: a signal
+during start-up stops the process quietly too. A requested stop exits with status 0.
 
 Bad parameters (``ValueError`` / ``ParameterException`` from the node's constructor) print one
 line ``<program>: bad parameter: <reason>`` on stderr and exit with status 2.
 
-This module imports only the standard library at load time, so it can guard those imports.
+This module imports only the standard library and the signal rule (flowfeat_core.cli.stop_signals)
+at load time, so it can guard those imports.
 """
 
 from __future__ import annotations
 
 import importlib
-import os
-import signal
 import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from flowfeat_core.cli.stop_signals import StopSignals
+
 if TYPE_CHECKING:
     from rcl_interfaces.msg import ParameterDescriptor
     from rclpy.node import Node
-
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-class StopSignals:
-    """Records SIGINT/SIGTERM instead of raising: the first one is the stop request.
-
-    rclpy's own handler, installed over this one by ``rclpy.init``, shuts the context down (which
-    ends ``spin`` at once) and then calls this handler; before ``rclpy.init`` and after rclpy's
-    shutdown this handler alone is in place.
-    """
-
-    def __init__(self, program: str) -> None:
-        self.program = program
-        self.received: list[int] = []
-
-    def install(self) -> None:
-        """Replace the default handlers (KeyboardInterrupt / immediate death)."""
-        for sig in STOP_SIGNALS:
-            signal.signal(sig, self._on_signal)
-
-    @staticmethod
-    def ignore_from_now_on() -> None:
-        """For the process's last moments: Python's finalisation puts back the default handlers
-        it replaced (a late signal would then kill the process with status -2), not SIG_IGN."""
-        for sig in STOP_SIGNALS:
-            signal.signal(sig, signal.SIG_IGN)
-
-    @property
-    def requested(self) -> bool:
-        """True once a stop signal arrived."""
-        return bool(self.received)
-
-    def _on_signal(self, signum: int, _frame: object) -> None:
-        self.received.append(signum)
-        if len(self.received) == 2:
-            # os.write: print() may be interrupted mid-write by this very handler.
-            os.write(2, f"{self.program}: {signal.Signals(signum).name} while stopping; "
-                        "finishing the clean shutdown first\n".encode())
-
 
 def declare_parameter_table(
     node: Node, table: Mapping[str, tuple[Any, ParameterDescriptor]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import cv2
@@ -78,6 +79,10 @@ def test_bad_checkpoints_give_clear_errors(embedded: FlowFeat, tmp_path: Path) -
         load_model(tmp_path / "missing.safetensors")
     with pytest.raises(CheckpointError, match="unknown model source"):
         load_model(tmp_path / "model.onnx")
+    noise = tmp_path / "noise.pth"
+    noise.write_bytes(b"\x17" + random.Random(0).randbytes(4095))  # 4 KiB of random bytes
+    with pytest.raises(CheckpointError, match="is not a PyTorch checkpoint"):
+        load_model(noise)  # not torch's unrelated "Weights only load failed ... 2.6" line
     mismatched = tmp_path / "mismatched.safetensors"
     state = {k: v.contiguous() for k, v in embedded.state_dict().items() if "norm" not in k}
     metadata = {"flowfeat_format": "1", "model_config": json.dumps(embedded.config.to_dict())}

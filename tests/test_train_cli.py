@@ -101,10 +101,17 @@ def test_resume_continues_from_saved_state(small_bag: Path, tmp_path: Path) -> N
     assert provenance["train_config"]["rank_weight"] == 1.0
     model = load_checkpoint(out / "flowfeat.safetensors")
     assert not torch.equal(model.decoder.norm.norm.weight, state.decoder["norm.norm.weight"])
+    third = run_train("--bags", str(small_bag), "--steps", "4", "--resume", "--out", str(out), *TINY)
+    assert third.returncode == 0, third.stderr
+    assert "nothing to do: the resumed state is at step 4 and --steps is 4" in third.stdout
+    assert "nan" not in third.stdout
 
 
-def test_ctrl_c_saves_a_loadable_checkpoint(small_bag: Path, tmp_path: Path) -> None:
-    """SIGINT after real steps (read from the progress bar, not guessed by a sleep) saves both files."""
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+def test_stop_signal_twice_saves_a_loadable_checkpoint(small_bag: Path, tmp_path: Path, stop_signal) -> None:
+    """SIGINT or SIGTERM after real steps (read from the progress bar, not guessed by a sleep),
+    then the same signal again while saving: both files are written, no traceback. SIGTERM used
+    to save nothing."""
     out = tmp_path / "run"
     process = subprocess.Popen(
         [sys.executable, "-m", "flowfeat_core.train", "--bags", str(small_bag), "--steps", "100000",
@@ -126,7 +133,9 @@ def test_ctrl_c_saves_a_loadable_checkpoint(small_bag: Path, tmp_path: Path) -> 
         while steps_done() < 2 and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
         assert steps_done() >= 2, b"".join(stderr_chunks).decode(errors="replace")[-2000:]
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop_signal)
+        time.sleep(0.05)
+        process.send_signal(stop_signal)
         stdout = process.stdout.read().decode()
         process.wait(timeout=120)
         reader.join(timeout=10)
@@ -134,7 +143,7 @@ def test_ctrl_c_saves_a_loadable_checkpoint(small_bag: Path, tmp_path: Path) -> 
         process.kill()
     stderr = b"".join(stderr_chunks).decode(errors="replace")
     assert process.returncode == 130, stderr
-    assert "interrupted" in stdout
+    assert "interrupted" in stdout and "Traceback" not in stderr
     assert load_training_state(out / "state.safetensors").step >= 2
     load_checkpoint(out / "flowfeat.safetensors")
 

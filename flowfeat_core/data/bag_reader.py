@@ -136,6 +136,19 @@ def _deserialize(raw: bytes | memoryview, msgtype: str, bag: Path, topic: str) -
         raise DataError(f"bag {bag} topic {topic}: corrupt {msgtype} message ({error})") from None
 
 
+#: Damaged files already reported: a bag is scanned once to count topics and once to read them.
+_REPORTED: set[tuple[str, int, int]] = set()
+
+
+def _warn_once(file: Path, message: str) -> None:
+    """Log ``message`` the first time this version (size, mtime) of ``file`` is found damaged."""
+    stat = file.stat()
+    key = (str(file.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _REPORTED:
+        _REPORTED.add(key)
+        LOG.warning("%s", message)
+
+
 def _scan_mcap_records(
     bag: Path, rosbags_error: Exception
 ) -> Iterator[tuple[str, str, int, bytes]]:
@@ -160,9 +173,9 @@ def _scan_mcap_records(
                             recovered += 1
                             yield topic, msgtype, record.log_time, record.data
         except (McapError, ValueError, EOFError, struct.error) as error:
-            LOG.warning("bag %s: %s is truncated or corrupt (%s); using the %d image messages "
-                        "read before that point", bag, file.name,
-                        str(error) or type(error).__name__, recovered)
+            _warn_once(file, f"bag {bag}: {file.name} is truncated or corrupt "
+                             f"({str(error) or type(error).__name__}); using the {recovered} image "
+                             "messages read before that point")
     if not recovered:
         raise DataError(f"corrupt or truncated bag {bag}: {rosbags_error}; no readable image "
                         f"messages")

@@ -15,6 +15,9 @@ from flowfeat_core.models.flowfeat import FlowFeat
 from flowfeat_core.models.registry import VIT_SPECS
 
 _WRAPPER_KEYS = ("state_dict", "model")
+#: How torch.save files begin: a zip archive (PyTorch >= 1.6) or a pickle (protocol 2+ opcode).
+ZIP_MAGIC = b"PK\x03\x04"
+PICKLE_PROTOCOL_MARK = b"\x80"
 
 
 def read_torch_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -23,6 +26,11 @@ def read_torch_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    with path.open("rb") as stream:
+        head = stream.read(4)
+    if not head.startswith((ZIP_MAGIC, PICKLE_PROTOCOL_MARK)):
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint (neither a zip archive nor a "
+                              "pickle: wrong or damaged file)")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for corrupt or unsafe files

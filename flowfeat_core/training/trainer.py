@@ -8,7 +8,7 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -183,8 +183,9 @@ class Trainer:
             losses = replace(losses, total=losses.total + self.config.rank_weight * rank, rank=rank)
         return losses, views, student
 
-    def train(self) -> TrainSummary:
-        """Run until ``config.steps``; Ctrl-C saves a checkpoint and resumable state first."""
+    def train(self, should_stop: Callable[[], bool] = lambda: False) -> TrainSummary:
+        """Run until ``config.steps`` or until ``should_stop()`` (polled every step; the CLI
+        wires SIGINT/SIGTERM to it) or Ctrl-C; a stop saves a checkpoint and resumable state."""
         config = self.config
         batches = self._batches()
         progress = tqdm(
@@ -195,7 +196,7 @@ class Trainer:
         recent: list[float] = []
         interrupted = False
         try:
-            while self.step < config.steps:
+            while self.step < config.steps and not should_stop():
                 self.optimizer.zero_grad(set_to_none=True)
                 self._set_learning_rate()
                 step_losses = []
@@ -221,6 +222,9 @@ class Trainer:
             LOG.warning("interrupted at step %d; saving", self.step)
         finally:
             progress.close()
+        if should_stop() and self.step < config.steps:
+            interrupted = True
+            LOG.warning("stop signal at step %d; saving", self.step)
         seconds = time.perf_counter() - started
         final = self.config.out / FINAL_CHECKPOINT
         if self.context.is_main:
