@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 from pathlib import Path
 
 import cv2
@@ -36,6 +37,7 @@ from test_perception_support import (
 from flowfeat_core.hub.checkpoint import CONFIG_KEY
 from flowfeat_core.inference.pca import FeaturePCA
 from flowfeat_ros.image_conversion import rgb8_to_msg
+from flowfeat_ros.playback.frame_source import pinhole_camera_info
 
 pytestmark = pytest.mark.ros
 NODE = "/abuse/perception"
@@ -160,3 +162,67 @@ def test_pca_basis_is_validated_against_the_running_model(peer, node, tmp_path):
     assert not result.successful, "a 64-channel basis must not reach a 128-channel model"
     assert "projects 64-channel features; the running model has 128" in result.reason
     assert node.alive()
+
+
+def _fuzz_message(rng: random.Random, camera: Camera, good: np.ndarray, jpeg: bytes):
+    """One hostile message: (kind, message) for the image, compressed or camera_info topic."""
+    header = camera.header()
+    if rng.random() < 0.15:  # stamps far in the future or past
+        header.stamp.sec = max(0, header.stamp.sec + rng.choice([-1, 1]) * rng.randint(2, 10**6))
+    kind = rng.choice(["raw", "raw", "float", "compressed", "info", "extreme"])
+    if kind == "raw":
+        encoding = rng.choice(["rgb8", "bgr8", "mono8", "mono16", "16UC1", "rgba8", "", "rgb9",
+                               "bayer_rggb8", "yuv422", "8UC3"])
+        width, height = rng.randint(0, 400), rng.randint(0, 300)
+        step = rng.choice([width * 3, width, 0, rng.randint(0, 2000)])
+        size = rng.choice([step * height, rng.randint(0, 5000), 0])
+        return "image", Image(header=header, width=width, height=height, encoding=encoding,
+                              step=step, data=rng.randbytes(min(size, 400_000)))
+    if kind == "float":
+        values = np.full((60, 80), np.nan if rng.random() < 0.5 else np.inf, np.float32)
+        return "image", Image(header=header, width=80, height=60, encoding="32FC1", step=320,
+                              data=values.tobytes())
+    if kind == "compressed":
+        data = rng.choice([rng.randbytes(rng.randint(0, 3000)), jpeg[:rng.randint(1, len(jpeg))],
+                           b"\x89PNG\r\n\x1a\n" + rng.randbytes(40), b"", jpeg])
+        fmt = rng.choice(["jpeg", "png", "rgb8; compressedDepth", "", "bmp"])
+        return "compressed", CompressedImage(header=header, format=fmt, data=data)
+    if kind == "info":
+        info = pinhole_camera_info(rng.choice([0, 160, 640, 10**6]), rng.choice([0, 120, 3]), 60.0)
+        info.k[0] = rng.choice([info.k[0], 0.0, float("nan"), -5.0])
+        info.header = header
+        return "info", info
+    if rng.random() < 0.5:
+        return "image", rgb8_to_msg(np.zeros((10, 10000, 3), np.uint8), header)
+    bomb = cv2.imencode(".png", np.zeros((6000, 6000), np.uint8))[1].tobytes()
+    return "compressed", CompressedImage(header=header, format="png", data=bomb)
+
+
+def test_fuzzed_inputs_never_kill_the_node_or_its_worker(peer, node, camera, outputs):
+    """A seeded stream of hostile Image/CompressedImage/CameraInfo messages interleaved with good
+    frames: afterwards the node and its worker live, every good frame gets its output, peak
+    memory stays bounded and the log holds no traceback."""
+    rng = random.Random(20261126)
+    good = read_frames(1, (160, 120))[0]
+    jpeg = cv2.imencode(".jpg", good)[1].tobytes()
+    compressed = peer.create_publisher(CompressedImage, "/abuse/image/compressed", RELIABLE)
+    spin_until(peer, lambda: compressed.get_subscription_count() > 0, 20, "compressed input", node)
+    publishers = {"image": camera.image, "compressed": compressed, "info": camera.info}
+    for index in range(400):
+        if index % 10 == 0:
+            camera.send(good)
+        else:
+            topic, msg = _fuzz_message(rng, camera, good, jpeg)
+            publishers[topic].publish(msg)
+        spin_for(peer, 0.005)
+    spin_for(peer, 1.5)  # past the reorder window of any fuzzed stamp
+    for _ in range(3):
+        before = outputs.count("flowfeat/features/pca")
+        camera.send(good)  # with a matching camera_info again
+        spin_until(peer, lambda b=before: outputs.count("flowfeat/features/pca") > b, 30,
+                   "an output for a good frame after the fuzz", node)
+    diagnostics = Diagnostics(peer, NODE)
+    spin_until(peer, lambda: "worker_restarts" in diagnostics.values, 10, "diagnostics", node)
+    assert diagnostics.values["worker_restarts"] == "0"
+    assert node.alive() and peak_rss_bytes(node.proc.pid) < PEAK_RSS_LIMIT_BYTES
+    assert "Traceback" not in node.output()
