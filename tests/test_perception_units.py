@@ -14,6 +14,7 @@ from sensor_msgs.msg import Image
 from flowfeat_ros.perception import rendering
 from flowfeat_ros.perception.frame_mailbox import REORDER_WINDOW_S, Arrival, FrameMailbox
 from flowfeat_ros.perception.parameters import settings_from_values, validate_settings
+from flowfeat_ros.perception.worker import InferenceWorker
 
 
 def stamped(seconds: float, frame_id: str = "cam") -> Image:
@@ -129,3 +130,48 @@ def test_depth_colours_and_class_ids():
     overlay = rendering.overlay_classes(np.zeros((2, 2, 3), np.uint8), np.ones((2, 2), np.uint8),
                                         colors, 0.5)
     assert (overlay[..., 1] == 128).all() and (overlay[..., 0] == 0).all()
+
+
+def test_worker_survives_errors_even_when_reporting_them_fails():
+    """rclpy's 'Logger severity cannot be changed' once raised inside the error handler and ended
+    the worker thread while the node looked alive."""
+    calls: list[int] = []
+
+    def step() -> None:
+        calls.append(1)
+        time.sleep(0.001)
+        raise RuntimeError("model failed on this frame")
+
+    def report(_error: Exception) -> None:
+        raise ValueError("Logger severity cannot be changed between calls.")
+
+    worker = InferenceWorker(step, report)
+    worker.start()
+    deadline = time.monotonic() + 5
+    while worker.errors < 20 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert worker.errors >= 20 and not worker.ensure_running() and worker.restarts == 0
+    worker.stop(timeout=2)
+
+
+def test_a_worker_that_ends_anyway_is_restarted_and_reported():
+    calls: list[int] = []
+
+    def step() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise SystemExit("a BaseException ends the thread")
+        time.sleep(0.005)
+
+    worker = InferenceWorker(step, lambda error: None)
+    worker.start()
+    deadline = time.monotonic() + 5
+    while not worker.ensure_running():
+        assert time.monotonic() < deadline, "the worker never ended"
+        time.sleep(0.01)
+    assert worker.restarts == 1 and worker.recently_restarted()
+    assert worker.last_exit.startswith("SystemExit")
+    while len(calls) < 5:
+        assert time.monotonic() < deadline, "the restarted worker does not run"
+        time.sleep(0.01)
+    worker.stop(timeout=2)

@@ -47,9 +47,8 @@ class InferenceWorker:
                     self.errors += 1
                     with contextlib.suppress(Exception):  # the count above records it anyway
                         self._on_error(error)
-        except BaseException as error:
+        except BaseException as error:  # the thread ends here; ensure_running() restarts it
             self.last_exit = f"{type(error).__name__}: {error}"
-            raise
 
     def ensure_running(self) -> bool:
         """Restart the thread if it ended while it should run; True when it did."""
