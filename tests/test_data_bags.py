@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import logging
+import random
 from pathlib import Path
 
 import numpy as np
 import pytest
-from bag_writing import TYPESTORE, Image, make_header, read_video_frames, write_image_bag
+from bag_writing import (
+    TYPESTORE,
+    Image,
+    make_header,
+    make_image_message,
+    read_video_frames,
+    write_image_bag,
+)
 from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
 from rosbags.rosbag2 import StoragePlugin, Writer
@@ -16,6 +24,8 @@ from flowfeat_core.data.errors import DataError
 from flowfeat_core.data.image_codec import decode_image_message
 from flowfeat_core.data.sequences import FrameFilter
 from flowfeat_core.data.sources import build_frame_sequences
+from flowfeat_ros.recording.bag_sequence import BagFormat, BagSequence, SplitLimits
+from flowfeat_ros.recording.topics import classify_topic
 
 KEEP_ALL = FrameFilter(static_threshold=0.0)
 START_NS = 1_700_000_000_000_000_000
@@ -222,3 +232,31 @@ def test_cache_is_reused_and_invalidated_by_changes(tmp_path: Path, walk: list) 
     (bag / "metadata.yaml").touch()
     read(tmp_path, [bag], frame_filter=KEEP_ALL)
     assert len(list((tmp_path / "cache").iterdir())) == 4
+
+
+def test_bytes_overwritten_in_a_recorded_chunk_fail_its_crc(tmp_path: Path, walk: list,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    """4 KiB of random bytes written over a recorded bag's payload used to become training frames.
+
+    The recorder's bags carry chunk CRCs (rosbags writes 0, meaning "none"); the reader skips the
+    messages of a chunk whose CRC fails, and says so once.
+    """
+    bags = BagSequence(tmp_path / "rec", "rec", BagFormat(), SplitLimits())
+    spec = classify_topic("/camera/image_raw")
+    frames = walk + walk[:10]  # 40 frames of 57.6 kB: chunks of about 18
+    for index, rgb in enumerate(frames):
+        stamp = 1_700_000_000_000_000_000 + index * 100_000_000
+        message = make_image_message(rgb, "rgb8", stamp)
+        bags.write(spec, TYPESTORE.serialize_cdr(message, spec.msgtype), stamp)
+    bag = bags.close()
+    (mcap_file,) = bag.glob("*.mcap")
+    data = bytearray(mcap_file.read_bytes())
+    where = data.find(frames[3].tobytes()[:4096]) + 1000  # inside frame 3's pixels
+    data[where:where + 4096] = random.Random(0).randbytes(4096)
+    mcap_file.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING):
+        (sequence,) = read(tmp_path, [bag], frame_filter=KEEP_ALL)
+    kept = frames_of(sequence)
+    assert 10 <= len(kept) <= len(frames) - 15, len(kept)  # the damaged chunk's frames are gone
+    assert all(any(np.array_equal(got, want) for want in frames) for got in kept), "no garbage"
+    assert caplog.text.count("fail their CRC check") == 1

@@ -226,3 +226,11 @@ def test_fuzzed_inputs_never_kill_the_node_or_its_worker(peer, node, camera, out
     assert diagnostics.values["worker_restarts"] == "0"
     assert node.alive() and peak_rss_bytes(node.proc.pid) < PEAK_RSS_LIMIT_BYTES
     assert "Traceback" not in node.output()
+
+
+def test_network_input_beyond_the_size_limit_is_refused(peer, node):
+    """input_width/height 8192 used to be accepted (a 8192x8192 network input on a robot)."""
+    results = set_parameters(peer, NODE, input_width=8192, input_height=8192)
+    assert results and not any(r.successful for r in results)
+    assert all("out of range" in r.reason or "input_width" in r.reason for r in results), results
+    assert node.alive()

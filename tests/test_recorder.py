@@ -193,7 +193,8 @@ def test_sigint_closes_complete_bag_readable_by_both_readers(ros_node, frames, s
     assert bag_times == sorted(bag_times) and bag_times[0] > 1e18  # receive time, node clock
 
     with (bag / f"{bag.name}.mcap").open("rb") as stream:
-        reader = make_reader(stream, decoder_factories=[DecoderFactory()])
+        # validate_crcs: the recorder writes a CRC per chunk (rosbags alone writes none)
+        reader = make_reader(stream, decoder_factories=[DecoderFactory()], validate_crcs=True)
         summary = reader.get_summary()
         assert summary is not None and summary.statistics.message_count == 3 * count
         decoded = [(ch.topic, m) for _, ch, _, m in reader.iter_decoded_messages()]
@@ -295,7 +296,7 @@ def test_disk_full_keeps_the_bag_readable_and_the_recorder_alive(ros_node, frame
     assert stamps[:20] == [1000 + i for i in range(20)], stamps  # everything recorded is kept
     assert stamps == sorted(set(stamps))
     with (bag / f"{bag.name}.mcap").open("rb") as stream:
-        assert sum(1 for _ in make_reader(stream).iter_messages()) == len(stamps)
+        assert sum(1 for _ in make_reader(stream, validate_crcs=True).iter_messages()) == len(stamps)
 
     filler.unlink()  # space is back: recording resumes into a new bag
     spin_until(ros_node, lambda: diagnostics.level == 0, 15, "recording to resume", recorder)

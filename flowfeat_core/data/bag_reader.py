@@ -18,8 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from mcap.exceptions import McapError
-from mcap.records import Channel, Message, Schema
-from mcap.stream_reader import StreamReader
+from mcap.reader import make_reader
+from mcap.records import Channel, Chunk, Message, Schema
+from mcap.stream_reader import (
+    CRCValidationError,
+    StreamReader,
+    breakup_chunk,
+    get_chunk_data_stream,
+)
 from rosbags.rosbag2 import Reader, ReaderError
 from rosbags.serde import SerdeError
 from rosbags.typesys import Stores, get_typestore
@@ -107,8 +113,12 @@ def select_image_topics(bag: Path, topics: Sequence[str] | None) -> list[str]:
 
 
 def iter_image_messages(bag: Path, topic: str) -> Iterator[tuple[int, Any]]:
-    """Yield (log_time_ns, message) for every Image/CompressedImage message on `topic`."""
+    """Yield (log_time_ns, message) for every Image/CompressedImage message on `topic`; mcap chunks
+    that fail their CRC are skipped (rosbags would stop at the first one)."""
     reader = _open_reader(bag)
+    if not isinstance(reader, Exception) and _has_damaged_chunk(bag):
+        reader.close()
+        reader = DataError(f"{bag} has chunks that fail their CRC check")
     if isinstance(reader, Exception):
         for record_topic, msgtype, log_time, raw in _scan_mcap_records(bag, reader):
             if record_topic == topic:
@@ -128,6 +138,38 @@ def iter_image_messages(bag: Path, topic: str) -> Iterator[tuple[int, Any]]:
             yield log_time, _deserialize(raw, connection.msgtype, bag, topic)
 
 
+def _mcap_files(bag: Path) -> list[Path]:
+    return sorted(bag.glob("*.mcap")) if bag.is_dir() else [bag]
+
+
+def _has_damaged_chunk(bag: Path) -> bool:
+    """Whether an mcap chunk of ``bag`` fails its CRC. Chunks without one (0, as rosbags writes;
+    this project's recorder fills it) cannot be checked; sqlite3 bags have none."""
+    for file in _mcap_files(bag):
+        if file.suffix != ".mcap":
+            continue
+        with file.open("rb") as stream:
+            try:
+                for record in StreamReader(stream, emit_chunks=True).records:
+                    if isinstance(record, Chunk) and not _chunk_is_intact(record):
+                        return True
+            except (McapError, ValueError, EOFError, struct.error):
+                continue  # truncation: rosbags or the scan reports it
+    return False
+
+
+def _chunk_is_intact(chunk: Chunk) -> bool:
+    if chunk.uncompressed_crc == 0:
+        return True
+    try:
+        get_chunk_data_stream(chunk, validate_crc=True)
+    except CRCValidationError:
+        return False
+    except Exception:  # damaged data makes each decompressor fail in its own way
+        return False
+    return True
+
+
 def _deserialize(raw: bytes | memoryview, msgtype: str, bag: Path, topic: str) -> Any:
     """CDR-deserialize one image message, naming bag and topic if it is corrupt."""
     try:
@@ -137,45 +179,67 @@ def _deserialize(raw: bytes | memoryview, msgtype: str, bag: Path, topic: str) -
 
 
 #: Damaged files already reported: a bag is scanned once to count topics and once to read them.
-_REPORTED: set[tuple[str, int, int]] = set()
+_REPORTED: set[tuple[str, int, int, str]] = set()
 
 
 def _warn_once(file: Path, message: str) -> None:
-    """Log ``message`` the first time this version (size, mtime) of ``file`` is found damaged."""
+    """Log ``message`` the first time it is said of this version (size, mtime) of ``file``."""
     stat = file.stat()
-    key = (str(file.resolve()), stat.st_size, stat.st_mtime_ns)
+    key = (str(file.resolve()), stat.st_size, stat.st_mtime_ns, message)
     if key not in _REPORTED:
         _REPORTED.add(key)
         LOG.warning("%s", message)
 
 
+def _summary_channels(file: Path) -> dict[int, tuple[str, str]]:
+    """channel id -> (topic, msgtype) from the mcap summary section; empty when there is none."""
+    try:
+        with file.open("rb") as stream:
+            summary = make_reader(stream).get_summary()
+    except Exception:  # truncated or damaged: the stream scan finds what it can
+        return {}
+    if summary is None:
+        return {}
+    return {channel_id: (channel.topic, getattr(summary.schemas.get(channel.schema_id), "name", ""))
+            for channel_id, channel in summary.channels.items()}
+
+
 def _scan_mcap_records(
     bag: Path, rosbags_error: Exception
 ) -> Iterator[tuple[str, str, int, bytes]]:
-    """Recover (topic, msgtype, log_time_ns, cdr) image records from mcap files rosbags rejected."""
-    files = sorted(bag.glob("*.mcap")) if bag.is_dir() else [bag]
+    """Recover (topic, msgtype, log_time_ns, cdr) image records from mcap files rosbags rejected
+    (truncated, or with damaged chunks, which are skipped whole)."""
+    files = _mcap_files(bag)
     if not files or any(file.suffix != ".mcap" for file in files):
         raise DataError(f"corrupt or unreadable bag {bag}: {rosbags_error}")
     recovered = 0
     for file in files:
         schemas: dict[int, str] = {}
-        channels: dict[int, tuple[str, str]] = {}
+        channels = _summary_channels(file)  # a damaged first chunk may hold the only copy
+        damaged = 0
         try:
             with file.open("rb") as stream:
-                for record in StreamReader(stream).records:
-                    if isinstance(record, Schema):
-                        schemas[record.id] = record.name
-                    elif isinstance(record, Channel):
-                        channels[record.id] = (record.topic, schemas.get(record.schema_id, ""))
-                    elif isinstance(record, Message):
-                        topic, msgtype = channels.get(record.channel_id, ("", ""))
-                        if msgtype in IMAGE_MSGTYPES:
-                            recovered += 1
-                            yield topic, msgtype, record.log_time, record.data
+                for record in StreamReader(stream, emit_chunks=True).records:
+                    if isinstance(record, Chunk) and not _chunk_is_intact(record):
+                        damaged += 1
+                        continue
+                    for item in breakup_chunk(record) if isinstance(record, Chunk) else [record]:
+                        if isinstance(item, Schema):
+                            schemas[item.id] = item.name
+                        elif isinstance(item, Channel):
+                            channels[item.id] = (item.topic, schemas.get(item.schema_id, ""))
+                        elif isinstance(item, Message):
+                            topic, msgtype = channels.get(item.channel_id, ("", ""))
+                            if msgtype in IMAGE_MSGTYPES:
+                                recovered += 1
+                                yield topic, msgtype, item.log_time, item.data
         except (McapError, ValueError, EOFError, struct.error) as error:
             _warn_once(file, f"bag {bag}: {file.name} is truncated or corrupt "
                              f"({str(error) or type(error).__name__}); using the {recovered} image "
                              "messages read before that point")
+        if damaged:
+            _warn_once(file, f"bag {bag}: {damaged} chunk(s) of {file.name} fail their CRC check "
+                             "(damaged on disk); their messages are skipped")
     if not recovered:
         raise DataError(f"corrupt or truncated bag {bag}: {rosbags_error}; no readable image "
                         f"messages")

@@ -15,6 +15,7 @@ from pathlib import Path
 from rosbags.interfaces import Connection
 from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
 
+from flowfeat_ros.recording.chunk_crc import write_chunk_crcs
 from flowfeat_ros.recording.durability import DiskWriteError, flush_to_disk, undo_on_failure
 from flowfeat_ros.recording.motion_gate import TYPESTORE
 from flowfeat_ros.recording.topics import TopicSpec
@@ -43,12 +44,13 @@ class BagFormat:
                              f"got {self.compression!r}")
 
     def new_writer(self, path: Path) -> Writer:
-        """An opened rosbags Writer for a new bag at ``path``."""
+        """An opened rosbags Writer for a new bag at ``path`` (mcap chunks carry CRCs)."""
         writer = Writer(path, version=Writer.VERSION_LATEST, storage_plugin=STORAGES[self.storage])
         if self.compression == "zstd":
             mode = CompressionMode.STORAGE if self.storage == "mcap" else CompressionMode.MESSAGE
             writer.set_compression(mode, CompressionFormat.ZSTD)
         writer.open()
+        write_chunk_crcs(writer)
         return writer
 
 
