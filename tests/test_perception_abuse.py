@@ -27,6 +27,8 @@ from test_perception_support import (
     PerceptionProcess,
     base_params,
     checkpoint,
+    connected_camera,
+    connected_outputs,
     peer,
     read_frames,
     set_parameters,
@@ -58,17 +60,12 @@ def node(checkpoint, tmp_path_factory) -> PerceptionProcess:
 
 @pytest.fixture(scope="module")
 def camera(peer, node) -> Camera:
-    cam = Camera(peer, "/abuse")
-    spin_until(peer, lambda: cam.image.get_subscription_count() > 0, 60, "the node to subscribe",
-               node)
-    return cam
+    return connected_camera(peer, node, "/abuse")
 
 
 @pytest.fixture(scope="module")
 def outputs(peer, node) -> Outputs:
-    collector = Outputs(peer, "/abuse", ("flowfeat/features/pca",))
-    spin_until(peer, collector.connected, 60, "output connections", node)
-    return collector
+    return connected_outputs(peer, node, "/abuse", ("flowfeat/features/pca",))
 
 
 def good_frame_gets_output(peer, camera, outputs, node, rgb: np.ndarray) -> None:

@@ -21,6 +21,8 @@ from test_perception_support import (
     PerceptionProcess,
     base_params,
     checkpoint,
+    connected_camera,
+    connected_outputs,
     make_checkpoint,
     peer,
     read_frames,
@@ -57,17 +59,12 @@ def node(checkpoint, tmp_path_factory) -> PerceptionProcess:
 
 @pytest.fixture(scope="module")
 def camera(peer, node) -> Camera:
-    cam = Camera(peer, "/pn")
-    spin_until(peer, lambda: cam.image.get_subscription_count() > 0, 60,
-               "the node to subscribe", node)
-    return cam
+    return connected_camera(peer, node, "/pn")
 
 
 @pytest.fixture(scope="module")
 def outputs(peer, node) -> Outputs:
-    collector = Outputs(peer, "/pn")
-    spin_until(peer, collector.connected, 60, "output connections", node)
-    return collector
+    return connected_outputs(peer, node, "/pn")
 
 
 def expected_features(checkpoint: Path, rgb: np.ndarray) -> np.ndarray:

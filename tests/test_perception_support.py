@@ -215,3 +215,19 @@ def set_parameters(peer: Node, node_name: str, **values: object) -> list[SetPara
         return list(future.result().results)
     finally:
         peer.destroy_client(client)
+
+
+def connected_camera(peer: Node, node: PerceptionProcess, prefix: str) -> Camera:
+    """A Camera under ``prefix`` once the node subscribes to it."""
+    camera = Camera(peer, prefix)
+    spin_until(peer, lambda: camera.image.get_subscription_count() > 0, 60,
+               "the node to subscribe", node)
+    return camera
+
+
+def connected_outputs(peer: Node, node: PerceptionProcess, prefix: str,
+                      topics: tuple[str, ...] = OUTPUT_TOPICS) -> Outputs:
+    """An Outputs collector under ``prefix`` once the node's publishers are matched."""
+    collector = Outputs(peer, prefix, topics)
+    spin_until(peer, collector.connected, 60, "output connections", node)
+    return collector

@@ -144,6 +144,13 @@ class Diagnostics:
         return int(self.values.get("kept", -1))
 
 
+def publish_frames(pub, frames: list[np.ndarray], indices: range, pause_s: float = 0.02) -> None:
+    """Publish ``frames[i]`` stamped ``header(i)`` for each index, ``pause_s`` apart."""
+    for i in indices:
+        pub.publish(rgb8_to_msg(frames[i], header(i)))
+        time.sleep(pause_s)
+
+
 def wait_ready(node: Node, publishers: list, recorder: Recorder) -> None:
     spin_until(node, lambda: all(p.get_subscription_count() > 0 for p in publishers), 20,
                "the recorder to subscribe", recorder)
@@ -210,9 +217,7 @@ def test_sigkill_loses_only_the_last_flush_interval(ros_node, frames, start_reco
                                     "/kill/image_raw", QOS)
     diagnostics = Diagnostics(ros_node)
     wait_ready(ros_node, [pub], recorder)
-    for i in range(10):
-        pub.publish(rgb8_to_msg(frames[i], header(i)))
-        time.sleep(0.02)
+    publish_frames(pub, frames, range(10))
     spin_until(ros_node, lambda: diagnostics.kept() == 10, 15, "10 kept frames", recorder)
     time.sleep(0.6)  # > flush_interval_s: everything kept so far is on disk
     assert recorder.stop(signal.SIGKILL) == -signal.SIGKILL
@@ -277,15 +282,11 @@ def test_disk_full_keeps_the_bag_readable_and_the_recorder_alive(ros_node, frame
     pub = ros_node.create_publisher(Image, "/full/image_raw", QOS)
     diagnostics = Diagnostics(ros_node)
     wait_ready(ros_node, [pub], recorder)
-    for i in range(20):
-        pub.publish(rgb8_to_msg(frames[i], header(i)))
-        time.sleep(0.02)
+    publish_frames(pub, frames, range(20))
     spin_until(ros_node, lambda: diagnostics.kept() == 20, 15, "20 kept frames", recorder)
     time.sleep(0.5)  # flushed
     filler = fill_disk(small_filesystem)
-    for i in range(20, 40):
-        pub.publish(rgb8_to_msg(frames[i], header(i)))
-        time.sleep(0.02)
+    publish_frames(pub, frames, range(20, 40))
     spin_until(ros_node, lambda: diagnostics.level == 2, 15, "ERROR on /diagnostics", recorder)
     assert "disk full" in diagnostics.values["paused_reason"]
     assert recorder.proc.poll() is None, recorder.output()
@@ -339,9 +340,7 @@ def test_split_by_size_and_quota_deletes_oldest(ros_node, frames, start_recorder
                                     "/quota/image_raw", QOS)
     diagnostics = Diagnostics(ros_node)
     wait_ready(ros_node, [pub], recorder)
-    for i in range(18):
-        pub.publish(rgb8_to_msg(frames[i], header(i)))
-        time.sleep(0.03)
+    publish_frames(pub, frames, range(18), pause_s=0.03)
     spin_until(ros_node, lambda: diagnostics.kept() == 18, 15, "18 kept frames", recorder)
     assert recorder.stop() == 0, recorder.output()
     bags = recorder.bags()
@@ -391,9 +390,7 @@ def test_services_toggle_recording_and_split(ros_node, frames, start_recorder):
     wait_ready(ros_node, [pub], recorder)
 
     def publish(indices: range) -> None:
-        for i in indices:
-            pub.publish(rgb8_to_msg(frames[i], header(i)))
-            time.sleep(0.02)
+        publish_frames(pub, frames, indices)
 
     publish(range(3))
     spin_until(ros_node, lambda: diagnostics.values.get("skipped_paused") == "3", 15,
