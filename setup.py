@@ -19,6 +19,7 @@ CONSOLE_SCRIPTS = [
     "video_publisher = flowfeat_ros.video_publisher:main",
     "flowfeat_train = flowfeat_core.cli.train:main",
     "flowfeat_bench = flowfeat_core.cli.bench:main",
+    "flowfeat_export = flowfeat_core.cli.export:main",
     "flowfeat_export_default = flowfeat_core.cli.export_default:main",
     "flowfeat_probe = flowfeat_core.cli.probe:main",
     "flowfeat_evaluate = flowfeat_core.cli.evaluate:main",

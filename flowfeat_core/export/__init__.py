@@ -1,0 +1,1 @@
+"""Exporting FlowFeat models to other runtimes (ONNX), with verification against PyTorch."""

@@ -1,0 +1,123 @@
+"""ONNX export of a FlowFeat model, with its configuration and input normalisation as ONNX metadata,
+and a check that ONNX Runtime reproduces PyTorch on the same input.
+
+The graph is the model's ``forward``: input ``image`` (B x 3 x H x W, RGB already normalised with
+the ``mean``/``std`` in the metadata), outputs ``encoder`` (coarse tokens) and ``features``
+(B x fdim x H x W, per-pixel L2-normalised). With ``dynamic`` the batch, height and width are
+symbolic; height and width must stay multiples of the model's ``size_multiple`` (the metadata
+says which), since padding to a multiple does not trace into a dynamic graph.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from flowfeat_core.models.flowfeat import FlowFeat
+
+PRECISIONS = ("fp32", "fp16")
+#: Largest accepted relative error (max |ort - torch| / max |torch|, against PyTorch fp32) by
+#: precision. fp16 keeps 11 significant bits and its rounding accumulates through the encoder:
+#: the default model measured 3.2e-2 on a random input at 96x128.
+DEFAULT_TOLERANCE = {"fp32": 1e-3, "fp16": 5e-2}
+INPUT_NAME = "image"
+OUTPUT_NAMES = ("encoder", "features")
+
+
+class ExportError(ValueError):
+    """The export or its verification failed; the message says which and the numbers."""
+
+
+@dataclass(frozen=True)
+class Verification:
+    """ONNX Runtime against PyTorch on one input: worst absolute and relative error per output."""
+
+    max_abs: dict[str, float]
+    max_rel: dict[str, float]
+    tolerance: float
+
+    @property
+    def passed(self) -> bool:
+        return all(value <= self.tolerance for value in self.max_rel.values())
+
+    def summary(self) -> str:
+        parts = [f"{name}: max abs {self.max_abs[name]:.3g}, rel {self.max_rel[name]:.3g}"
+                 for name in self.max_abs]
+        return f"{'; '.join(parts)} (tolerance rel {self.tolerance:g})"
+
+
+def export_metadata(model: FlowFeat, precision: str, dynamic: bool) -> dict[str, str]:
+    """What a runtime needs besides the graph: configuration, normalisation, size rules."""
+    config = model.config
+    return {
+        "flowfeat_config": json.dumps(config.to_dict()),
+        "mean": json.dumps(list(config.mean)),
+        "std": json.dumps(list(config.std)),
+        "input": "image: B x 3 x H x W float, RGB scaled to [0, 1] then (x - mean) / std",
+        "size_multiple": str(model.size_multiple),
+        "dynamic_hw": str(dynamic).lower(),
+        "precision": precision,
+    }
+
+
+def export_onnx(model: FlowFeat, path: Path, height: int, width: int, precision: str = "fp32",
+                dynamic: bool = False) -> Path:
+    """Write ``model`` as ONNX to ``path`` (traced at ``height`` x ``width``)."""
+    if precision not in PRECISIONS:
+        raise ExportError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+    multiple = model.size_multiple
+    if height % multiple or width % multiple:
+        raise ExportError(f"height and width must be multiples of the model's size multiple "
+                          f"{multiple}, got {height}x{width}")
+    # a copy: converting the caller's model to fp16 and back would round its weights
+    model = copy.deepcopy(model).eval().to(torch.float16 if precision == "fp16" else torch.float32)
+    example = torch.zeros(1, 3, height, width, dtype=next(model.parameters()).dtype)
+    shapes = None
+    if dynamic:
+        rows, cols = torch.export.Dim("rows", min=1, max=4096 // multiple), torch.export.Dim(
+            "cols", min=1, max=4096 // multiple)
+        shapes = {"images": {0: torch.export.Dim("batch", min=1, max=64), 2: multiple * rows,
+                             3: multiple * cols}}
+    logging.getLogger("torch.onnx").setLevel(logging.WARNING)
+    try:
+        program = torch.onnx.export(model, (example,), dynamo=True, input_names=[INPUT_NAME],
+                                    output_names=list(OUTPUT_NAMES), dynamic_shapes=shapes,
+                                    verbose=False)
+    except Exception as error:  # the exporter fails in many ways; say what was asked
+        kind = "dynamic-size" if dynamic else f"{height}x{width}"
+        raise ExportError(f"ONNX export ({kind}, {precision}) failed: "
+                          f"{type(error).__name__}: {str(error).splitlines()[0]}") from error
+    for key, value in export_metadata(model, precision, dynamic).items():
+        program.model.metadata_props[key] = value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    program.save(str(path))
+    return path
+
+
+def verify_onnx(model: FlowFeat, path: Path, images: torch.Tensor,
+                tolerance: float | None = None) -> Verification:
+    """Run ONNX Runtime (CPU) and PyTorch fp32 on the same normalised ``images``."""
+    import onnxruntime  # optional dependency: only export needs it
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    precision = session.get_modelmeta().custom_metadata_map.get("precision", "fp32")
+    feed = images.numpy().astype(np.float16 if precision == "fp16" else np.float32)
+    outputs = session.run(list(OUTPUT_NAMES), {INPUT_NAME: feed})
+    with torch.inference_mode():
+        reference = model.float().eval()(images.float())
+    max_abs, max_rel = {}, {}
+    for name, got, want in zip(OUTPUT_NAMES, outputs, reference, strict=True):
+        want = want.numpy()
+        if got.shape != want.shape:
+            raise ExportError(f"{name}: ONNX Runtime gives shape {got.shape}, PyTorch {want.shape}")
+        error = float(np.abs(got.astype(np.float32) - want).max())
+        max_abs[name] = error
+        max_rel[name] = error / max(float(np.abs(want).max()), 1e-12)
+    return Verification(max_abs, max_rel, tolerance if tolerance is not None
+                        else DEFAULT_TOLERANCE[precision])
