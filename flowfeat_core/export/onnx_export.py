@@ -23,8 +23,9 @@ from flowfeat_core.models.flowfeat import FlowFeat
 
 PRECISIONS = ("fp32", "fp16")
 #: Largest accepted relative error (max |ort - torch| / max |torch|, against PyTorch fp32) by
-#: precision. fp16 keeps 11 significant bits and its rounding accumulates through the encoder:
-#: the default model measured 3.2e-2 on a random input at 96x128.
+#: precision. fp16 keeps 11 significant bits and its rounding accumulates through the encoder; the
+#: default model's features on the CPU measured 1.5e-2 at 96x128 but 0.111 at 240x320 (mean
+#: absolute error 2.7e-3), which the check refuses.
 DEFAULT_TOLERANCE = {"fp32": 1e-3, "fp16": 5e-2}
 INPUT_NAME = "image"
 OUTPUT_NAMES = ("encoder", "features")
@@ -36,10 +37,12 @@ class ExportError(ValueError):
 
 @dataclass(frozen=True)
 class Verification:
-    """ONNX Runtime against PyTorch on one input: worst absolute and relative error per output."""
+    """ONNX Runtime against PyTorch on one input per output: the worst absolute and relative
+    error (what the tolerance applies to) and, for context, the mean absolute error."""
 
     max_abs: dict[str, float]
     max_rel: dict[str, float]
+    mean_abs: dict[str, float]
     tolerance: float
 
     @property
@@ -47,8 +50,8 @@ class Verification:
         return all(value <= self.tolerance for value in self.max_rel.values())
 
     def summary(self) -> str:
-        parts = [f"{name}: max abs {self.max_abs[name]:.3g}, rel {self.max_rel[name]:.3g}"
-                 for name in self.max_abs]
+        parts = [f"{name}: max abs {self.max_abs[name]:.3g}, rel {self.max_rel[name]:.3g}, "
+                 f"mean abs {self.mean_abs[name]:.3g}" for name in self.max_abs]
         return f"{'; '.join(parts)} (tolerance rel {self.tolerance:g})"
 
 
@@ -111,13 +114,14 @@ def verify_onnx(model: FlowFeat, path: Path, images: torch.Tensor,
     outputs = session.run(list(OUTPUT_NAMES), {INPUT_NAME: feed})
     with torch.inference_mode():
         reference = model.float().eval()(images.float())
-    max_abs, max_rel = {}, {}
+    max_abs, max_rel, mean_abs = {}, {}, {}
     for name, got, want in zip(OUTPUT_NAMES, outputs, reference, strict=True):
         want = want.numpy()
         if got.shape != want.shape:
             raise ExportError(f"{name}: ONNX Runtime gives shape {got.shape}, PyTorch {want.shape}")
-        error = float(np.abs(got.astype(np.float32) - want).max())
-        max_abs[name] = error
-        max_rel[name] = error / max(float(np.abs(want).max()), 1e-12)
-    return Verification(max_abs, max_rel, tolerance if tolerance is not None
+        error = np.abs(got.astype(np.float32) - want)
+        max_abs[name] = float(error.max())
+        max_rel[name] = max_abs[name] / max(float(np.abs(want).max()), 1e-12)
+        mean_abs[name] = float(error.mean())
+    return Verification(max_abs, max_rel, mean_abs, tolerance if tolerance is not None
                         else DEFAULT_TOLERANCE[precision])
