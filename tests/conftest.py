@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,8 @@ import pytest
 # Each pytest process uses its own DDS domain, on localhost only: parallel runs never cross-talk.
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 101)))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+# ONNX exports made by backend tests (and the nodes they start) stay out of the user's cache.
+os.environ.setdefault("FLOWFEAT_BACKEND_CACHE", tempfile.mkdtemp(prefix="flowfeat-backends-"))
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 OPENCV_DATA_DIR = Path("/usr/share/doc/opencv-doc/examples/data")

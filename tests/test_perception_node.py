@@ -369,3 +369,24 @@ def test_relative_depth_is_published_apart_from_metres(peer, node, camera, frame
     assert "flowfeat/points is subscribed but not published: the depth probe is relative" in (
         node.output())
     assert set_parameters(peer, NODE, depth_probe="")[0].successful
+
+
+def test_backend_parameter_swaps_to_onnxruntime_while_streaming(peer, node, camera, outputs,
+                                                                frames, checkpoint):
+    """The backend swaps like a checkpoint (loaded and checked in the background); a bad one is
+    refused and the running one stays."""
+    [result] = set_parameters(peer, NODE, backend="onnxruntime")
+    assert result.successful, result.reason
+    spin_until(peer, lambda: "backend=onnxruntime on cpu" in node.output(), 180,
+               "the onnxruntime backend to load", node)
+    header = send_and_receive(peer, camera, outputs, frames[6], node)
+    features = next(m for m in outputs.messages["flowfeat/features"] if m.header.stamp == header.stamp)
+    np.testing.assert_allclose(image_msg_to_array(features), expected_features(checkpoint, frames[6]),
+                               atol=2e-3)
+    [bad] = set_parameters(peer, NODE, backend="tensorrt-direct")
+    assert not bad.successful and "backend must be one of" in bad.reason
+    eager_line = f"now running {checkpoint} on cpu"
+    swaps = node.output().count(eager_line)
+    assert set_parameters(peer, NODE, backend="torch")[0].successful
+    spin_until(peer, lambda: node.output().count(eager_line) > swaps, 60, "the eager backend again",
+               node)

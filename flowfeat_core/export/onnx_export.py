@@ -79,8 +79,12 @@ def export_onnx(model: FlowFeat, path: Path, height: int, width: int, precision:
         raise ExportError(f"height and width must be multiples of the model's size multiple "
                           f"{multiple}, got {height}x{width}")
     # a copy: converting the caller's model to fp16 and back would round its weights
-    model = copy.deepcopy(model).eval().to(torch.float16 if precision == "fp16" else torch.float32)
-    example = torch.zeros(1, 3, height, width, dtype=next(model.parameters()).dtype)
+    model = copy.deepcopy(model).eval().to(device="cpu",
+                                           dtype=torch.float16 if precision == "fp16" else torch.float32)
+    for tensor in model.parameters():  # a channels-last copy (as Predictor keeps) does not trace
+        tensor.data = tensor.data.contiguous()
+    # batch 2 when dynamic: an example of 1 lets the tracer specialise the batch to 1
+    example = torch.zeros(2 if dynamic else 1, 3, height, width, dtype=next(model.parameters()).dtype)
     shapes = None
     if dynamic:
         rows, cols = torch.export.Dim("rows", min=1, max=4096 // multiple), torch.export.Dim(

@@ -11,7 +11,7 @@ with ``resolution="input"``, bilinearly resized to the input size.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import nullcontext
+from pathlib import Path
 from typing import Literal
 
 import cv2
@@ -19,7 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from flowfeat_core.inference.device import AUTOCAST_DTYPES, Precision, check_precision, select_device
+from flowfeat_core.inference.backends import DEFAULT_CACHE, make_runner
+from flowfeat_core.inference.device import Precision, check_precision, select_device
 from flowfeat_core.models.flowfeat import FlowFeat
 from flowfeat_core.models.normalization import PixelNormalizer
 
@@ -52,7 +53,12 @@ class Predictor:
         input_short_side: int = 0,
         input_hw: tuple[int, int] | None = None,
         channels_last: bool = True,
+        backend: str = "torch",
+        cache_dir: Path = DEFAULT_CACHE,
     ) -> None:
+        """``backend``: torch (eager), torch-compile or onnxruntime (see inference/backends.py);
+        a non-eager backend is checked against eager fp32 here and refused (BackendError, a
+        ValueError) when it disagrees."""
         self.device = select_device(device)
         check_precision(precision, self.device)
         if input_short_side < 0:
@@ -66,6 +72,8 @@ class Predictor:
         self.memory_format = memory_format
         self.model = model.eval().to(self.device, memory_format=memory_format)
         self._normalizer = PixelNormalizer(model.config.mean, model.config.std, self.device)
+        self.backend = backend
+        self._runner = make_runner(backend, self.model, self.device, precision, cache_dir)
 
     @property
     def fdim(self) -> int:
@@ -92,15 +100,10 @@ class Predictor:
         tensor = self._normalizer.normalize(tensor)
         return tensor.contiguous(memory_format=self.memory_format)
 
-    def _autocast(self):
-        dtype = AUTOCAST_DTYPES[self.precision]
-        return torch.autocast(self.device.type, dtype=dtype) if dtype else nullcontext()
-
     def run(self, tensor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Model forward on a preprocessed batch; returns float32 (encoder, dense) features."""
-        with torch.inference_mode(), self._autocast():
-            encoder_features, dense = self.model(tensor)
-        return encoder_features.float(), dense.float()
+        """Model forward on a preprocessed batch (by the chosen backend); returns float32
+        (encoder, dense) features."""
+        return self._runner(tensor)
 
     def predict(
         self,

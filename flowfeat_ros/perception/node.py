@@ -227,6 +227,7 @@ class PerceptionNode(Node):
         values["received_frames"] = sum(self.mailbox.received.values())
         values["device"] = str(runtime.predictor.device)
         values["precision"] = runtime.predictor.precision
+        values["backend"] = runtime.predictor.backend
         values["cpu_threads"] = torch.get_num_threads()
         values["model"] = runtime.description
         values["last_load_error"] = self.manager.last_error

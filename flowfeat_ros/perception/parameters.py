@@ -14,6 +14,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 
 from flowfeat_core.hub.errors import CheckpointError
 from flowfeat_core.hub.loading import check_model_source
+from flowfeat_core.inference.backends import BACKENDS
 from flowfeat_core.inference.device import PRECISIONS, check_precision, select_device
 from flowfeat_core.inference.pca import FeaturePCA
 
@@ -35,6 +36,7 @@ class PerceptionSettings:
     checkpoint: str = field(default="default", metadata=MODEL)
     device: str = field(default="auto", metadata=MODEL)
     precision: str = field(default="fp32", metadata=MODEL)
+    backend: str = field(default="torch", metadata=MODEL)
     cpu_threads: int = 0
     input_short_side: int = field(default=0, metadata=MODEL)
     input_width: int = field(default=0, metadata=MODEL)
@@ -86,6 +88,8 @@ DESCRIPTORS: dict[str, ParameterDescriptor] = {
                               "checkpoint, an official .pth or a released weights name"),
     "device": _descriptor("auto, cpu, cuda or cuda:<index>"),
     "precision": _descriptor(f"{', '.join(PRECISIONS)} (fp16 needs CUDA)"),
+    "backend": _descriptor(f"{', '.join(BACKENDS)}: how the model runs; a new one is checked "
+                           "against eager PyTorch when it loads and refused if it disagrees"),
     "cpu_threads": _descriptor("torch threads for CPU inference (0: one less than the CPU cores, "
                                "at least 1, leaving a core for message handling)", low=0, high=1024,
                                read_only=True),
@@ -201,6 +205,7 @@ def validate_settings(settings: PerceptionSettings) -> str | None:
         lambda: _check_choice("input_transport", settings.input_transport, TRANSPORT_CHOICES),
         lambda: _check_choice("qos_reliability", settings.qos_reliability, RELIABILITY_CHOICES),
         lambda: _check_device_and_precision(settings.device, settings.precision),
+        lambda: _check_choice("backend", settings.backend, BACKENDS),
         lambda: ("input_width and input_height must be both 0 or both positive"
                  if (settings.input_width == 0) != (settings.input_height == 0) else None),
         lambda: ("depth_max must be greater than depth_min (or both 0 for automatic range)"

@@ -39,6 +39,8 @@ class Runtime:
     def description(self) -> str:
         """Short human-readable summary for logs and diagnostics."""
         parts = [self.settings.checkpoint]
+        if self.settings.backend != "torch":
+            parts.append(f"backend={self.settings.backend}")
         if self.depth_probe is not None:
             parts.append(f"depth={self.settings.depth_probe}")
         if self.segmentation_probe is not None:
@@ -69,7 +71,8 @@ def _build_predictor(settings: PerceptionSettings) -> Predictor:
     try:
         model = load_model(settings.checkpoint)
         return Predictor(model, device=settings.device, precision=settings.precision,
-                         input_short_side=settings.input_short_side, input_hw=exact)
+                         input_short_side=settings.input_short_side, input_hw=exact,
+                         backend=settings.backend)
     except (CheckpointError, WeightsUnavailableError, OSError, ImportError, ValueError) as error:
         raise RuntimeLoadError(f"checkpoint {settings.checkpoint!r}: {error}") from error
     except Exception as error:  # torch/timm failing on a file that passed the checks: still a

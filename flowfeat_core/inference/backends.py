@@ -1,0 +1,154 @@
+"""Ways to run a FlowFeat forward pass: eager PyTorch, ``torch.compile``, or ONNX Runtime (CPU, and
+the CUDA / TensorRT execution providers when installed, with an engine cache). A non-eager backend
+is checked against eager fp32 PyTorch on a fixed input when it is built; one that disagrees is
+refused with the numbers, so a silently wrong engine never serves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from flowfeat_core.inference.device import AUTOCAST_DTYPES, Precision
+from flowfeat_core.models.flowfeat import FlowFeat, pad_to_multiple
+
+BACKENDS = ("torch", "torch-compile", "onnxruntime")
+#: Largest relative error (max |backend - eager fp32| / max |eager fp32|) a backend may show, by
+#: precision: reduced precisions are compared with fp32, so they get their rounding's share.
+TOLERANCE = {"fp32": 1e-3, "bf16": 5e-2, "fp16": 5e-2}
+#: ONNX files (and TensorRT engines) are cached here unless FLOWFEAT_BACKEND_CACHE says otherwise.
+DEFAULT_CACHE = Path(os.environ.get("FLOWFEAT_BACKEND_CACHE",
+                                    Path.home() / ".cache" / "flowfeat" / "backends"))
+Runner = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+class BackendError(ValueError):
+    """A backend cannot be built here, or disagrees with eager PyTorch; the message says why."""
+
+
+def eager_runner(model: FlowFeat, device: torch.device, precision: Precision) -> Runner:
+    """PyTorch forward under autocast for bf16/fp16; returns float32 (encoder, dense)."""
+    dtype = AUTOCAST_DTYPES[precision]
+
+    def run(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        autocast = torch.autocast(device.type, dtype=dtype) if dtype else nullcontext()
+        with torch.inference_mode(), autocast:
+            encoder, dense = model(images)
+        return encoder.float(), dense.float()
+
+    return run
+
+
+def compiled_runner(model: FlowFeat, device: torch.device, precision: Precision) -> Runner:
+    """``torch.compile`` of the model (dynamic shapes; compiles on the first call)."""
+    return eager_runner(torch.compile(model, dynamic=True), device, precision)
+
+
+def model_digest(model: FlowFeat, precision: str) -> str:
+    """Identifies an exported graph: the configuration, the weights and the precision."""
+    digest = hashlib.sha256(model.config.to_dict().__repr__().encode() + precision.encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def onnxruntime_providers(device: torch.device, cache_dir: Path, precision: str) -> list:
+    """TensorRT, then CUDA, for a CUDA device (those installed); the CPU provider otherwise."""
+    import onnxruntime
+
+    if device.type != "cuda":
+        return ["CPUExecutionProvider"]
+    available = set(onnxruntime.get_available_providers())
+    providers: list = []
+    if "TensorrtExecutionProvider" in available:
+        providers.append(("TensorrtExecutionProvider", {
+            "device_id": device.index or 0, "trt_engine_cache_enable": True,
+            "trt_engine_cache_path": str(cache_dir), "trt_fp16_enable": precision == "fp16"}))
+    if "CUDAExecutionProvider" in available:
+        providers.append(("CUDAExecutionProvider", {"device_id": device.index or 0}))
+    if not providers:
+        raise BackendError(f"onnxruntime has no CUDA or TensorRT provider here (available: "
+                           f"{sorted(available)}); install onnxruntime-gpu or use device cpu")
+    return providers
+
+
+def onnxruntime_runner(model: FlowFeat, device: torch.device, precision: Precision,
+                       cache_dir: Path = DEFAULT_CACHE) -> Runner:
+    """ONNX Runtime on a dynamic-size export of ``model`` (cached by weights and precision)."""
+    from flowfeat_core.export.onnx_export import OUTPUT_NAMES, export_onnx
+
+    try:
+        import onnxruntime
+    except ImportError as error:
+        raise BackendError("the onnxruntime backend needs the onnxruntime package") from error
+    if precision not in ("fp32", "fp16"):
+        raise BackendError(f"the onnxruntime backend runs fp32 or fp16, not {precision}")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    path = cache_dir / f"flowfeat-{model_digest(model, precision)}.onnx"
+    if not path.is_file():
+        side = model.size_multiple * 4
+        export_onnx(model, path.with_suffix(".partial.onnx"), side, side, precision, dynamic=True)
+        path.with_suffix(".partial.onnx").replace(path)  # a half-written file is never used
+    session = onnxruntime.InferenceSession(str(path), providers=onnxruntime_providers(
+        device, cache_dir, precision))
+    input_dtype = np.float16 if precision == "fp16" else np.float32
+
+    def run(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # the graph takes multiples of the size multiple: pad (and crop the features) as the
+        # model's own forward does for other sizes
+        height, width = images.shape[-2:]
+        padded = pad_to_multiple(images.detach().cpu(), model.size_multiple)
+        feed = np.ascontiguousarray(padded.numpy().astype(input_dtype, copy=False))
+        encoder, dense = session.run(list(OUTPUT_NAMES), {"image": feed})
+        return (torch.from_numpy(encoder).float().to(device),
+                torch.from_numpy(dense[:, :, :height, :width]).float().to(device))
+
+    return run
+
+
+def make_runner(backend: str, model: FlowFeat, device: torch.device, precision: Precision,
+                cache_dir: Path = DEFAULT_CACHE) -> Runner:
+    """The runner of ``backend``, checked against eager fp32 unless it is eager itself."""
+    if backend not in BACKENDS:
+        raise BackendError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
+    if backend == "torch":
+        return eager_runner(model, device, precision)
+    try:
+        runner = (compiled_runner(model, device, precision) if backend == "torch-compile"
+                  else onnxruntime_runner(model, device, precision, cache_dir))
+    except BackendError:
+        raise
+    except Exception as error:  # compilers and exporters fail in many ways: refuse, say how
+        raise BackendError(f"{backend} backend could not be built: {type(error).__name__}: "
+                           f"{str(error).splitlines()[0] if str(error) else ''}") from error
+    check_against_eager(backend, runner, model, device, precision)
+    return runner
+
+
+def check_against_eager(backend: str, runner: Runner, model: FlowFeat, device: torch.device,
+                        precision: Precision) -> float:
+    """Largest relative error of ``runner`` against eager fp32 on a fixed input; BackendError
+    above ``TOLERANCE[precision]``."""
+    side = model.size_multiple * 4
+    images = torch.randn(1, 3, side, side, generator=torch.Generator().manual_seed(0)).to(device)
+    try:
+        got = runner(images)
+    except Exception as error:
+        raise BackendError(f"{backend} backend failed on a test input: {type(error).__name__}: "
+                           f"{str(error).splitlines()[0] if str(error) else ''}") from error
+    want = eager_runner(model, device, "fp32")(images)
+    worst = 0.0
+    for name, a, b in zip(("encoder", "features"), got, want, strict=True):
+        error = float((a - b).abs().max()) / max(float(b.abs().max()), 1e-12)
+        worst = max(worst, error)
+        if not error <= TOLERANCE[precision]:
+            raise BackendError(f"{backend} ({precision}) disagrees with eager PyTorch fp32: "
+                               f"{name} relative error {error:.3g} > {TOLERANCE[precision]:g}")
+    return worst

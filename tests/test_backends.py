@@ -1,0 +1,57 @@
+"""Inference backends against eager PyTorch: ONNX Runtime reproduces it and caches its export; a
+backend that disagrees, an unknown backend and an unsupported precision are refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from skimage import data as skimage_data
+
+from flowfeat_core.hub.loading import load_model
+from flowfeat_core.inference.backends import (
+    BackendError,
+    check_against_eager,
+    onnxruntime_runner,
+)
+from flowfeat_core.inference.predictor import Predictor
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    return np.ascontiguousarray(skimage_data.astronaut())
+
+
+def test_onnxruntime_backend_matches_eager_and_reuses_its_export(tmp_path: Path, photo) -> None:
+    eager = Predictor(load_model("default"), device="cpu", input_hw=(120, 160))
+    onnx = Predictor(load_model("default"), device="cpu", input_hw=(120, 160),
+                     backend="onnxruntime", cache_dir=tmp_path)
+    (exported,) = tmp_path.glob("flowfeat-*.onnx")
+    stamp = exported.stat().st_mtime_ns
+    want, got = eager.predict(photo), onnx.predict(photo)
+    assert got.shape == want.shape and float((got - want).abs().max()) < 1e-3
+    batch = onnx.predict([photo, photo[:, ::-1].copy()])  # dynamic batch and content
+    assert batch.shape[0] == 2
+    Predictor(load_model("default"), device="cpu", backend="onnxruntime", cache_dir=tmp_path)
+    assert exported.stat().st_mtime_ns == stamp and len(list(tmp_path.glob("*.onnx"))) == 1
+
+
+def test_a_backend_that_disagrees_with_eager_is_refused_with_the_numbers(tmp_path: Path) -> None:
+    """An engine built from other weights (as a stale cache would give) must never serve."""
+    model = load_model("default").eval()
+    other = model.untrained_twin(seed=3).eval()
+    wrong = onnxruntime_runner(other, torch.device("cpu"), "fp32", tmp_path)
+    with pytest.raises(BackendError, match=r"disagrees with eager PyTorch fp32: \w+ relative error"):
+        check_against_eager("onnxruntime", wrong, model, torch.device("cpu"), "fp32")
+
+
+@pytest.mark.parametrize(("backend", "precision", "message"), [
+    ("tensorrt-direct", "fp32", "backend must be one of"),
+    ("onnxruntime", "bf16", "runs fp32 or fp16, not bf16"),
+])
+def test_unusable_backends_are_refused(tmp_path: Path, backend, precision, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        Predictor(load_model("default"), device="cpu", precision=precision, backend=backend,
+                  cache_dir=tmp_path)
