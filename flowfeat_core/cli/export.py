@@ -16,13 +16,8 @@ import sys
 from pathlib import Path
 
 from flowfeat_core.cli.errors import reports_user_errors
-from flowfeat_core.export.onnx_export import (
-    DEFAULT_TOLERANCE,
-    PRECISIONS,
-    ExportError,
-    export_onnx,
-    verify_onnx,
-)
+from flowfeat_core.export.onnx_export import PRECISIONS, ExportError, export_onnx, verify_onnx
+from flowfeat_core.inference.backends import TOLERANCE
 
 
 def parser() -> argparse.ArgumentParser:
@@ -39,7 +34,8 @@ def parser() -> argparse.ArgumentParser:
                    help="symbolic batch, height and width (multiples of the size multiple)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32")
     p.add_argument("--tolerance", type=float, default=None,
-                   help=f"largest accepted relative error (default {DEFAULT_TOLERANCE})")
+                   help="largest accepted relative error (default "
+                        f"{ {name: TOLERANCE[name] for name in PRECISIONS} })")
     return p
 
 

@@ -19,14 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from flowfeat_core.error_text import first_line
+from flowfeat_core.inference.backends import TOLERANCE
 from flowfeat_core.models.flowfeat import FlowFeat
 
 PRECISIONS = ("fp32", "fp16")
-#: Largest accepted relative error (max |ort - torch| / max |torch|, against PyTorch fp32) by
-#: precision. fp16 keeps 11 significant bits and its rounding accumulates through the encoder; the
-#: default model's features on the CPU measured 1.5e-2 at 96x128 but 0.111 at 240x320 (mean
-#: absolute error 2.7e-3), which the check refuses.
-DEFAULT_TOLERANCE = {"fp32": 1e-3, "fp16": 5e-2}
 INPUT_NAME = "image"
 OUTPUT_NAMES = ("encoder", "features")
 
@@ -99,7 +96,7 @@ def export_onnx(model: FlowFeat, path: Path, height: int, width: int, precision:
     except Exception as error:  # the exporter fails in many ways; say what was asked
         kind = "dynamic-size" if dynamic else f"{height}x{width}"
         raise ExportError(f"ONNX export ({kind}, {precision}) failed: "
-                          f"{type(error).__name__}: {str(error).splitlines()[0]}") from error
+                          f"{type(error).__name__}: {first_line(error)}") from error
     for key, value in export_metadata(model, precision, dynamic).items():
         program.model.metadata_props[key] = value
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -128,4 +125,4 @@ def verify_onnx(model: FlowFeat, path: Path, images: torch.Tensor,
         max_rel[name] = max_abs[name] / max(float(np.abs(want).max()), 1e-12)
         mean_abs[name] = float(error.mean())
     return Verification(max_abs, max_rel, mean_abs, tolerance if tolerance is not None
-                        else DEFAULT_TOLERANCE[precision])
+                        else TOLERANCE[precision])

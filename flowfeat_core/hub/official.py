@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from flowfeat_core.error_text import first_line
 from flowfeat_core.hub.errors import CheckpointError
 from flowfeat_core.models.config import ModelConfig
 from flowfeat_core.models.encoders.vit import ViTSpec
@@ -34,8 +35,7 @@ def read_torch_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for corrupt or unsafe files
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"cannot read checkpoint {path}: {first_line}") from error
+        raise CheckpointError(f"cannot read checkpoint {path}: {first_line(error)}") from error
     for key in _WRAPPER_KEYS:
         if isinstance(data, Mapping) and key in data and isinstance(data[key], Mapping):
             data = data[key]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import TimeoutError as FutureTimeout
-from pathlib import Path
 
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
@@ -28,7 +27,6 @@ from rclpy.parameter import Parameter
 from std_srvs.srv import Trigger
 
 from flowfeat_core.inference.device import cpu_inference_threads
-from flowfeat_core.inference.pca import FeaturePCA
 from flowfeat_ros.perception.camera_io import CameraIO
 from flowfeat_ros.perception.frame_mailbox import FrameMailbox
 from flowfeat_ros.perception.input_health import starvation_reason
@@ -38,6 +36,7 @@ from flowfeat_ros.perception.parameters import (
     PARAMETER_NAMES,
     RUNTIME_PARAMETERS,
     PerceptionSettings,
+    check_against_model,
     settings_from_values,
     validate_settings,
 )
@@ -69,7 +68,7 @@ class PerceptionNode(Node):
             raise ValueError(reason)
         torch.set_num_threads(cpu_inference_threads(self.settings.cpu_threads))
         runtime = build_runtime(self.settings)
-        reason = self._check_against_model(self.settings, runtime)
+        reason = check_against_model(self.settings, runtime.predictor.fdim)
         if reason:
             raise ValueError(reason)
         self.manager = RuntimeManager(runtime, self._on_load_failure, self._on_swap)
@@ -113,25 +112,12 @@ class PerceptionNode(Node):
             values[name] = self.declare_parameter(name, default, DESCRIPTORS[name]).value
         return settings_from_values(values)
 
-    @staticmethod
-    def _check_against_model(settings: PerceptionSettings, runtime: Runtime) -> str | None:
-        fdim = runtime.predictor.fdim
-        if settings.feature_channels > fdim:
-            return (f"feature_channels {settings.feature_channels} exceeds the model's {fdim} "
-                    "feature channels")
-        if settings.pca_basis:
-            channels = FeaturePCA.load(Path(settings.pca_basis).expanduser()).channels
-            if channels != fdim:
-                return (f"pca_basis {settings.pca_basis!r} projects {channels}-channel features; "
-                        f"the running model has {fdim}")
-        return None
-
     def _validate_change(self, params: list[Parameter]) -> SetParametersResult:
         values = {**self.settings.__dict__, **{p.name: p.value for p in params}}
         candidate = settings_from_values(values)
-        reason = validate_settings(candidate)
-        if reason is None and candidate.model_key() == self.manager.current.settings.model_key():
-            reason = self._check_against_model(candidate, self.manager.current)
+        running = self.manager.current
+        same_model = candidate.model_key() == running.settings.model_key()
+        reason = validate_settings(candidate, running.predictor.fdim if same_model else None)
         return SetParametersResult(successful=reason is None, reason=reason or "")
 
     def _apply_change(self, params: list[Parameter]) -> None:

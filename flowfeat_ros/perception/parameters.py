@@ -177,7 +177,7 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> str | None
     return None if value in choices else f"{name} must be one of {list(choices)}, got {value!r}"
 
 
-def _check_pca_basis(path: str, channels: int) -> str | None:
+def _check_pca_basis(path: str, channels: int, model_fdim: int | None) -> str | None:
     if not path:
         return None
     try:
@@ -188,7 +188,22 @@ def _check_pca_basis(path: str, channels: int) -> str | None:
     if basis.n_components < wanted:
         return (f"pca_basis {path!r} has {basis.n_components} components; feature_channels "
                 f"and colours need {wanted}")
+    if model_fdim is not None and basis.channels != model_fdim:
+        return (f"pca_basis {path!r} projects {basis.channels}-channel features; the running "
+                f"model has {model_fdim}")
     return None
+
+
+def _check_feature_channels(channels: int, model_fdim: int | None) -> str | None:
+    if model_fdim is not None and channels > model_fdim:
+        return f"feature_channels {channels} exceeds the model's {model_fdim} feature channels"
+    return None
+
+
+def check_against_model(settings: PerceptionSettings, model_fdim: int) -> str | None:
+    """The checks of ``validate_settings`` that need the loaded model's feature channels."""
+    return (_check_feature_channels(settings.feature_channels, model_fdim)
+            or _check_pca_basis(settings.pca_basis, settings.feature_channels, model_fdim))
 
 
 def _check_probe(name: str, path: str) -> str | None:
@@ -199,8 +214,9 @@ def _check_probe(name: str, path: str) -> str | None:
     return None
 
 
-def validate_settings(settings: PerceptionSettings) -> str | None:
-    """The first problem with ``settings`` as a one-line reason, or None when they are valid."""
+def validate_settings(settings: PerceptionSettings, model_fdim: int | None = None) -> str | None:
+    """The first problem with ``settings`` as a one-line reason, or None when they are valid;
+    with ``model_fdim`` (the running model's channels) also what must fit that model."""
     checks = (
         lambda: _check_choice("input_transport", settings.input_transport, TRANSPORT_CHOICES),
         lambda: _check_choice("qos_reliability", settings.qos_reliability, RELIABILITY_CHOICES),
@@ -217,7 +233,8 @@ def validate_settings(settings: PerceptionSettings) -> str | None:
         lambda: _check_checkpoint(settings.checkpoint),
         lambda: _check_probe("depth_probe", settings.depth_probe),
         lambda: _check_probe("segmentation_probe", settings.segmentation_probe),
-        lambda: _check_pca_basis(settings.pca_basis, settings.feature_channels),
+        lambda: _check_feature_channels(settings.feature_channels, model_fdim),
+        lambda: _check_pca_basis(settings.pca_basis, settings.feature_channels, model_fdim),
     )
     for check in checks:
         reason = check()

@@ -97,8 +97,7 @@ class BagSequence:
             flush_to_disk(writer)  # the file header is on disk before anything is guarded
         except (OSError, sqlite3.Error) as error:
             shutil.rmtree(path, ignore_errors=True)
-            raise DiskWriteError(getattr(error, "errno", None) or 0,
-                                 f"cannot start bag {path.name}: {error}") from error
+            raise DiskWriteError.from_error(error, f"cannot start bag {path.name}") from error
         self._writer = writer
         self.bags_started += 1
         self._connections = {}
@@ -142,6 +141,5 @@ class BagSequence:
         try:
             writer.close()
         except (OSError, sqlite3.Error) as error:
-            raise DiskWriteError(getattr(error, "errno", None) or 0,
-                                 f"cannot close {writer.path.name}: {error}") from error
+            raise DiskWriteError.from_error(error, f"cannot close {writer.path.name}") from error
         return writer.path

@@ -42,6 +42,11 @@ class DiskWriteError(OSError):
     """Writing to the bag failed (typically ENOSPC); the bag was restored to its last consistent
     state and can still be closed once there is room."""
 
+    @classmethod
+    def from_error(cls, error: OSError | sqlite3.Error, what: str) -> DiskWriteError:
+        """``what`` failed because of ``error`` (its errno kept when it has one)."""
+        return cls(getattr(error, "errno", None) or 0, f"{what}: {error}")
+
 
 @contextlib.contextmanager
 def undo_on_failure(writer: Writer) -> Iterator[None]:
@@ -61,8 +66,7 @@ def undo_on_failure(writer: Writer) -> Iterator[None]:
         if mcap:
             _cut_back(storage, start)
             storage.chunk, storage.chunks = saved  # the chunk is pending again, its index gone
-        raise DiskWriteError(getattr(error, "errno", None) or 0,
-                             f"writing {writer.path.name} failed: {error}") from error
+        raise DiskWriteError.from_error(error, f"writing {writer.path.name} failed") from error
 
 
 def _cut_back(storage: McapWriter, offset: int) -> None:

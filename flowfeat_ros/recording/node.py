@@ -8,7 +8,6 @@ Run: ``recorder_node --ros-args --params-file config/recorder.yaml``. See docs/r
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -33,7 +32,7 @@ from flowfeat_ros.recording.motion_gate import (
     ThumbnailError,
     thumbnail_from_cdr,
 )
-from flowfeat_ros.recording.recover import RecoveryError, recover_bag
+from flowfeat_ros.recording.recover import RECOVERY_ERRORS, recover_bag
 from flowfeat_ros.recording.topics import CAMERA_INFO, COMPRESSED_IMAGE, TopicSpec, classify_topic
 
 MB = 1024 * 1024
@@ -202,7 +201,7 @@ class RecorderNode(Node):
                 continue
             try:
                 count = recover_bag(bag)
-            except (RecoveryError, OSError, sqlite3.Error) as error:
+            except RECOVERY_ERRORS as error:
                 self.get_logger().error(f"cannot recover unfinished bag {bag.name}: {error}")
             else:
                 self.get_logger().warning(f"recovered unfinished bag {bag.name}: {count} messages")

@@ -34,6 +34,10 @@ class RecoveryError(RuntimeError):
     """The directory is not a recoverable bag."""
 
 
+#: Everything ``recover_bag`` raises for a bag it cannot complete.
+RECOVERY_ERRORS = (RecoveryError, OSError, sqlite3.Error)
+
+
 def _mcap_messages(path: Path) -> Iterator[RawMessage]:
     """Messages of a possibly truncated mcap file, up to the first damaged record."""
     with path.open("rb") as stream:
@@ -102,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     for bag in args.bags:
         try:
             print(f"{bag}: recovered {recover_bag(bag)} messages")
-        except (RecoveryError, OSError, sqlite3.Error) as error:
+        except RECOVERY_ERRORS as error:
             print(f"recover: {error}", file=sys.stderr)
             sys.exit(1)
 
