@@ -52,7 +52,9 @@ __all__ = ["checkpoint", "peer"]  # fixtures used by this module
 @pytest.fixture(scope="module")
 def node(checkpoint, tmp_path_factory) -> PerceptionProcess:
     log = tmp_path_factory.mktemp("abuse") / "perception.log"
-    process = PerceptionProcess(log, base_params(checkpoint, input_transport="both"), "/abuse")
+    # on the CPU everywhere: the memory bound is about frames, not about a CUDA context
+    process = PerceptionProcess(log, base_params(checkpoint, input_transport="both", device="cpu"),
+                                "/abuse")
     yield process
     assert process.stop() == 0, process.output()
     assert "Traceback" not in process.output()
