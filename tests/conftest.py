@@ -1,7 +1,9 @@
 """Shared pytest set-up: isolate ROS 2 traffic per test session and locate real test data.
 
 Missing data fails the test with the command that installs it; nothing is skipped quietly. With
-CI=true any skipped test fails the whole session, and the skip reasons are listed at the end.
+CI=true any skipped test fails the whole session, and the skip reasons are listed at the end. The
+one exception is a test marked ``cuda`` on a machine without a GPU (CI has none): it is skipped
+with its reason, counted and listed in its own section, and does not fail the run.
 """
 
 from __future__ import annotations
@@ -79,14 +81,21 @@ def _skip_reason(report: pytest.CollectReport | pytest.TestReport) -> str:
 
 
 class SkipsFailInCI:
-    """Records every skip (of a test or a whole module); fails the session if there was one."""
+    """Records every skip (of a test or a whole module); fails the session if there was one,
+    except CUDA tests skipped on a machine without CUDA, which are listed apart."""
 
     def __init__(self) -> None:
         self.skips: list[str] = []
+        self.cuda_skips: list[str] = []
 
     def _record(self, report: pytest.CollectReport | pytest.TestReport) -> None:
-        if report.skipped and not hasattr(report, "wasxfail"):
-            self.skips.append(f"{report.nodeid}: {_skip_reason(report)}")
+        if not report.skipped or hasattr(report, "wasxfail"):
+            return
+        line = f"{report.nodeid}: {_skip_reason(report)}"
+        if "cuda" in report.keywords and not torch_sees_cuda():
+            self.cuda_skips.append(line)
+        else:
+            self.skips.append(line)
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         self._record(report)
@@ -99,11 +108,23 @@ class SkipsFailInCI:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if self.cuda_skips:
+            terminalreporter.section(f"{len(self.cuda_skips)} CUDA tests skipped: no GPU here", sep="=",
+                                     yellow=True)
+            for skip in self.cuda_skips:
+                terminalreporter.write_line(f"SKIPPED {skip}")
         if not self.skips:
             return
         terminalreporter.section("skipped tests fail the run because CI=true", sep="=", red=True)
         for skip in self.skips:
             terminalreporter.write_line(f"SKIPPED {skip}")
+
+
+def torch_sees_cuda() -> bool:
+    """Whether PyTorch has a usable CUDA device (the condition of every ``cuda`` test)."""
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -24,18 +24,21 @@ def photo() -> np.ndarray:
     return np.ascontiguousarray(skimage_data.astronaut())
 
 
-def test_onnxruntime_backend_matches_eager_and_reuses_its_export(tmp_path: Path, photo) -> None:
+def test_onnxruntime_backend_matches_eager_and_reuses_its_exports(tmp_path: Path, photo) -> None:
     eager = Predictor(load_model("default"), device="cpu", input_hw=(120, 160))
     onnx = Predictor(load_model("default"), device="cpu", input_hw=(120, 160),
                      backend="onnxruntime", cache_dir=tmp_path)
-    (exported,) = tmp_path.glob("flowfeat-*.onnx")
-    stamp = exported.stat().st_mtime_ns
     want, got = eager.predict(photo), onnx.predict(photo)
     assert got.shape == want.shape and float((got - want).abs().max()) < 1e-3
-    batch = onnx.predict([photo, photo[:, ::-1].copy()])  # dynamic batch and content
+    batch = onnx.predict([photo, photo[:, ::-1].copy()])  # symbolic batch, other content
     assert batch.shape[0] == 2
-    Predictor(load_model("default"), device="cpu", backend="onnxruntime", cache_dir=tmp_path)
-    assert exported.stat().st_mtime_ns == stamp and len(list(tmp_path.glob("*.onnx"))) == 1
+    # one graph per padded size: the load check's 64x64 and the stream's 128x160 (120 padded)
+    exports = {path.name: path.stat().st_mtime_ns for path in tmp_path.glob("*.onnx")}
+    assert sorted(name.split("-")[-1] for name in exports) == ["128x160.onnx", "64x64.onnx"]
+    again = Predictor(load_model("default"), device="cpu", input_hw=(120, 160), backend="onnxruntime",
+                      cache_dir=tmp_path)
+    assert float((again.predict(photo) - want).abs().max()) < 1e-3
+    assert {path.name: path.stat().st_mtime_ns for path in tmp_path.glob("*.onnx")} == exports
 
 
 def test_a_backend_that_disagrees_with_eager_is_refused_with_the_numbers(tmp_path: Path) -> None:
@@ -43,7 +46,7 @@ def test_a_backend_that_disagrees_with_eager_is_refused_with_the_numbers(tmp_pat
     model = load_model("default").eval()
     other = model.untrained_twin(seed=3).eval()
     wrong = onnxruntime_runner(other, torch.device("cpu"), "fp32", tmp_path)
-    with pytest.raises(BackendError, match=r"disagrees with eager PyTorch fp32: \w+ relative error"):
+    with pytest.raises(BackendError, match=r"disagrees with eager PyTorch fp32 at 64x64: \w+ relative error"):
         check_against_eager("onnxruntime", wrong, model, torch.device("cpu"), "fp32")
 
 
@@ -55,3 +58,14 @@ def test_unusable_backends_are_refused(tmp_path: Path, backend, precision, messa
     with pytest.raises(ValueError, match=message):
         Predictor(load_model("default"), device="cpu", precision=precision, backend=backend,
                   cache_dir=tmp_path)
+
+
+def test_torch_compile_backend_matches_eager(photo) -> None:
+    """Inductor compiles the default model (C++ on the CPU), passes the load check and serves
+    frames at the stream's size (here the check's own size, so it compiles once)."""
+    side = load_model("default").size_multiple * 4
+    eager = Predictor(load_model("default"), device="cpu", input_hw=(side, side))
+    compiled = Predictor(load_model("default"), device="cpu", input_hw=(side, side),
+                         backend="torch-compile")
+    want, got = eager.predict(photo), compiled.predict(photo)
+    assert got.shape == want.shape and float((got - want).abs().max()) < 1e-3

@@ -55,7 +55,7 @@ def test_dynamic_export_runs_at_other_sizes_and_batches(tmp_path: Path) -> None:
     assert np.abs(features - want).max() < 1e-3
 
 
-def test_vit_checkpoint_exports_in_fp32_and_fp16(tmp_path: Path) -> None:
+def test_vit_checkpoint_exports_in_fp32_and_fp16_at_a_fixed_size_only(tmp_path: Path) -> None:
     """A DINOv2 ViT-S/14 FlowFeat with random weights (the released architecture)."""
     torch.manual_seed(0)
     checkpoint = save_checkpoint(tmp_path / "vit.safetensors",
@@ -66,6 +66,11 @@ def test_vit_checkpoint_exports_in_fp32_and_fp16(tmp_path: Path) -> None:
                             "--width", "84", "--precision", precision)
         assert result.returncode == 0, result.stderr
         assert "ONNX Runtime vs PyTorch fp32 at 56x84" in result.stdout
+    # its position embeddings are resampled while tracing: a "dynamic" graph runs at 56x84 only
+    result = run_export("--checkpoint", str(checkpoint), "--out", str(tmp_path / "dyn.onnx"),
+                        "--height", "56", "--width", "84", "--dynamic")
+    assert result.returncode == 1 and "at 56x84: encoder" in result.stdout
+    assert "error: ONNX Runtime cannot run the graph at 84x98" in result.stderr.strip().splitlines()[-1]
 
 
 @pytest.mark.parametrize(("args", "message"), [

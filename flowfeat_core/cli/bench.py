@@ -1,9 +1,16 @@
-"""``python -m flowfeat_core.bench``: FlowFeat inference speed per configuration.
+"""``python -m flowfeat_core.bench``: FlowFeat inference speed per model, backend and precision.
 
-Each configuration runs in its own process (so peak memory is its own) and reports the median
-latency of batch-1 forward passes, frames/s, peak memory, and the encoder/decoder split. Weights
-are random for the ViT configurations (timing does not depend on them); the embedded default
-uses its real weights.
+Each configuration runs in its own process (so peak memory and compile caches are its own),
+through the same backend runner the Predictor and the perception node use (inference/backends.py),
+and reports: the time to build the backend (compile, ONNX export, engine build, check against
+eager) plus its first call, the median latency of batch-1 forward passes after warm-up, frames/s,
+peak memory, and the error of the dense features against eager fp32 in the reference's NCHW
+layout on a real photo (relative L2, and the largest absolute error over the largest value, which
+is what a backend's load check limits). Weights are random for the ViT models (timing does not
+depend on them); the embedded default uses its real weights.
+
+    python -m flowfeat_core.bench --backend all            # every configuration for the device
+    python -m flowfeat_core.bench --backend onnxruntime --model default
 """
 
 from __future__ import annotations
@@ -15,51 +22,81 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
 
-from flowfeat_core.inference.device import AUTOCAST_DTYPES, available_cores
+from flowfeat_core.inference.allocator import retain_freed_memory
+from flowfeat_core.inference.backends import BACKENDS, make_runner
+from flowfeat_core.inference.device import available_cores
 from flowfeat_core.models.config import ModelConfig
 from flowfeat_core.models.flowfeat import FlowFeat
+
+#: Benchmarked models and the size each runs at: (model, height, width).
+MODELS = {"default": (240, 320), "dinov2_vits14": (224, 224)}
+#: Extra sizes for GPU runs (the issue's GPU targets).
+CUDA_MODELS = {"default": (480, 640), "dinov2_vits14": (448, 448)}
 
 
 @dataclass(frozen=True)
 class BenchConfig:
     """One row of the table."""
 
-    name: str
-    model: str  # "embedded" or a released ViT name
+    model: str  # "default" (the embedded model) or an encoder name with random weights
     height: int
     width: int
+    backend: str = "torch"
     precision: str = "fp32"
     channels_last: bool = True
 
-
-CONFIGS = {
-    config.name: config
-    for config in (
-        BenchConfig("embedded-320x240-fp32", "embedded", 240, 320),
-        BenchConfig("embedded-320x240-bf16", "embedded", 240, 320, "bf16"),
-        BenchConfig("dinov2_vits14-224-fp32-nchw", "dinov2_vits14", 224, 224, channels_last=False),
-        BenchConfig("dinov2_vits14-224-fp32", "dinov2_vits14", 224, 224),
-        BenchConfig("dinov2_vits14-224-bf16", "dinov2_vits14", 224, 224, "bf16"),
-    )
-}
+    @property
+    def name(self) -> str:
+        layout = "" if self.channels_last else "-nchw"
+        return f"{self.model}-{self.width}x{self.height}-{self.backend}-{self.precision}{layout}"
 
 
-def _build(config: BenchConfig) -> FlowFeat:
+def configurations(device: str) -> list[BenchConfig]:
+    """Every row for ``device``: each model with each backend at each precision it runs."""
+    cuda = device.startswith("cuda")
+    rows = []
+    for model, (height, width) in (CUDA_MODELS if cuda else MODELS).items():
+        rows.append(BenchConfig(model, height, width, channels_last=False))  # the reference's layout
+        for precision in ("fp32", "bf16", "fp16") if cuda else ("fp32", "bf16"):
+            rows.append(BenchConfig(model, height, width, "torch", precision))
+            rows.append(BenchConfig(model, height, width, "torch-compile", precision))
+        for precision in ("fp32", "fp16") if cuda else ("fp32",):
+            rows.append(BenchConfig(model, height, width, "onnxruntime", precision))
+    return rows
+
+
+def build_model(model: str) -> FlowFeat:
+    """The embedded default with its weights, or a ViT model with (seeded) random weights."""
     torch.manual_seed(0)
-    if config.model == "embedded":
+    if model == "default":
         from flowfeat_core.hub.embedded import load_embedded_default
 
         return load_embedded_default()
-    return FlowFeat(ModelConfig.for_encoder(config.model))
+    return FlowFeat(ModelConfig.for_encoder(model))
 
 
-def _median_ms(function: Callable[[], object], runs: int, warmup: int) -> float:
+def photo_batch(model: FlowFeat, height: int, width: int) -> torch.Tensor:
+    """The astronaut photo resized to ``height`` x ``width`` and normalised for ``model``."""
+    from skimage import data as skimage_data
+
+    from flowfeat_core.inference.predictor import Predictor
+
+    # eager fp32 on the CPU: only preprocessing is used, never this predictor's model
+    predictor = Predictor(model, device="cpu", input_hw=(height, width), channels_last=False)
+    return predictor.preprocess(np.ascontiguousarray(skimage_data.astronaut()))
+
+
+def median_ms(function: Callable[[], object], runs: int, warmup: int) -> float:
+    """Median wall time of ``runs`` calls after ``warmup`` calls."""
     for _ in range(warmup):
         function()
     times = []
@@ -70,52 +107,42 @@ def _median_ms(function: Callable[[], object], runs: int, warmup: int) -> float:
     return statistics.median(times) * 1000
 
 
-def measure(config: BenchConfig, runs: int, warmup: int, device: str) -> dict:
+def measure(config: BenchConfig, runs: int, warmup: int, device: str, cache_dir: Path) -> dict:
     """Time one configuration in this process."""
-    model = _build(config).eval().to(device)
+    retain_freed_memory()  # as Predictor does: the rows measure what the node gets
+    target = torch.device(device)
+    model = build_model(config.model).eval()
+    images = photo_batch(model, config.height, config.width)
+    with torch.inference_mode():
+        reference = model(images)[1]  # eager fp32, NCHW, on the CPU: the row everything is held to
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    model = model.to(memory_format=memory_format)
-    images = torch.randn(1, 3, config.height, config.width, device=device).contiguous(
-        memory_format=memory_format
-    )
-    dtype = AUTOCAST_DTYPES[config.precision]
-    synchronize = torch.cuda.synchronize if device.startswith("cuda") else lambda: None
+    model = model.to(target, memory_format=memory_format)
+    images = images.to(target).contiguous(memory_format=memory_format)
+    synchronize = torch.cuda.synchronize if target.type == "cuda" else (lambda: None)
+    start = time.perf_counter()
+    runner = make_runner(config.backend, model, target, config.precision, cache_dir)
+    output = runner(images)[1]
+    synchronize()
+    build_s = time.perf_counter() - start
 
-    def run(function: Callable[[], object]) -> Callable[[], object]:
-        def timed() -> object:
-            with (
-                torch.inference_mode(),
-                torch.autocast(device.split(":")[0], dtype=dtype, enabled=bool(dtype)),
-            ):
-                result = function()
-            synchronize()
-            return result
+    def forward() -> None:
+        runner(images)
+        synchronize()
 
-        return timed
-
-    with torch.inference_mode():
-        multiscale, _ = model.encode(images)
-    size = (config.height, config.width)
-    total = _median_ms(run(lambda: model(images)), runs, warmup)
-    encoder = _median_ms(run(lambda: model.encode(images)), runs, warmup)
-    decoder = _median_ms(run(lambda: model.decode(multiscale, size)), runs, warmup)
-    with torch.inference_mode():
-        reference = model(images)[1]  # fp32: the model is never cast, only autocast below
-        with torch.autocast(device.split(":")[0], dtype=dtype, enabled=bool(dtype)):
-            output = model(images)[1].float()
-    relative_error = ((output - reference).norm() / reference.norm()).item()
-    if device.startswith("cuda"):
-        peak_mb = torch.cuda.max_memory_allocated() / 2**20
+    latency = median_ms(forward, runs, warmup)
+    difference = output.float().cpu() - reference
+    if target.type == "cuda":
+        peak_mb = torch.cuda.max_memory_allocated(target) / 2**20
     else:
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
         "config": config.name,
-        "latency_ms": total,
-        "fps": 1000 / total,
-        "encoder_ms": encoder,
-        "decoder_ms": decoder,
+        "build_s": build_s,
+        "latency_ms": latency,
+        "fps": 1000 / latency,
         "peak_mb": peak_mb,
-        "rel_error_vs_fp32": relative_error,
+        "rel_l2": float(difference.norm() / reference.norm()),
+        "max_rel": float(difference.abs().max() / reference.abs().max()),
     }
 
 
@@ -142,34 +169,54 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def _row_in_subprocess(config: BenchConfig, args: argparse.Namespace, cache_dir: Path) -> dict:
+    command = [sys.executable, "-m", "flowfeat_core.cli.bench", "--one", json.dumps(config.__dict__),
+               "--runs", str(args.runs), "--warmup", str(args.warmup), "--device", args.device,
+               "--cache-dir", str(cache_dir)]  # fmt: skip
+    if args.threads:
+        command += ["--threads", str(args.threads)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        return {"config": config.name, "failed": lines[-1] if lines else f"exit {result.returncode}"}
+    return json.loads(result.stdout.splitlines()[-1])
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print the table (or, with --one, one configuration's JSON row)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--backend", default="all", choices=["all", *BACKENDS])
+    parser.add_argument("--model", default="all", choices=["all", *MODELS])
+    parser.add_argument("--precision", default="all", choices=["all", "fp32", "bf16", "fp16"])
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    parser.add_argument("--cache-dir", type=Path, help="ONNX/engine cache (default: a temporary one)")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.one:
-        print(json.dumps(measure(CONFIGS[args.one], args.runs, args.warmup, args.device)))
+        row = measure(BenchConfig(**json.loads(args.one)), args.runs, args.warmup, args.device,
+                      args.cache_dir)
+        print(json.dumps(row))
         return 0
-    print(f"machine: {machine_description(args.device)}; batch 1; median of {args.runs} runs")
-    columns = ("ms", "fps", "encoder", "decoder", "peak MB", "rel err")
-    print(f"{'configuration':32} " + " ".join(f"{column:>8}" for column in columns))
-    for name in args.configs:
-        command = [sys.executable, "-m", "flowfeat_core.cli.bench", "--one", name, "--runs", str(args.runs),
-                   "--warmup", str(args.warmup), "--device", args.device]  # fmt: skip
-        if args.threads:
-            command += ["--threads", str(args.threads)]
-        row = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
-        print(
-            f"{name:32} {row['latency_ms']:8.1f} {row['fps']:8.2f} {row['encoder_ms']:8.1f} "
-            f"{row['decoder_ms']:8.1f} {row['peak_mb']:8.0f} {row['rel_error_vs_fp32']:8.1e}"
-        )
+    rows = [config for config in configurations(args.device)
+            if args.backend in ("all", config.backend) and args.model in ("all", config.model)
+            and args.precision in ("all", config.precision)]
+    print(f"machine: {machine_description(args.device)}; batch 1; median of {args.runs} runs after "
+          f"{args.warmup} warm-up; error of the dense features vs eager fp32 NCHW on a real photo")
+    columns = ("build s", "ms", "fps", "peak MB", "rel L2", "max rel")
+    print(f"{'configuration':42} " + " ".join(f"{column:>8}" for column in columns))
+    with tempfile.TemporaryDirectory(prefix="flowfeat-bench-") as scratch:
+        for config in rows:
+            row = _row_in_subprocess(config, args, args.cache_dir or Path(scratch))
+            if "failed" in row:
+                print(f"{config.name:42} failed: {row['failed']}")
+                continue
+            print(f"{config.name:42} {row['build_s']:8.1f} {row['latency_ms']:8.1f} {row['fps']:8.1f} "
+                  f"{row['peak_mb']:8.0f} {row['rel_l2']:8.1e} {row['max_rel']:8.1e}", flush=True)
     return 0
 
 

@@ -5,7 +5,9 @@ The graph is the model's ``forward``: input ``image`` (B x 3 x H x W, RGB alread
 the ``mean``/``std`` in the metadata), outputs ``encoder`` (coarse tokens) and ``features``
 (B x fdim x H x W, per-pixel L2-normalised). With ``dynamic`` the batch, height and width are
 symbolic; height and width must stay multiples of the model's ``size_multiple`` (the metadata
-says which), since padding to a multiple does not trace into a dynamic graph.
+says which), since padding to a multiple does not trace into a dynamic graph. Only the batch is
+symbolic with ``dynamic_batch``. A ViT's position embeddings are resampled to the export size
+while tracing, so its graph runs at that size only: the CLI's check at a second size refuses it.
 """
 
 from __future__ import annotations
@@ -52,7 +54,8 @@ class Verification:
         return f"{'; '.join(parts)} (tolerance rel {self.tolerance:g})"
 
 
-def export_metadata(model: FlowFeat, precision: str, dynamic: bool) -> dict[str, str]:
+def export_metadata(model: FlowFeat, precision: str, dynamic: bool,
+                    dynamic_batch: bool = False) -> dict[str, str]:
     """What a runtime needs besides the graph: configuration, normalisation, size rules."""
     config = model.config
     return {
@@ -62,12 +65,13 @@ def export_metadata(model: FlowFeat, precision: str, dynamic: bool) -> dict[str,
         "input": "image: B x 3 x H x W float, RGB scaled to [0, 1] then (x - mean) / std",
         "size_multiple": str(model.size_multiple),
         "dynamic_hw": str(dynamic).lower(),
+        "dynamic_batch": str(dynamic or dynamic_batch).lower(),
         "precision": precision,
     }
 
 
 def export_onnx(model: FlowFeat, path: Path, height: int, width: int, precision: str = "fp32",
-                dynamic: bool = False) -> Path:
+                dynamic: bool = False, dynamic_batch: bool = False) -> Path:
     """Write ``model`` as ONNX to ``path`` (traced at ``height`` x ``width``)."""
     if precision not in PRECISIONS:
         raise ExportError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
@@ -81,13 +85,15 @@ def export_onnx(model: FlowFeat, path: Path, height: int, width: int, precision:
     for tensor in model.parameters():  # a channels-last copy (as Predictor keeps) does not trace
         tensor.data = tensor.data.contiguous()
     # batch 2 when dynamic: an example of 1 lets the tracer specialise the batch to 1
-    example = torch.zeros(2 if dynamic else 1, 3, height, width, dtype=next(model.parameters()).dtype)
+    example = torch.zeros(2 if dynamic or dynamic_batch else 1, 3, height, width,
+                          dtype=next(model.parameters()).dtype)
     shapes = None
+    if dynamic or dynamic_batch:
+        shapes = {"images": {0: torch.export.Dim("batch", min=1, max=64)}}
     if dynamic:
         rows, cols = torch.export.Dim("rows", min=1, max=4096 // multiple), torch.export.Dim(
             "cols", min=1, max=4096 // multiple)
-        shapes = {"images": {0: torch.export.Dim("batch", min=1, max=64), 2: multiple * rows,
-                             3: multiple * cols}}
+        shapes["images"].update({2: multiple * rows, 3: multiple * cols})
     logging.getLogger("torch.onnx").setLevel(logging.WARNING)
     try:
         program = torch.onnx.export(model, (example,), dynamo=True, input_names=[INPUT_NAME],
@@ -97,7 +103,7 @@ def export_onnx(model: FlowFeat, path: Path, height: int, width: int, precision:
         kind = "dynamic-size" if dynamic else f"{height}x{width}"
         raise ExportError(f"ONNX export ({kind}, {precision}) failed: "
                           f"{type(error).__name__}: {first_line(error)}") from error
-    for key, value in export_metadata(model, precision, dynamic).items():
+    for key, value in export_metadata(model, precision, dynamic, dynamic_batch).items():
         program.model.metadata_props[key] = value
     path.parent.mkdir(parents=True, exist_ok=True)
     program.save(str(path))
@@ -112,7 +118,11 @@ def verify_onnx(model: FlowFeat, path: Path, images: torch.Tensor,
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     precision = session.get_modelmeta().custom_metadata_map.get("precision", "fp32")
     feed = images.numpy().astype(np.float16 if precision == "fp16" else np.float32)
-    outputs = session.run(list(OUTPUT_NAMES), {INPUT_NAME: feed})
+    try:
+        outputs = session.run(list(OUTPUT_NAMES), {INPUT_NAME: feed})
+    except Exception as error:  # onnxruntime's own error types; say where it failed
+        raise ExportError(f"ONNX Runtime cannot run the graph at {images.shape[-2]}x"
+                          f"{images.shape[-1]}: {first_line(error)}") from error
     with torch.inference_mode():
         reference = model.float().eval()(images.float())
     max_abs, max_rel, mean_abs = {}, {}, {}
