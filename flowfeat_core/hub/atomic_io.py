@@ -1,4 +1,6 @@
-"""Atomic file writes: a file appears under its name only once it is complete."""
+"""Atomic, durable file writes: a file appears under its name only once it is complete and on
+disk (the data and the rename are fsync'ed), so a power cut or SIGKILL leaves the old file or
+the new one, never a torn one."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from safetensors.torch import save_file
 
 
 def write_atomically(path: Path, write: Callable[[str], None]) -> Path:
-    """Call ``write(temporary_path)`` in ``path``'s folder, then rename it to ``path``."""
+    """Call ``write(temporary_path)`` in ``path``'s folder, fsync it, then rename it to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -20,11 +22,21 @@ def write_atomically(path: Path, write: Callable[[str], None]) -> Path:
     try:
         write(temporary)
         os.chmod(temporary, 0o666 & ~_current_umask())  # mkstemp makes files private (0600)
+        _fsync(temporary)
         os.replace(temporary, path)
+        _fsync(path.parent)  # the rename itself
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
     return path
+
+
+def _fsync(path: str | Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def _current_umask() -> int:
