@@ -1,13 +1,17 @@
 """``python -m flowfeat_core.bench``: FlowFeat inference speed per model, backend and precision.
 
 Each configuration runs in its own process (so peak memory and compile caches are its own),
+``--repeats`` times, round-robin over the configurations so that drift in the machine's load
+hits every row alike,
 through the same backend runner the Predictor and the perception node use (inference/backends.py),
 and reports: the time to build the backend (compile, ONNX export, engine build, check against
 eager) plus its first call, the median latency of batch-1 forward passes after warm-up, frames/s,
 peak memory, and the error of the dense features against eager fp32 in the reference's NCHW
 layout on a real photo (relative L2, and the largest absolute error over the largest value, which
 is what a backend's load check limits). Weights are random for the ViT models (timing does not
-depend on them); the embedded default uses its real weights.
+depend on them); the embedded default uses its real weights. The table gives the median over the
+repeats of each process's median latency, and the range of those medians: on a shared 2-core
+machine one process's median moved by up to 40 % from one pass to the next.
 
     python -m flowfeat_core.bench --backend all            # every configuration for the device
     python -m flowfeat_core.bench --backend onnxruntime --model default
@@ -188,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", default="all", choices=["all", *BACKENDS])
     parser.add_argument("--model", default="all", choices=["all", *MODELS])
     parser.add_argument("--precision", default="all", choices=["all", "fp32", "bf16", "fp16"])
-    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=10, help="timed runs per process")
+    parser.add_argument("--repeats", type=int, default=3, help="processes per configuration")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
@@ -205,18 +210,32 @@ def main(argv: list[str] | None = None) -> int:
     rows = [config for config in configurations(args.device)
             if args.backend in ("all", config.backend) and args.model in ("all", config.model)
             and args.precision in ("all", config.precision)]
-    print(f"machine: {machine_description(args.device)}; batch 1; median of {args.runs} runs after "
-          f"{args.warmup} warm-up; error of the dense features vs eager fp32 NCHW on a real photo")
-    columns = ("build s", "ms", "fps", "peak MB", "rel L2", "max rel")
-    print(f"{'configuration':42} " + " ".join(f"{column:>8}" for column in columns))
+    results: dict[str, list[dict]] = {config.name: [] for config in rows}
     with tempfile.TemporaryDirectory(prefix="flowfeat-bench-") as scratch:
-        for config in rows:
-            row = _row_in_subprocess(config, args, args.cache_dir or Path(scratch))
-            if "failed" in row:
-                print(f"{config.name:42} failed: {row['failed']}")
-                continue
-            print(f"{config.name:42} {row['build_s']:8.1f} {row['latency_ms']:8.1f} {row['fps']:8.1f} "
-                  f"{row['peak_mb']:8.0f} {row['rel_l2']:8.1e} {row['max_rel']:8.1e}", flush=True)
+        for repeat in range(args.repeats):
+            for config in rows:
+                row = _row_in_subprocess(config, args, args.cache_dir or Path(scratch))
+                results[config.name].append(row)
+                status = row.get("failed") or f"{row['latency_ms']:.1f} ms"
+                print(f"pass {repeat + 1}/{args.repeats} {config.name}: {status}", file=sys.stderr,
+                      flush=True)
+    print(f"machine: {machine_description(args.device)}; batch 1; per process the median of "
+          f"{args.runs} runs after {args.warmup} warm-up, {args.repeats} processes per row; error of "
+          f"the dense features vs eager fp32 NCHW on a real photo")
+    columns = ("build s", "ms", "range ms", "fps", "peak MB", "rel L2", "max rel")
+    print(f"{'configuration':42} " + " ".join(f"{column:>11}" for column in columns))
+    for name, measured in results.items():
+        failed = [row["failed"] for row in measured if "failed" in row]
+        if failed:
+            print(f"{name:42} failed: {failed[0]}")
+            continue
+        latencies = [row["latency_ms"] for row in measured]
+        latency = statistics.median(latencies)
+        spread = f"{min(latencies):.1f}-{max(latencies):.1f}"
+        row = measured[0]  # errors are deterministic; build time and memory vary little
+        print(f"{name:42} {statistics.median(r['build_s'] for r in measured):11.1f} {latency:11.1f} "
+              f"{spread:>11} {1000 / latency:11.1f} {max(r['peak_mb'] for r in measured):11.0f} "
+              f"{row['rel_l2']:11.1e} {row['max_rel']:11.1e}")
     return 0
 
 
