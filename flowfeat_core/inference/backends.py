@@ -109,9 +109,8 @@ def onnxruntime_providers(device: torch.device, cache_dir: Path, precision: str)
 def onnxruntime_runner(model: FlowFeat, device: torch.device, precision: Precision,
                        cache_dir: Path = DEFAULT_CACHE) -> Runner:
     """ONNX Runtime on exports of ``model`` at each (padded) input size it is given, with a
-    symbolic batch: one graph per size is faster than a size-dynamic one (default model at
-    320x240 on the 2-core CPU: 38.6 vs 45.4 ms), TensorRT builds static engines, and a ViT's graph
-    only runs at the size it was traced at. Exports are cached by weights, precision and size;
+    symbolic batch: TensorRT builds static engines, and a ViT's graph only runs at the size it
+    was traced at. Exports are cached by weights, precision and size;
     each new size's session is checked against eager fp32 on its first input and refused
     (BackendError, the frame not served) when it disagrees."""
     try:
