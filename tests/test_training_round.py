@@ -1,0 +1,97 @@
+"""One round of the on-robot loop on real bags: a candidate trained from an untrained deployed
+decoder on moving-camera bags passes the gates and is deployed; one trained on a static-camera
+clip from the shipped decoder is refused and the deployed file stays; a stopped round resumes.
+Bag selection: finished bags only, a held-out split that never moves."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+from bag_writing import read_video_frames, write_image_bag
+
+from flowfeat_core.cli.synthetic import main as synthetic_main
+from flowfeat_core.continual.bag_sets import ReplayPolicy, finished_bags, split_bags
+from flowfeat_core.continual.training_round import RESULT_FILE, RoundSettings, run_round
+from flowfeat_core.hub.checkpoint import save_checkpoint
+from flowfeat_core.hub.loading import load_model
+
+SETTINGS = RoundSettings(steps=30, batch_size=2, input_size=64, max_side=128, lr=3e-4,
+                         heldout_pairs=8, save_every=10)
+
+
+def synthetic_bags(out: Path, textures: str, split: str, sequences: int) -> list[Path]:
+    synthetic_main(["--out", str(out), "--textures", textures, "--no-labels", "--format", "bag",
+                    "--split", split, "--sequences", str(sequences), "--frames", "6",
+                    "--height", "96", "--width", "128"])
+    return sorted((out / "bags").iterdir())
+
+
+@pytest.fixture(scope="module")
+def bags(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]]:
+    root = tmp_path_factory.mktemp("round_bags")
+    static = write_image_bag(root / "static" / "vtest", read_video_frames("vtest.avi", 12, 128, start=100))
+    return {"moving": synthetic_bags(root / "moving", "training", "train", 3),
+            "heldout": synthetic_bags(root / "heldout", "benchmark", "test", 2),
+            "static": [static]}
+
+
+def test_a_real_gain_is_deployed(tmp_path: Path, bags) -> None:
+    deployed = save_checkpoint(tmp_path / "deployed.safetensors", load_model("default").untrained_twin())
+    before = deployed.read_bytes()
+    result = run_round(deployed, bags["moving"], bags["heldout"], tmp_path / "round1", SETTINGS)
+    assert result.decision is not None and result.decision.passed, result.decision
+    assert result.candidate.loss < result.deployed.loss
+    assert deployed.read_bytes() == (tmp_path / "round1" / "flowfeat.safetensors").read_bytes() != before
+    assert json.loads((tmp_path / "round1" / RESULT_FILE).read_text())["passed"] is True
+    assert (tmp_path / "round1" / "tensorboard").is_dir()
+
+
+def test_a_candidate_from_a_static_clip_is_refused_and_the_deployed_model_stays(tmp_path: Path,
+                                                                                bags) -> None:
+    deployed = save_checkpoint(tmp_path / "deployed.safetensors", load_model("default"))
+    before = deployed.read_bytes()
+    settings = RoundSettings(**{**SETTINGS.__dict__, "rank_weight": 0.0})  # the authors' loss alone
+    result = run_round(deployed, bags["static"], bags["heldout"], tmp_path / "round", settings)
+    assert result.decision is not None and not result.decision.passed
+    assert any(failure.startswith("held-out loss") for failure in result.decision.failures)
+    assert deployed.read_bytes() == before and result.deployed_entry is None
+
+
+def test_a_stopped_round_resumes_where_it_stopped(tmp_path: Path, bags) -> None:
+    deployed = save_checkpoint(tmp_path / "deployed.safetensors", load_model("default").untrained_twin())
+    calls = iter(range(1000))
+    stopped = run_round(deployed, bags["moving"], bags["heldout"], tmp_path / "round", SETTINGS,
+                        should_stop=lambda: next(calls) >= 12)
+    assert stopped.stopped and 0 < stopped.steps < SETTINGS.steps
+    resumed = run_round(deployed, bags["moving"], bags["heldout"], tmp_path / "round", SETTINGS)
+    assert resumed.steps == SETTINGS.steps and resumed.decision is not None
+
+
+def test_only_finished_bags_are_used_and_the_heldout_split_never_moves(tmp_path: Path) -> None:
+    for name in ("bag_000", "bag_001", "bag_002", "bag_003", "bag_004"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "bag_0.mcap").write_bytes(b"x")
+        (tmp_path / name / "metadata.yaml").write_text("rosbag2_bagfile_information: {}\n")
+    (tmp_path / "recording").mkdir()  # still being written: no metadata yet
+    (tmp_path / "recording" / "bag_0.mcap").write_bytes(b"x")
+    now = time.time()
+    for path in tmp_path.glob("*/*"):
+        os.utime(path, (now - 100, now - 100))
+    os.utime(tmp_path / "bag_004" / "bag_0.mcap", (now, now))  # still settling
+    settled = finished_bags(tmp_path, settle_s=5, now=now + 1)
+    assert [bag.name for bag in settled] == ["bag_000", "bag_001", "bag_002", "bag_003"]
+    assert len(finished_bags(tmp_path, settle_s=5, now=now + 10)) == 5
+    names = [f"bag_{index:03d}" for index in range(9)]
+    splits = [split_bags([tmp_path / name for name in names[:count]], 0.25) for count in range(1, 10)]
+    for earlier, later in itertools.pairwise(splits):
+        assert set(earlier.heldout) <= set(later.heldout) and set(earlier.train) <= set(later.train)
+    assert [bag.name for bag in splits[-1].heldout] == ["bag_000", "bag_004", "bag_008"]
+    with pytest.raises(ValueError, match="heldout_fraction"):
+        split_bags([], 1.0)
+    replay = ReplayPolicy(recent=2, older=2).choose(splits[-1].train, round_index=0)
+    assert replay[-2:] == list(splits[-1].train[-2:]) and len(replay) == 4
