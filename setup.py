@@ -25,6 +25,7 @@ CONSOLE_SCRIPTS = [
     "flowfeat_evaluate = flowfeat_core.cli.evaluate:main",
     "flowfeat_heldout = flowfeat_core.cli.heldout:main",
     "flowfeat_synthetic = flowfeat_core.cli.synthetic:main",
+    "flowfeat_round = flowfeat_core.cli.training_round:main",
 ]
 
 

@@ -8,6 +8,9 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -95,3 +98,25 @@ def test_only_finished_bags_are_used_and_the_heldout_split_never_moves(tmp_path:
         split_bags([], 1.0)
     replay = ReplayPolicy(recent=2, older=2).choose(splits[-1].train, round_index=0)
     assert replay[-2:] == list(splits[-1].train[-2:]) and len(replay) == 4
+
+
+def test_round_command_creates_the_deployed_file_runs_rounds_and_reports(tmp_path: Path, bags) -> None:
+    command = [sys.executable, "-m", "flowfeat_core.cli.training_round", "--bags",
+               str(bags["moving"][0].parent), "--deployed", str(tmp_path / "deployed.safetensors"),
+               "--work", str(tmp_path / "rounds"), "--settle-s", "0", "--heldout-fraction", "0.25",
+               "--steps", "6", "--batch-size", "2", "--input-size", "64", "--max-side", "128",
+               "--heldout-pairs", "4"]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    assert f"created {tmp_path / 'deployed.safetensors'} from default" in first.stdout
+    assert "round_0001: training on 2 of 2 bags, held-out 1 bags" in first.stdout
+    assert re.search(r"round_0001: 6 steps in \d+ s; 4 held-out pairs: loss .*; (deployed|refused: )",
+                     first.stdout)
+    second = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0 and "round_0002: 6 steps" in second.stdout, second.stderr
+    empty = subprocess.run([*command[:4], str(tmp_path / "rounds"), *command[5:]],
+                           capture_output=True, text=True, timeout=300)
+    assert empty.returncode == 1
+    assert empty.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'rounds'} has 0 finished training bag(s) and 0 held-out bag(s); "
+        "a round needs at least one of each"]

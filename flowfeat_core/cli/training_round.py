@@ -1,0 +1,117 @@
+"""``flowfeat_round``: one round of the on-robot loop, by hand or from a timer.
+
+    flowfeat_round --bags ~/flowfeat_bags --deployed ~/flowfeat/deployed.safetensors --work ~/flowfeat/rounds
+
+Reads the finished bags under ``--bags`` (closed and settled), keeps a fixed fraction of them as
+the held-out set, trains a candidate from the deployed checkpoint on the recent and some older
+training bags, scores candidate and deployed model on the held-out bags and deploys the candidate
+only when it passes the gates (see flowfeat_core/continual/). Rounds live in ``--work/round_NNNN``;
+a round that was stopped (SIGINT/SIGTERM: state saved, exit 130) or killed resumes on the next
+call. ``--deployed`` is created from ``--initial`` when it does not exist yet. Exit 0 whether the
+candidate was deployed or refused; the printed decision says which and why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from flowfeat_core.cli.errors import reports_user_errors
+from flowfeat_core.cli.stop_signals import StopSignals
+from flowfeat_core.continual.gates import GateThresholds
+
+ROUND_PREFIX = "round_"
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line."""
+    p = argparse.ArgumentParser(prog="flowfeat_round", description=__doc__.split("\n\n")[0])
+    p.add_argument("--bags", type=Path, required=True, help="the recorder's output_dir")
+    p.add_argument("--deployed", type=Path, required=True,
+                   help="the deployed checkpoint (.safetensors) the perception node loads")
+    p.add_argument("--work", type=Path, required=True, help="folder of the rounds")
+    p.add_argument("--initial", default="default", help="model for a --deployed that does not exist")
+    p.add_argument("--topic", help="image topic (default: the one with most frames)")
+    p.add_argument("--heldout-fraction", type=float, default=0.25)
+    p.add_argument("--settle-s", type=float, default=10.0, help="a bag counts once unchanged this long")
+    p.add_argument("--recent", type=int, default=8, help="newest training bags in every round")
+    p.add_argument("--older", type=int, default=8, help="older training bags drawn at random")
+    p.add_argument("--keep", type=int, default=3, help="deployed models kept for rollback")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--input-size", type=int, default=128)
+    p.add_argument("--max-side", type=int, default=256)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--rank-weight", type=float, default=1.0)
+    p.add_argument("--heldout-pairs", type=int, default=48)
+    p.add_argument("--device", default="cpu")
+    defaults = GateThresholds()
+    p.add_argument("--min-loss-gain", type=float, default=defaults.min_loss_gain)
+    p.add_argument("--max-epe-increase", type=float, default=defaults.max_epe_increase)
+    p.add_argument("--min-effective-rank", type=float, default=defaults.min_effective_rank)
+    p.add_argument("--min-rank-ratio", type=float, default=defaults.min_rank_ratio)
+    return p
+
+
+def round_folder(work: Path) -> Path:
+    """The newest round if it has no result yet (it was stopped or killed), else a new one."""
+    from flowfeat_core.continual.training_round import RESULT_FILE
+
+    rounds = sorted(work.glob(f"{ROUND_PREFIX}[0-9][0-9][0-9][0-9]"))
+    if rounds and not (rounds[-1] / RESULT_FILE).is_file():
+        return rounds[-1]
+    number = int(rounds[-1].name[len(ROUND_PREFIX):]) + 1 if rounds else 1
+    return work / f"{ROUND_PREFIX}{number:04d}"
+
+
+@reports_user_errors
+def main(argv: list[str] | None = None) -> int:
+    """Run one round; 0 when it finished (deployed or refused), 130 when stopped."""
+    args = parser().parse_args(argv)
+    thresholds = GateThresholds(args.min_loss_gain, args.max_epe_increase, args.min_effective_rank,
+                                args.min_rank_ratio)
+    stop = StopSignals("flowfeat_round")
+    stop.install()
+    try:
+        return _run(args, thresholds, stop)
+    finally:
+        stop.ignore_from_now_on()
+
+
+def _run(args: argparse.Namespace, thresholds: GateThresholds, stop: StopSignals) -> int:
+    from flowfeat_core.continual.bag_sets import ReplayPolicy, finished_bags, split_bags
+    from flowfeat_core.continual.training_round import RoundSettings, run_round
+    from flowfeat_core.hub.checkpoint import save_checkpoint
+    from flowfeat_core.hub.loading import load_model
+
+    split = split_bags(finished_bags(args.bags, args.settle_s), args.heldout_fraction)
+    if not split.train or not split.heldout:
+        raise ValueError(f"{args.bags} has {len(split.train)} finished training bag(s) and "
+                         f"{len(split.heldout)} held-out bag(s); a round needs at least one of each")
+    if not args.deployed.is_file():
+        save_checkpoint(args.deployed, load_model(args.initial), {"source": args.initial})
+        print(f"created {args.deployed} from {args.initial}")
+    folder = round_folder(args.work)
+    index = int(folder.name[len(ROUND_PREFIX):])
+    train_bags = ReplayPolicy(args.recent, args.older).choose(split.train, index)
+    settings = RoundSettings(
+        steps=args.steps, batch_size=args.batch_size, input_size=args.input_size,
+        max_side=args.max_side, lr=args.lr, rank_weight=args.rank_weight,
+        heldout_pairs=args.heldout_pairs, device=args.device, topic=args.topic,
+        thresholds=thresholds)
+    print(f"{folder.name}: training on {len(train_bags)} of {len(split.train)} bags, held-out "
+          f"{len(split.heldout)} bags", flush=True)
+    result = run_round(args.deployed, train_bags, list(split.heldout), folder, settings, args.keep,
+                       should_stop=lambda: stop.requested)
+    if result.decision is None:
+        print(f"{folder.name}: stopped at step {result.steps}; run again to resume")
+        return 130
+    verdict = "deployed" if result.decision.passed else "refused: " + "; ".join(result.decision.failures)
+    print(f"{folder.name}: {result.steps} steps in {result.train_seconds:.0f} s; "
+          f"{result.decision.summary}; {verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
