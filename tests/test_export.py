@@ -55,22 +55,21 @@ def test_dynamic_export_runs_at_other_sizes_and_batches(tmp_path: Path) -> None:
     assert np.abs(features - want).max() < 1e-3
 
 
-def test_vit_checkpoint_exports_in_fp32_and_fp16_at_a_fixed_size_only(tmp_path: Path) -> None:
-    """A DINOv2 ViT-S/14 FlowFeat with random weights (the released architecture)."""
+def test_vit_checkpoint_exports_at_a_fixed_size_only(tmp_path: Path) -> None:
+    """A DINOv2 ViT-S/14 FlowFeat with random weights (the released architecture): fp16 at a fixed
+    size passes; fp32 with --dynamic passes its check at the traced size and is refused at the
+    second, since the position embeddings are resampled while tracing."""
     torch.manual_seed(0)
     checkpoint = save_checkpoint(tmp_path / "vit.safetensors",
                                  FlowFeat(ModelConfig.for_encoder("dinov2_vits14")))
-    for precision in ("fp32", "fp16"):
-        out = tmp_path / f"vit_{precision}.onnx"
-        result = run_export("--checkpoint", str(checkpoint), "--out", str(out), "--height", "56",
-                            "--width", "84", "--precision", precision)
-        assert result.returncode == 0, result.stderr
-        assert "ONNX Runtime vs PyTorch fp32 at 56x84" in result.stdout
-    # its position embeddings are resampled while tracing: a "dynamic" graph runs at 56x84 only
-    result = run_export("--checkpoint", str(checkpoint), "--out", str(tmp_path / "dyn.onnx"),
-                        "--height", "56", "--width", "84", "--dynamic")
-    assert result.returncode == 1 and "at 56x84: encoder" in result.stdout
-    assert "error: ONNX Runtime cannot run the graph at 84x98" in result.stderr.strip().splitlines()[-1]
+    fixed = run_export("--checkpoint", str(checkpoint), "--out", str(tmp_path / "vit16.onnx"),
+                       "--height", "56", "--width", "84", "--precision", "fp16")
+    assert fixed.returncode == 0, fixed.stderr
+    assert "ONNX Runtime vs PyTorch fp32 at 56x84" in fixed.stdout
+    dynamic = run_export("--checkpoint", str(checkpoint), "--out", str(tmp_path / "dyn.onnx"),
+                         "--height", "56", "--width", "84", "--dynamic")
+    assert dynamic.returncode == 1 and "ONNX Runtime vs PyTorch fp32 at 56x84: encoder" in dynamic.stdout
+    assert "error: ONNX Runtime cannot run the graph at 84x98" in dynamic.stderr.strip().splitlines()[-1]
 
 
 @pytest.mark.parametrize(("args", "message"), [
