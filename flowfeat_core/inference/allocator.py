@@ -4,9 +4,10 @@ Why: glibc's malloc serves blocks above its mmap threshold (at most 32 MiB; a 12
 float32 feature map is 39 MB) with a fresh ``mmap`` and unmaps them on ``free``, so the kernel
 zero-fills every page again on the next frame. Measured on the 2-core development machine: a
 39 MB tensor copy took 16.6 ms into new memory and 2.1 ms into retained memory, and the default
-model's fp32 forward at 320x240 went from about 80 to about 52 ms. PyTorch has no caching
-allocator on the CPU, so the fix is malloc's: serve every block from the heap (``M_MMAP_MAX`` 0)
-and keep up to ``TRIM_THRESHOLD`` of free memory at its top instead of returning it. The resident
+model's fp32 forward at 320x240 went from 72-82 ms to 30-40 ms (README, Benchmarks). PyTorch has
+no caching allocator on the CPU, so the fix is malloc's: serve every block from the heap
+(``M_MMAP_MAX`` 0) and keep up to ``TRIM_THRESHOLD`` of free memory at its top instead of
+returning it. The resident
 size then stays near the process's peak instead of falling between frames, which is what a
 process that runs the same network every frame needs anyway.
 """
