@@ -39,6 +39,7 @@ import torch
 from flowfeat_core.inference.allocator import retain_freed_memory
 from flowfeat_core.inference.backends import BACKENDS, make_runner
 from flowfeat_core.inference.device import available_cores
+from flowfeat_core.inference.predictor import Predictor
 from flowfeat_core.models.config import ModelConfig
 from flowfeat_core.models.flowfeat import FlowFeat
 
@@ -92,8 +93,6 @@ def build_model(model: str) -> FlowFeat:
 def photo_batch(model: FlowFeat, height: int, width: int) -> torch.Tensor:
     """The astronaut photo resized to ``height`` x ``width`` and normalised for ``model``."""
     from skimage import data as skimage_data
-
-    from flowfeat_core.inference.predictor import Predictor
 
     # eager fp32 on the CPU: only preprocessing is used, never this predictor's model
     predictor = Predictor(model, device="cpu", input_hw=(height, width), channels_last=False)
