@@ -73,8 +73,9 @@ def features_for(peer, camera: Camera, outputs: Outputs, rgb: np.ndarray, frame_
 def record(peer, camera: Camera, frames: list[np.ndarray], recorder: Recorder) -> None:
     """Publish ``frames`` to the recorder and wait until it has kept every one of them."""
     diagnostics = RecorderDiagnostics(peer)
-    spin_until(peer, lambda: camera.image.get_subscription_count() > 0, 60,
-               "the recorder to subscribe", recorder)
+    spin_until(peer, lambda: camera.image.get_subscription_count() > 0
+               and diagnostics.publishers(camera.image.topic_name) > 0, 60,
+               "the recorder and the camera to match", recorder)
     for rgb in frames:
         camera.send(rgb, info=False)
         spin_for(peer, 0.05)

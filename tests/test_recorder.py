@@ -143,6 +143,10 @@ class Diagnostics:
     def kept(self) -> int:
         return int(self.values.get("kept", -1))
 
+    def publishers(self, topic: str) -> int:
+        """Publishers the recorder's subscription to ``topic`` has matched (its own view)."""
+        return int(self.values.get(f"publishers {topic}", 0))
+
 
 def publish_frames(pub, frames: list[np.ndarray], indices: range, pause_s: float = 0.02) -> None:
     """Publish ``frames[i]`` stamped ``header(i)`` for each index, ``pause_s`` apart."""
@@ -151,9 +155,12 @@ def publish_frames(pub, frames: list[np.ndarray], indices: range, pause_s: float
         time.sleep(pause_s)
 
 
-def wait_ready(node: Node, publishers: list, recorder: Recorder) -> None:
-    spin_until(node, lambda: all(p.get_subscription_count() > 0 for p in publishers), 20,
-               "the recorder to subscribe", recorder)
+def wait_ready(node: Node, publishers: list, recorder: Recorder, diagnostics: Diagnostics) -> None:
+    """Wait until both ends have matched: a volatile reader drops what a writer sends before the
+    reader itself has matched it, even when the writer already counts the reader."""
+    spin_until(node, lambda: all(p.get_subscription_count() > 0 and
+                                 diagnostics.publishers(p.topic_name) > 0 for p in publishers),
+               20, "the recorder and the publishers to match", recorder)
 
 
 def read_rosbags(bag: Path) -> list[tuple[str, int, object]]:
@@ -171,7 +178,7 @@ def test_sigint_closes_complete_bag_readable_by_both_readers(ros_node, frames, s
     info_pub = ros_node.create_publisher(CameraInfo, "/cam/camera_info", QOS)
     jpeg_pub = ros_node.create_publisher(CompressedImage, "/cam/image/compressed", QOS)
     diagnostics = Diagnostics(ros_node)
-    wait_ready(ros_node, [image_pub, info_pub, jpeg_pub], recorder)
+    wait_ready(ros_node, [image_pub, info_pub, jpeg_pub], recorder, diagnostics)
     count = 8
     for i in range(count):
         image_pub.publish(rgb8_to_msg(frames[i], header(i)))
@@ -216,7 +223,7 @@ def test_sigkill_loses_only_the_last_flush_interval(ros_node, frames, start_reco
     pub = ros_node.create_publisher(Image,
                                     "/kill/image_raw", QOS)
     diagnostics = Diagnostics(ros_node)
-    wait_ready(ros_node, [pub], recorder)
+    wait_ready(ros_node, [pub], recorder, diagnostics)
     publish_frames(pub, frames, range(10))
     spin_until(ros_node, lambda: diagnostics.kept() == 10, 15, "10 kept frames", recorder)
     time.sleep(0.6)  # > flush_interval_s: everything kept so far is on disk
@@ -281,7 +288,7 @@ def test_disk_full_keeps_the_bag_readable_and_the_recorder_alive(ros_node, frame
                               output_dir=small_filesystem / "bags")
     pub = ros_node.create_publisher(Image, "/full/image_raw", QOS)
     diagnostics = Diagnostics(ros_node)
-    wait_ready(ros_node, [pub], recorder)
+    wait_ready(ros_node, [pub], recorder, diagnostics)
     publish_frames(pub, frames, range(20))
     spin_until(ros_node, lambda: diagnostics.kept() == 20, 15, "20 kept frames", recorder)
     time.sleep(0.5)  # flushed
@@ -318,7 +325,7 @@ def test_sigterm_sqlite3_zstd_bag(ros_node, frames, start_recorder):
     pub = ros_node.create_publisher(Image,
                                     "/sql/image_raw", QOS)
     diagnostics = Diagnostics(ros_node)
-    wait_ready(ros_node, [pub], recorder)
+    wait_ready(ros_node, [pub], recorder, diagnostics)
     for i in range(5):
         pub.publish(rgb8_to_msg(frames[i], header(i)))
     spin_until(ros_node, lambda: diagnostics.kept() == 5, 15, "5 kept frames", recorder)
@@ -339,7 +346,7 @@ def test_split_by_size_and_quota_deletes_oldest(ros_node, frames, start_recorder
     pub = ros_node.create_publisher(Image,
                                     "/quota/image_raw", QOS)
     diagnostics = Diagnostics(ros_node)
-    wait_ready(ros_node, [pub], recorder)
+    wait_ready(ros_node, [pub], recorder, diagnostics)
     publish_frames(pub, frames, range(18), pause_s=0.03)
     spin_until(ros_node, lambda: diagnostics.kept() == 18, 15, "18 kept frames", recorder)
     assert recorder.stop() == 0, recorder.output()
@@ -358,7 +365,7 @@ def test_motion_gate_skips_repeated_frames(ros_node, frames, start_recorder):
     pub = ros_node.create_publisher(Image,
                                     "/gate/image_raw", QOS)
     diagnostics = Diagnostics(ros_node)
-    wait_ready(ros_node, [pub], recorder)
+    wait_ready(ros_node, [pub], recorder, diagnostics)
     sequence = [0, 0, 0, 0, 30, 30, 30]  # a parked robot, then the scene changes
     for i, index in enumerate(sequence):
         pub.publish(rgb8_to_msg(frames[index], header(i)))
@@ -387,7 +394,7 @@ def test_services_toggle_recording_and_split(ros_node, frames, start_recorder):
     diagnostics = Diagnostics(ros_node)
     set_recording = ros_node.create_client(SetBool, "/recorder/set_recording")
     split = ros_node.create_client(Trigger, "/recorder/split")
-    wait_ready(ros_node, [pub], recorder)
+    wait_ready(ros_node, [pub], recorder, diagnostics)
 
     def publish(indices: range) -> None:
         publish_frames(pub, frames, indices)
@@ -420,7 +427,7 @@ def test_low_disk_space_pauses_with_diagnostics(ros_node, frames, start_recorder
     pub = ros_node.create_publisher(Image,
                                     "/disk/image_raw", QOS)
     diagnostics = Diagnostics(ros_node)
-    wait_ready(ros_node, [pub], recorder)
+    wait_ready(ros_node, [pub], recorder, diagnostics)
     for i in range(3):
         pub.publish(rgb8_to_msg(frames[i], header(i)))
     spin_until(ros_node, lambda: diagnostics.values.get("skipped_paused") == "3", 15,

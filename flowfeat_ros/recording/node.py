@@ -14,6 +14,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.subscription import Subscription
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_srvs.srv import SetBool, Trigger
 
@@ -118,6 +119,7 @@ class RecorderNode(Node):
         reliability = (ReliabilityPolicy.BEST_EFFORT if p["qos"] == "sensor_data"
                        else ReliabilityPolicy.RELIABLE)
         qos = QoSProfile(depth=p["qos_depth"], reliability=reliability)
+        self.subscriptions_by_topic: dict[str, Subscription] = {}
         for spec in self.specs:
             self._subscribe(spec, qos, RateCap(p["max_rate_hz"]),
                             MotionGate(p["motion_threshold"]) if spec.is_image else None)
@@ -145,8 +147,8 @@ class RecorderNode(Node):
         def callback(data: bytes) -> None:
             self._on_message(spec, cap, gate, data)
 
-        self.create_subscription(ROS_TYPES.get(spec.msgtype, Image), spec.name, callback, qos,
-                                 raw=True)
+        self.subscriptions_by_topic[spec.name] = self.create_subscription(
+            ROS_TYPES.get(spec.msgtype, Image), spec.name, callback, qos, raw=True)
 
     def _passes_motion_gate(self, spec: TopicSpec, gate: MotionGate, data: bytes) -> bool:
         try:
@@ -270,7 +272,10 @@ class RecorderNode(Node):
         status.message = self.paused_reason or ("recording" if self.recording else "stopped")
         values = {"bytes_written": self.bags.total_bytes, "bags_started": self.bags.bags_started,
                   "current_bag": self.bags.current_path or "", "recording": self.recording,
-                  "paused_reason": self.paused_reason, **self.counters}
+                  "paused_reason": self.paused_reason, **self.counters,
+                  # matched on this side: a publisher whose QoS is incompatible never counts
+                  **{f"publishers {name}": sub.get_publisher_count()
+                     for name, sub in self.subscriptions_by_topic.items()}}
         status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
