@@ -5,7 +5,6 @@ Bag selection: finished bags only, a held-out split that never moves."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import re
@@ -18,8 +17,8 @@ import pytest
 from bag_writing import read_video_frames, write_image_bag
 
 from flowfeat_core.cli.synthetic import main as synthetic_main
-from flowfeat_core.cli.training_round import round_folder
-from flowfeat_core.continual.bag_sets import ReplayPolicy, finished_bags, split_bags
+from flowfeat_core.continual.bag_sets import finished_bags
+from flowfeat_core.continual.loop import round_folder
 from flowfeat_core.continual.training_round import RESULT_FILE, RoundSettings, run_round
 from flowfeat_core.hub.checkpoint import save_checkpoint
 from flowfeat_core.hub.loading import load_model
@@ -76,7 +75,7 @@ def test_a_stopped_round_resumes_where_it_stopped(tmp_path: Path, bags) -> None:
     assert resumed.steps == SETTINGS.steps and resumed.decision is not None
 
 
-def test_only_finished_bags_are_used_and_the_heldout_split_never_moves(tmp_path: Path) -> None:
+def test_only_finished_bags_are_used(tmp_path: Path) -> None:
     for name in ("bag_000", "bag_001", "bag_002", "bag_003", "bag_004"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "bag_0.mcap").write_bytes(b"x")
@@ -90,15 +89,6 @@ def test_only_finished_bags_are_used_and_the_heldout_split_never_moves(tmp_path:
     settled = finished_bags(tmp_path, settle_s=5, now=now + 1)
     assert [bag.name for bag in settled] == ["bag_000", "bag_001", "bag_002", "bag_003"]
     assert len(finished_bags(tmp_path, settle_s=5, now=now + 10)) == 5
-    names = [f"bag_{index:03d}" for index in range(9)]
-    splits = [split_bags([tmp_path / name for name in names[:count]], 0.25) for count in range(1, 10)]
-    for earlier, later in itertools.pairwise(splits):
-        assert set(earlier.heldout) <= set(later.heldout) and set(earlier.train) <= set(later.train)
-    assert [bag.name for bag in splits[-1].heldout] == ["bag_000", "bag_004", "bag_008"]
-    with pytest.raises(ValueError, match="heldout_fraction"):
-        split_bags([], 1.0)
-    replay = ReplayPolicy(recent=2, older=2).choose(splits[-1].train, round_index=0)
-    assert replay[-2:] == list(splits[-1].train[-2:]) and len(replay) == 4
 
 
 def test_round_command_creates_the_deployed_file_runs_rounds_and_reports(tmp_path: Path, bags) -> None:
@@ -110,15 +100,17 @@ def test_round_command_creates_the_deployed_file_runs_rounds_and_reports(tmp_pat
     first = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr
     assert f"created {tmp_path / 'deployed.safetensors'} from default" in first.stdout
-    assert "round_0001: training on 2 of 2 bags, held-out 1 bags" in first.stdout
+    assert "round_0001: training on 2 bags, held-out 1 bags" in first.stdout
     assert re.search(r"round_0001: 6 steps in \d+ s; 4 held-out pairs: loss .*; (deployed|refused: )",
                      first.stdout)
     assert round_folder(tmp_path / "rounds").name == "round_0002"  # the first one finished
     (tmp_path / "rounds" / "round_0002").mkdir()
     assert round_folder(tmp_path / "rounds").name == "round_0002"  # no result yet: resume it
-    empty = subprocess.run([*command[:4], str(tmp_path / "rounds"), *command[5:]],
+    (tmp_path / "no_bags").mkdir()
+    empty = subprocess.run([*command[:4], str(tmp_path / "no_bags"), *command[5:8],
+                            str(tmp_path / "empty_work"), *command[9:]],
                            capture_output=True, text=True, timeout=300)
     assert empty.returncode == 1
     assert empty.stderr.strip().splitlines() == [
-        f"error: {tmp_path / 'rounds'} has 0 finished training bag(s) and 0 held-out bag(s); "
-        "a round needs at least one of each"]
+        f"error: {tmp_path / 'empty_work'}: 0 training and 0 held-out bag(s) kept; a round needs at "
+        "least one of each"]

@@ -2,10 +2,11 @@
 
     flowfeat_round --bags ~/flowfeat_bags --deployed ~/flowfeat/deployed.safetensors --work ~/flowfeat/rounds
 
-Reads the finished bags under ``--bags`` (closed and settled), keeps a fixed fraction of them as
-the held-out set, trains a candidate from the deployed checkpoint on the recent and some older
-training bags, scores candidate and deployed model on the held-out bags and deploys the candidate
-only when it passes the gates (see flowfeat_core/continual/). Rounds live in ``--work/round_NNNN``;
+Takes the finished bags under ``--bags`` (closed and settled) into the replay store under
+``--work`` (a fixed fraction held out, never trained on), trains a candidate from the deployed
+checkpoint on the kept training bags, scores candidate and deployed model on the held-out bags and
+deploys the candidate only when it passes the gates (see flowfeat_core/continual/). The ROS
+``trainer`` node runs the same loop. Rounds live in ``--work/round_NNNN``;
 a round that was stopped (SIGINT/SIGTERM: state saved, exit 130) or killed resumes on the next
 call. ``--deployed`` is created from ``--initial`` when it does not exist yet. Exit 0 whether the
 candidate was deployed or refused; the printed decision says which and why.
@@ -21,8 +22,6 @@ from flowfeat_core.cli.errors import reports_user_errors
 from flowfeat_core.cli.stop_signals import StopSignals
 from flowfeat_core.continual.gates import GateThresholds
 
-ROUND_PREFIX = "round_"
-
 
 def parser() -> argparse.ArgumentParser:
     """The command line."""
@@ -35,8 +34,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--topic", help="image topic (default: the one with most frames)")
     p.add_argument("--heldout-fraction", type=float, default=0.25)
     p.add_argument("--settle-s", type=float, default=10.0, help="a bag counts once unchanged this long")
-    p.add_argument("--recent", type=int, default=8, help="newest training bags in every round")
-    p.add_argument("--older", type=int, default=8, help="older training bags drawn at random")
+    p.add_argument("--recent", type=int, default=8, help="newest training bags kept")
+    p.add_argument("--older", type=int, default=8,
+                   help="older training bags kept (a uniform reservoir sample)")
+    p.add_argument("--heldout", type=int, default=8, help="held-out bags kept (reservoir sample)")
+    p.add_argument("--quota-mb", type=float, default=4096.0,
+                   help="disk quota of the kept bags and caches under --work")
     p.add_argument("--keep", type=int, default=3, help="deployed models kept for rollback")
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--batch-size", type=int, default=4)
@@ -54,17 +57,6 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def round_folder(work: Path) -> Path:
-    """The newest round if it has no result yet (it was stopped or killed), else a new one."""
-    from flowfeat_core.continual.training_round import RESULT_FILE
-
-    rounds = sorted(work.glob(f"{ROUND_PREFIX}[0-9][0-9][0-9][0-9]"))
-    if rounds and not (rounds[-1] / RESULT_FILE).is_file():
-        return rounds[-1]
-    number = int(rounds[-1].name[len(ROUND_PREFIX):]) + 1 if rounds else 1
-    return work / f"{ROUND_PREFIX}{number:04d}"
-
-
 @reports_user_errors
 def main(argv: list[str] | None = None) -> int:
     """Run one round; 0 when it finished (deployed or refused), 130 when stopped."""
@@ -80,30 +72,33 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, thresholds: GateThresholds, stop: StopSignals) -> int:
-    from flowfeat_core.continual.bag_sets import ReplayPolicy, finished_bags, split_bags
-    from flowfeat_core.continual.training_round import RoundSettings, run_round
-    from flowfeat_core.hub.checkpoint import save_checkpoint
-    from flowfeat_core.hub.loading import load_model
+    from flowfeat_core.continual.loop import ContinualLoop, LoopSettings
+    from flowfeat_core.continual.replay_store import StoreLimits
+    from flowfeat_core.continual.training_round import RoundSettings
 
-    split = split_bags(finished_bags(args.bags, args.settle_s), args.heldout_fraction)
-    if not split.train or not split.heldout:
-        raise ValueError(f"{args.bags} has {len(split.train)} finished training bag(s) and "
-                         f"{len(split.heldout)} held-out bag(s); a round needs at least one of each")
-    if not args.deployed.is_file():
-        save_checkpoint(args.deployed, load_model(args.initial), {"source": args.initial})
+    settings = LoopSettings(
+        settle_s=args.settle_s, keep=args.keep,
+        limits=StoreLimits(recent=args.recent, older=args.older, heldout=args.heldout,
+                           heldout_fraction=args.heldout_fraction,
+                           quota_bytes=int(args.quota_mb * 1024**2)),
+        round=RoundSettings(
+            steps=args.steps, batch_size=args.batch_size, input_size=args.input_size,
+            max_side=args.max_side, lr=args.lr, rank_weight=args.rank_weight,
+            heldout_pairs=args.heldout_pairs, device=args.device, topic=args.topic,
+            thresholds=thresholds))
+    loop = ContinualLoop(args.bags, args.work, args.deployed, args.initial, settings)
+    report = loop.take_in_bags()
+    for name, reason in report.rejected.items():
+        print(f"rejected bag {name}: {reason}", file=sys.stderr)
+    reason = loop.blocker()
+    if reason:
+        raise ValueError(f"{args.work}: {reason}")
+    if loop.ensure_deployed():
         print(f"created {args.deployed} from {args.initial}")
-    folder = round_folder(args.work)
-    index = int(folder.name[len(ROUND_PREFIX):])
-    train_bags = ReplayPolicy(args.recent, args.older).choose(split.train, index)
-    settings = RoundSettings(
-        steps=args.steps, batch_size=args.batch_size, input_size=args.input_size,
-        max_side=args.max_side, lr=args.lr, rank_weight=args.rank_weight,
-        heldout_pairs=args.heldout_pairs, device=args.device, topic=args.topic,
-        thresholds=thresholds)
-    print(f"{folder.name}: training on {len(train_bags)} of {len(split.train)} bags, held-out "
-          f"{len(split.heldout)} bags", flush=True)
-    result = run_round(args.deployed, train_bags, list(split.heldout), folder, settings, args.keep,
-                       should_stop=lambda: stop.requested)
+    folder = loop.next_round()
+    print(f"{folder.name}: training on {len(loop.store.train_bags())} bags, held-out "
+          f"{len(loop.store.heldout_bags())} bags", flush=True)
+    result = loop.run_round(should_stop=lambda: stop.requested)
     if result.decision is None:
         print(f"{folder.name}: stopped at step {result.steps}; run again to resume")
         return 130

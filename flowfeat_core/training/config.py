@@ -35,6 +35,7 @@ class TrainConfig:
     max_side: int = 320
     teacher: str = "dis"
     flow_cache: Path | None = None
+    frame_cache: Path | None = None
     no_flow_cache: bool = False
     workers: int = 2
     seed: int = 0
@@ -55,7 +56,7 @@ class TrainConfig:
     def to_dict(self) -> dict:
         """JSON-friendly form (stored in checkpoints' provenance)."""
         data = asdict(self)
-        for key in ("out", "flow_cache"):
+        for key in ("out", "flow_cache", "frame_cache"):
             data[key] = str(data[key]) if data[key] is not None else None
         return data
 
@@ -106,6 +107,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         "--teacher", default=defaults.teacher, choices=list(TEACHER_FLOWS), help=teacher_flow_help()
     )
     run.add_argument("--flow-cache", type=Path, help="teacher-flow cache dir (default: OUT/flow_cache)")
+    run.add_argument("--frame-cache", type=Path,
+                     help="decoded-frame cache dir (default: $FLOWFEAT_FRAME_CACHE or ~/.cache)")
     run.add_argument("--no-flow-cache", action="store_true", help="recompute teacher flow every time")
     run.add_argument("--workers", type=int, default=defaults.workers, help="DataLoader workers")
     run.add_argument("--seed", type=int, default=defaults.seed)

@@ -128,6 +128,7 @@ class Trainer:
             images=self.config.images,
             topic=self.config.topic,
             max_side=self.config.max_side,
+            cache_dir=self.config.frame_cache,
         )
         pairs = FramePairDataset(sequences, gap=self.config.gap, seed=self.config.seed)
         return DistillationViews(

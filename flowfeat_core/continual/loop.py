@@ -1,0 +1,129 @@
+"""The on-robot loop's state on disk and its two moves: take in finished bags, run a round.
+
+Shared by the ``flowfeat_round`` command and the ROS ``trainer`` node, so both read and write the
+same work folder::
+
+    <work>/replay/     the replay and held-out bags (replay_store.py)
+    <work>/cache/      decoded frames and teacher flow, shared by rounds (rebuilt when deleted)
+    <work>/round_NNNN/ one round: its TensorBoard logs, candidate and round.json
+    <work>/tensorboard the gate numbers of every round (one point per round)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flowfeat_core.continual.bag_sets import finished_bags
+from flowfeat_core.continual.replay_store import AdmitReport, ReplayStore, StoreLimits
+from flowfeat_core.continual.training_round import (
+    RESULT_FILE,
+    RoundCaches,
+    RoundResult,
+    RoundSettings,
+    run_round,
+)
+from flowfeat_core.data.sources import build_frame_sequences
+
+ROUND_PREFIX = "round_"
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """Everything a loop needs besides its folders."""
+
+    settle_s: float = 10.0
+    keep: int = 3
+    limits: StoreLimits = field(default_factory=StoreLimits)
+    round: RoundSettings = field(default_factory=RoundSettings)
+
+
+def round_folder(work: Path) -> Path:
+    """The newest round if it has no result yet (it was stopped or killed), else a new one."""
+    rounds = sorted(Path(work).glob(f"{ROUND_PREFIX}[0-9][0-9][0-9][0-9]"))
+    if rounds and not (rounds[-1] / RESULT_FILE).is_file():
+        return rounds[-1]
+    number = int(rounds[-1].name[len(ROUND_PREFIX):]) + 1 if rounds else 1
+    return Path(work) / f"{ROUND_PREFIX}{number:04d}"
+
+
+class ContinualLoop:
+    """Bags from ``bags_dir`` (the recorder's output_dir) in, candidates for ``deployed`` out.
+    ``deployed`` is created from ``initial`` (anything load_model accepts) before the first round
+    when it does not exist."""
+
+    def __init__(self, bags_dir: Path, work_dir: Path, deployed: Path, initial: str = "default",
+                 settings: LoopSettings = LoopSettings()) -> None:
+        self.bags_dir = Path(bags_dir).expanduser().resolve()
+        self.work_dir = Path(work_dir).expanduser().resolve()
+        if self.work_dir.is_relative_to(self.bags_dir):
+            raise ValueError(f"the work folder {self.work_dir} must not be inside the bag folder "
+                             f"{self.bags_dir} (its copies would be taken for new bags)")
+        self.deployed = Path(deployed).expanduser()
+        self.initial = initial
+        self.settings = settings
+        cache = self.work_dir / "cache"
+        self.caches = RoundCaches(frames=cache / "frames", flow=cache / "flow")
+        self.store = ReplayStore(self.work_dir / "replay", settings.limits, caches=(cache,))
+
+    def take_in_bags(self, now: float | None = None) -> AdmitReport:
+        """Admit the bags that finished since the last call (raises OSError on a full disk)."""
+        return self.store.admit(finished_bags(self.bags_dir, self.settings.settle_s, now),
+                                check=self._check_bag)
+
+    def _check_bag(self, bag: Path) -> None:
+        """Decode the bag's frames into the cache, as training will; any failure rejects it."""
+        try:
+            build_frame_sequences(bags=[bag], topic=self.settings.round.topic,
+                                  max_side=self.settings.round.max_side,
+                                  cache_dir=self.caches.frames)
+        except Exception as error:  # a corrupt bag can fail anywhere in its reader
+            raise ValueError(f"{type(error).__name__}: {error}") from error
+
+    def blocker(self) -> str | None:
+        """Why no round can run now, or None."""
+        train, heldout = self.store.train_bags(), self.store.heldout_bags()
+        if train and heldout:
+            return None
+        return (f"{len(train)} training and {len(heldout)} held-out bag(s) kept; a round needs at "
+                "least one of each")
+
+    def ensure_deployed(self) -> bool:
+        """Create the deployed file from ``initial`` if it does not exist; True if it did so."""
+        if self.deployed.is_file():
+            return False
+        from flowfeat_core.hub.checkpoint import save_checkpoint
+        from flowfeat_core.hub.loading import load_model
+
+        save_checkpoint(self.deployed, load_model(self.initial), {"source": self.initial})
+        return True
+
+    def next_round(self) -> Path:
+        """The folder the next :meth:`run_round` works in (an unfinished round is resumed)."""
+        return round_folder(self.work_dir)
+
+    def run_round(self, should_stop=lambda: False) -> RoundResult:
+        """Train, score, judge and maybe deploy (see training_round.py); the result is also
+        logged to TensorBoard. ``should_stop`` is polled every training step."""
+        reason = self.blocker()
+        if reason:
+            raise ValueError(reason)
+        self.ensure_deployed()
+        folder = self.next_round()
+        result = run_round(self.deployed, self.store.train_bags(), self.store.heldout_bags(),
+                           folder, self.settings.round, self.settings.keep, should_stop,
+                           self.caches)
+        if not result.stopped:
+            self._log(int(folder.name[len(ROUND_PREFIX):]), result)
+        return result
+
+    def _log(self, number: int, result: RoundResult) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        with SummaryWriter(log_dir=str(self.work_dir / "tensorboard")) as writer:
+            for name, scores in (("candidate", result.candidate), ("deployed", result.deployed)):
+                writer.add_scalar(f"heldout_loss/{name}", scores.loss, number)
+                writer.add_scalar(f"heldout_epe/{name}", scores.epe_dense, number)
+                writer.add_scalar(f"effective_rank/{name}", scores.features.effective_rank, number)
+            writer.add_scalar("round/deployed", float(result.decision.passed), number)
+            writer.add_scalar("round/train_seconds", result.train_seconds, number)
