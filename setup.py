@@ -16,6 +16,7 @@ MANIFEST = ElementTree.parse(Path(__file__).resolve().parent / "package.xml").ge
 CONSOLE_SCRIPTS = [
     "perception_node = flowfeat_ros.perception_node:main",
     "recorder_node = flowfeat_ros.recorder_node:main",
+    "trainer_node = flowfeat_ros.trainer_node:main",
     "video_publisher = flowfeat_ros.video_publisher:main",
     "flowfeat_train = flowfeat_core.cli.train:main",
     "flowfeat_bench = flowfeat_core.cli.bench:main",

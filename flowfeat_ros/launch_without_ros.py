@@ -3,7 +3,7 @@
 Starts the same nodes as ``launch/perception.launch.py`` with the same YAML, as subprocesses:
 
     python -m flowfeat_ros.launch_without_ros --camera-topic /camera/image_raw \
-        --config config/perception.yaml --checkpoint default [--record] [--video FILE]
+        --config config/perception.yaml --checkpoint default [--record] [--train] [--video FILE]
 
 ``--video`` also plays a video file / image folder / rosbag2 as the camera (video_publisher on
 ``/camera/image_raw``). Ctrl-C (SIGINT) or SIGTERM is forwarded to every node as SIGINT; the
@@ -63,6 +63,10 @@ def build_commands(args: argparse.Namespace) -> list[NodeCommand]:
         commands.append(NodeCommand("recorder_node", [
             sys.executable, "-m", "flowfeat_ros.recorder_node", "--ros-args",
             "--params-file", str(args.recorder_config), *common]))
+    if args.train:
+        commands.append(NodeCommand("trainer_node", [
+            sys.executable, "-m", "flowfeat_ros.trainer_node", "--ros-args",
+            "--params-file", str(args.trainer_config), *common]))
     return commands
 
 
@@ -116,6 +120,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--use-sim-time", action="store_true")
     p.add_argument("--record", action="store_true", help="also run recorder_node")
     p.add_argument("--recorder-config", type=Path, default=CONFIG_DIR / "recorder.yaml")
+    p.add_argument("--train", action="store_true", help="also run trainer_node")
+    p.add_argument("--trainer-config", type=Path, default=CONFIG_DIR / "trainer.yaml")
     p.add_argument("--video", help="play this video / image folder / rosbag2 as the camera")
     p.add_argument("--video-rate", type=float, default=0.0, help="frames/s (0: the video's)")
     p.add_argument("--video-width", type=int, default=0, help="resize the video (0: keep)")
@@ -128,7 +134,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse and check ``argv``; a bad value exits with status 2 and one line."""
     p = parser()
     args = p.parse_args(argv)
-    for path in (args.config, *([args.recorder_config] if args.record else [])):
+    for path in (args.config, *([args.recorder_config] if args.record else []),
+                 *([args.trainer_config] if args.train else [])):
         if not path.is_file():
             p.error(f"config file {path} does not exist")
     if args.video and not Path(args.video).expanduser().exists():

@@ -1,7 +1,11 @@
-"""Launch the FlowFeat perception node (and optionally the recorder) with config/perception.yaml.
+"""Launch the FlowFeat perception node (optionally the recorder and the on-robot trainer) with
+config/perception.yaml.
 
     ros2 launch flowfeat_ros perception.launch.py camera_topic:=/camera/image_raw \
-        checkpoint:=default device:=auto record:=true
+        checkpoint:=default device:=auto record:=true train:=true
+
+``train:=true`` starts trainer_node (config/trainer.yaml): it trains on the recorder's bags and
+keeps the perception node on the deployed checkpoint (see README, "On-robot learning").
 
 Without ROS 2 launch (PyPI install): ``python -m flowfeat_ros.launch_without_ros`` takes the
 same arguments and starts the same nodes with the same YAML.
@@ -25,7 +29,7 @@ BOOLEAN_CHOICES = ["true", "false", "True", "False"]
 
 def generate_launch_description() -> LaunchDescription:
     """Arguments: camera_topic, camera_info_topic, config, checkpoint, device, namespace,
-    use_sim_time, record, recorder_config."""
+    use_sim_time, record, recorder_config, train, trainer_config."""
     configs = config_dir()
     arguments = [
         DeclareLaunchArgument("camera_topic", default_value="/camera/image_raw",
@@ -48,6 +52,10 @@ def generate_launch_description() -> LaunchDescription:
                               description="also start recorder_node with recorder_config"),
         DeclareLaunchArgument("recorder_config", default_value=str(configs / "recorder.yaml"),
                               description="recorder parameters YAML"),
+        DeclareLaunchArgument("train", default_value="false", choices=BOOLEAN_CHOICES,
+                              description="also start trainer_node with trainer_config"),
+        DeclareLaunchArgument("trainer_config", default_value=str(configs / "trainer.yaml"),
+                              description="trainer parameters YAML"),
     ]
     use_sim_time = ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)
     recorder = Node(
@@ -59,6 +67,15 @@ def generate_launch_description() -> LaunchDescription:
         condition=IfCondition(LaunchConfiguration("record")),
         output="screen",
     )
+    trainer = Node(
+        package="flowfeat_ros",
+        executable="trainer_node",
+        name="trainer",
+        namespace=LaunchConfiguration("namespace"),
+        parameters=[LaunchConfiguration("trainer_config"), {"use_sim_time": use_sim_time}],
+        condition=IfCondition(LaunchConfiguration("train")),
+        output="screen",
+    )
     # Large images over best-effort QoS need Fast DDS's shared memory sized for them (see the
     # profile's comment); a profile the user already chose wins. The variable is the one this
     # distribution's Fast DDS reads (Fast DDS 2.x on Jazzy ignores FASTDDS_*).
@@ -66,7 +83,7 @@ def generate_launch_description() -> LaunchDescription:
     if not any(os.environ.get(name) for name in PROFILE_VARIABLES):
         environment = [SetEnvironmentVariable(profile_variable(), str(configs / PROFILE_NAME))]
     perception = OpaqueFunction(function=_perception_node, args=[use_sim_time])
-    return LaunchDescription([*arguments, *environment, perception, recorder])
+    return LaunchDescription([*arguments, *environment, perception, recorder, trainer])
 
 
 def _perception_node(context: object, use_sim_time: ParameterValue) -> list[Node]:

@@ -31,7 +31,8 @@ from flowfeat_ros.playback.node import PARAMETERS as PLAYBACK_PARAMETERS
 
 LAUNCH_FILE = REPO / "launch" / "perception.launch.py"
 LAUNCH_ARGUMENTS = {"camera_topic", "camera_info_topic", "config", "checkpoint", "device",
-                    "namespace", "use_sim_time", "record", "recorder_config"}
+                    "namespace", "use_sim_time", "record", "recorder_config", "train",
+                    "trainer_config"}
 __all__ = ["checkpoint", "peer"]  # fixtures used by this module
 
 
@@ -53,12 +54,12 @@ def test_launch_file_structure():
     tree = ast.parse(LAUNCH_FILE.read_text())
     calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
     called = [c.func.id for c in calls if isinstance(c.func, ast.Name)]
-    assert called.count("Node") == 2 and "LaunchDescription" in called
+    assert called.count("Node") == 3 and "LaunchDescription" in called
     declared = {c.args[0].value for c in calls
                 if isinstance(c.func, ast.Name) and c.func.id == "DeclareLaunchArgument"}
     assert declared == LAUNCH_ARGUMENTS
     executables = {kw.value.value for c in calls for kw in c.keywords if kw.arg == "executable"}
-    assert executables == {"perception_node", "recorder_node"}
+    assert executables == {"perception_node", "recorder_node", "trainer_node"}
     imports = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert {"launch", "launch_ros.actions", "launch.actions"} <= imports
     functions = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
@@ -91,6 +92,24 @@ def test_overrides_keep_only_given_arguments():
     assert perception_overrides({"checkpoint": "", "device": "cpu"}) == {"device": "cpu"}
     with pytest.raises(ValueError, match="not overridable"):
         perception_overrides({"precision": "bf16"})
+
+
+def test_launch_without_ros_starts_the_recorder_and_trainer_on_request():
+    labels = [c.label for c in build_commands(parse_args([]))]
+    assert labels == ["perception_node"]
+    commands = {c.label: c.argv for c in build_commands(parse_args(["--record", "--train"]))}
+    assert list(commands) == ["perception_node", "recorder_node", "trainer_node"]
+    trainer = commands["trainer_node"]
+    assert trainer[trainer.index("--params-file") + 1].endswith("config/trainer.yaml")
+
+
+def test_trainer_config_declares_every_parameter():
+    from flowfeat_ros.training.node import PARAMETERS as TRAINER_PARAMETERS
+
+    params = yaml.safe_load((CONFIG.parent / "trainer.yaml").read_text())["/**/trainer"]
+    assert set(params["ros__parameters"]) == set(TRAINER_PARAMETERS)
+    for name, value in params["ros__parameters"].items():
+        assert type(value) is type(TRAINER_PARAMETERS[name][0]), name
 
 
 def test_launch_without_ros_passes_checkpoint_only_when_given(tmp_path):
@@ -169,10 +188,10 @@ def test_boolean_launch_arguments_refuse_other_values_before_any_node_starts():
         if isinstance(call, ast.Call) and getattr(call.func, "id", "") == "DeclareLaunchArgument"
         for keyword in call.keywords if keyword.arg == "choices"
     }  # fmt: skip
-    assert {"record", "use_sim_time"} <= set(choices)
+    assert {"record", "train", "use_sim_time"} <= set(choices)
     constants = {n.targets[0].id: ast.literal_eval(n.value) for n in tree.body
                  if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name)}  # fmt: skip
-    for name in ("record", "use_sim_time"):
+    for name in ("record", "train", "use_sim_time"):
         assert isinstance(choices[name], ast.Name), "one shared list of boolean spellings"
         allowed = constants[choices[name].id]
         assert {"true", "false"} <= set(allowed) and "maybe" not in allowed
@@ -197,9 +216,9 @@ def _launch_configuration(expr: ast.expr) -> str | None:
 
 def test_launch_nodes_remap_the_camera_and_layer_yaml_then_arguments():
     """Statically, without ``launch``: the remappings, parameter layering (YAML first, then the
-    given arguments and use_sim_time), namespaces and the recorder's condition."""
+    given arguments and use_sim_time), namespaces and the recorder's and trainer's conditions."""
     nodes = _node_calls(ast.parse(LAUNCH_FILE.read_text()))
-    assert set(nodes) == {"perception", "recorder"}
+    assert set(nodes) == {"perception", "recorder", "trainer"}
     for node in nodes.values():
         assert _launch_configuration(_keyword(node, "namespace")) == "namespace"
     perception, recorder = nodes["perception"], nodes["recorder"]
@@ -212,11 +231,13 @@ def test_launch_nodes_remap_the_camera_and_layer_yaml_then_arguments():
     assert _launch_configuration(config) == "config"
     assert isinstance(overrides, ast.Dict) and "perception_overrides" in ast.unparse(overrides)
     assert [k.value for k in overrides.keys if k is not None] == ["use_sim_time"]
-    recorder_config, recorder_overrides = _keyword(recorder, "parameters").elts
-    assert _launch_configuration(recorder_config) == "recorder_config"
-    assert [k.value for k in recorder_overrides.keys] == ["use_sim_time"]
-    condition = _keyword(recorder, "condition")
-    assert condition.func.id == "IfCondition" and _launch_configuration(condition.args[0]) == "record"
+    for node, switch in ((recorder, "record"), (nodes["trainer"], "train")):
+        node_config, node_overrides = _keyword(node, "parameters").elts
+        assert _launch_configuration(node_config) == f"{switch}er_config"
+        assert [k.value for k in node_overrides.keys] == ["use_sim_time"]
+        condition = _keyword(node, "condition")
+        assert condition.func.id == "IfCondition"
+        assert _launch_configuration(condition.args[0]) == switch
 
 
 def test_rviz_config_shows_the_node_outputs_with_matching_displays():

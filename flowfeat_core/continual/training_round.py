@@ -43,6 +43,7 @@ class RoundSettings:
     workers: int = 0
     save_every: int = 50
     topic: str | None = None
+    progress_bar: bool = True
     thresholds: GateThresholds = field(default_factory=GateThresholds)
 
 
@@ -83,7 +84,8 @@ def train_config(deployed: Path, train_bags: list[Path], folder: Path,
         input_size=settings.input_size, rank_weight=settings.rank_weight,
         max_side=settings.max_side, workers=settings.workers, device=settings.device,
         save_every=settings.save_every, image_every=10 * settings.steps,
-        frame_cache=caches.frames, flow_cache=caches.flow, resume=(folder / STATE_FILE).is_file())
+        progress_bar=settings.progress_bar, frame_cache=caches.frames, flow_cache=caches.flow,
+        resume=(folder / STATE_FILE).is_file())
 
 
 def run_round(deployed: Path, train_bags: list[Path], heldout_bags: list[Path], folder: Path,

@@ -42,6 +42,7 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = True
     log_every: int = 10
+    progress_bar: bool = True  # off where stderr is a log (the trainer node)
     image_every: int = 200
     save_every: int = 500
     resume: bool = False

@@ -190,7 +190,8 @@ class Trainer:
         config = self.config
         batches = self._batches()
         progress = tqdm(
-            total=config.steps, initial=self.step, disable=not self.context.is_main, desc="distill"
+            total=config.steps, initial=self.step, desc="distill",
+            disable=not (self.context.is_main and config.progress_bar),
         )
         started, start_step = time.perf_counter(), self.step
         self.started = started

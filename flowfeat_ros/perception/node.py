@@ -216,6 +216,7 @@ class PerceptionNode(Node):
         values["backend"] = runtime.predictor.backend
         values["cpu_threads"] = torch.get_num_threads()
         values["model"] = runtime.description
+        values["checkpoint"] = runtime.settings.checkpoint
         values["last_load_error"] = self.manager.last_error
         values.update(self.problems.diagnostic_values())
         values["worker_errors"] = self.worker.errors

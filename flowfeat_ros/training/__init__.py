@@ -1,0 +1,1 @@
+"""The on-robot trainer (node.py) over flowfeat_core.continual, and its link to the perception node."""

@@ -1,0 +1,332 @@
+"""``trainer`` node: the on-robot loop (flowfeat_core/continual/) as a supervised background job.
+
+Every ``check_period_s`` it takes the recorder's finished bags into its replay store; once
+``min_new_bags`` new training bags arrived (or on ``~/train_now``, or at start-up when a round
+was cut short) it trains a round from the deployed checkpoint in its own thread, at low CPU
+priority, pausing while the perception node's latency is above ``max_perception_latency_ms``.
+A candidate that passes the gates is deployed atomically; the perception node is then pointed at
+the deployed file and reloaded, and the swap is confirmed from its /diagnostics. A deployed model
+the perception node cannot load or that makes it report an error is rolled back automatically;
+``~/rollback`` does the same by hand. State: /diagnostics, TensorBoard under ``work_dir``.
+Run: ``trainer_node --ros-args --params-file config/trainer.yaml``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import torch
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.node import Node
+from std_srvs.srv import Trigger
+
+from flowfeat_core.continual.deployment import Deployment, DeploymentError
+from flowfeat_core.continual.gates import GateThresholds
+from flowfeat_core.continual.loop import ContinualLoop, LoopSettings
+from flowfeat_core.continual.replay_store import StoreLimits
+from flowfeat_core.continual.training_round import STATE_FILE, RoundResult, RoundSettings
+from flowfeat_ros.node_main import declare_parameter_table
+from flowfeat_ros.training.perception_link import (
+    PerceptionLink,
+    PerceptionRefusedError,
+    PerceptionUnavailableError,
+)
+
+MB = 1024 * 1024
+WARN_PERIOD_S = 30.0
+
+
+def _number(description: str, low: float, high: float, integer: bool = False
+            ) -> ParameterDescriptor:
+    descriptor = ParameterDescriptor(description=description, read_only=True)
+    if integer:
+        descriptor.integer_range = [IntegerRange(from_value=int(low), to_value=int(high))]
+    else:
+        descriptor.floating_point_range = [FloatingPointRange(from_value=low, to_value=high)]
+    return descriptor
+
+
+def _text(description: str) -> ParameterDescriptor:
+    return ParameterDescriptor(description=description, read_only=True)
+
+
+PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
+    "bags_dir": ("~/flowfeat_bags", _text("the recorder's output_dir (read only, never written)")),
+    "work_dir": ("~/flowfeat/loop", _text("replay store, caches, rounds and TensorBoard logs")),
+    "deployed": ("~/flowfeat/deployed.safetensors", _text(
+        "the checkpoint the perception node serves; created from 'initial' when missing")),
+    "initial": ("default", _text("model the deployed file starts as (anything load_model takes)")),
+    "topic": ("", _text("image topic to train on ('' = each bag's topic with most frames)")),
+    "settle_s": (10.0, _number("a closed bag counts once unchanged this long", 0.0, 3600.0)),
+    "check_period_s": (30.0, _number("how often to look for finished bags", 0.1, 86400.0)),
+    "min_new_bags": (4, _number("new training bags that start a round (0 = only ~/train_now)",
+                                0, 10000, integer=True)),
+    "heldout_fraction": (0.25, _number("share of bags held out, never trained on", 0.01, 0.99)),
+    "recent_bags": (8, _number("newest training bags kept", 1, 10000, integer=True)),
+    "older_bags": (8, _number("older training bags kept (uniform reservoir sample)", 0, 10000,
+                              integer=True)),
+    "heldout_bags": (8, _number("held-out bags kept (reservoir sample)", 1, 10000, integer=True)),
+    "quota_mb": (4096.0, _number("disk quota of the kept bags and caches", 1.0, 1.0e9)),
+    "keep_deployed": (3, _number("deployed models kept for rollback", 2, 1000, integer=True)),
+    "steps": (300, _number("training steps per round", 1, 10**7, integer=True)),
+    "batch_size": (4, _number("frame pairs per step", 1, 1024, integer=True)),
+    "input_size": (128, _number("training crop side in pixels", 32, 2048, integer=True)),
+    "max_side": (256, _number("frames are downscaled to this long side first", 32, 4096,
+                              integer=True)),
+    "lr": (1e-4, _number("peak learning rate (cosine schedule)", 1e-7, 1.0)),
+    "rank_weight": (1.0, _number("anti-collapse term weight (0 = the authors' loss alone)",
+                                 0.0, 100.0)),
+    "heldout_pairs": (48, _number("held-out frame pairs both models are scored on", 1, 100000,
+                                  integer=True)),
+    "save_every": (50, _number("save resumable state every this many steps", 1, 10**7,
+                               integer=True)),
+    "device": ("cpu", _text("cpu, cuda or cuda:N (its own process, hence its own CUDA context)")),
+    "cpu_threads": (1, _number("torch threads for training", 1, 256, integer=True)),
+    "nice": (10, _number("raise this process's nice level by this much (0 = unchanged)", 0, 19,
+                         integer=True)),
+    "min_loss_gain": (GateThresholds.min_loss_gain, _number(
+        "deploy only if the held-out loss drops by this fraction", 0.0, 0.99)),
+    "max_epe_increase": (GateThresholds.max_epe_increase, _number(
+        "allowed relative rise of the held-out flow EPE", 0.0, 10.0)),
+    "min_effective_rank": (float(GateThresholds.min_effective_rank), _number(
+        "refuse candidates whose features have a lower effective rank", 1.0, 4096.0)),
+    "min_rank_ratio": (GateThresholds.min_rank_ratio, _number(
+        "refuse below this share of the deployed model's effective rank", 0.0, 10.0)),
+    "perception_node": ("perception", _text(
+        "the perception node kept on the deployed file (relative: in this node's namespace; "
+        "'' = none)")),
+    "max_perception_latency_ms": (250.0, _number(
+        "pause training while perception's median latency exceeds this (0 = never)", 0.0, 1e6)),
+    "confirm_timeout_s": (120.0, _number("wait this long for perception to load a deploy",
+                                         1.0, 3600.0)),
+}
+
+
+def loop_settings(p: dict) -> LoopSettings:
+    """The loop's settings from the parameter values (raises ValueError when inconsistent)."""
+    return LoopSettings(
+        settle_s=p["settle_s"], keep=p["keep_deployed"],
+        limits=StoreLimits(recent=p["recent_bags"], older=p["older_bags"],
+                           heldout=p["heldout_bags"], heldout_fraction=p["heldout_fraction"],
+                           quota_bytes=int(p["quota_mb"] * MB)),
+        round=RoundSettings(
+            steps=p["steps"], batch_size=p["batch_size"], input_size=p["input_size"],
+            max_side=p["max_side"], lr=p["lr"], rank_weight=p["rank_weight"],
+            heldout_pairs=p["heldout_pairs"], device=p["device"], save_every=p["save_every"],
+            topic=p["topic"] or None, progress_bar=False,
+            thresholds=GateThresholds(p["min_loss_gain"], p["max_epe_increase"],
+                                      p["min_effective_rank"], p["min_rank_ratio"])))
+
+
+class TrainerNode(Node):
+    """See the module docstring."""
+
+    def __init__(self) -> None:
+        """Declare parameters, open the work folder, start the round thread."""
+        super().__init__("trainer")
+        p = declare_parameter_table(self, PARAMETERS)
+        self.params = p
+        self.loop = ContinualLoop(Path(p["bags_dir"]), Path(p["work_dir"]), Path(p["deployed"]),
+                                  p["initial"], loop_settings(p))
+        self.deployment = Deployment(self.loop.deployed, p["keep_deployed"])
+        if p["nice"]:
+            os.nice(p["nice"])
+        torch.set_num_threads(p["cpu_threads"])
+        self.link = (PerceptionLink(self, p["perception_node"]) if p["perception_node"]
+                     else None)
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._serve_lock = threading.Lock()
+        self._train_now = False
+        self.state = "idle"
+        self.paused_reason = ""
+        self.last_error = ""
+        self.progress = 0
+        self.new_train_bags = 0
+        self.rejected: dict[str, str] = dict(self.loop.store.rejected)
+        self.last_round: dict[str, str] = {}
+        self.serving = ""
+        self.create_service(Trigger, "~/train_now", self._on_train_now)
+        self.create_service(Trigger, "~/rollback", self._on_rollback)
+        self.diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(1.0, self._publish_diagnostics)
+        self.create_timer(p["check_period_s"], self._wake.set)
+        self._thread = threading.Thread(target=self._work, name="rounds", daemon=True)
+        self._thread.start()
+        self.get_logger().info(
+            f"training on bags from {self.loop.bags_dir} in {self.loop.work_dir}, deploying to "
+            f"{self.loop.deployed} (perception node: {p['perception_node'] or 'none'}; "
+            f"{p['cpu_threads']} CPU threads, nice +{p['nice']})")
+
+    # -- services ---------------------------------------------------------------------------
+    def _on_train_now(self, _request: Trigger.Request, response: Trigger.Response
+                      ) -> Trigger.Response:
+        if self.state not in ("idle", "error"):
+            response.success, response.message = False, f"busy: {self.state}"
+            return response
+        self._train_now = True
+        self._wake.set()
+        response.success, response.message = True, "round requested; see /diagnostics"
+        return response
+
+    def _on_rollback(self, _request: Trigger.Request, response: Trigger.Response
+                     ) -> Trigger.Response:
+        try:
+            entry = self.deployment.rollback()
+        except DeploymentError as error:
+            response.success, response.message = False, str(error)
+            return response
+        self.get_logger().warning(f"rolled back to {entry.name} on request")
+        threading.Thread(target=self._serve, args=(f"rollback to {entry.name}", False),
+                         daemon=True).start()
+        response.success = True
+        response.message = f"rolled back to {entry.name}; perception reload under way"
+        return response
+
+    # -- the round thread -------------------------------------------------------------------
+    def _work(self) -> None:
+        resume = (self.loop.next_round() / STATE_FILE).is_file()
+        if self.loop.deployed.is_file():
+            self._serve("deployed model at start-up", roll_back_on_failure=False, reload=False)
+        self._wake.set()
+        while not self._stop.is_set():
+            self._wake.wait()
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                self._take_in_bags()
+                forced, self._train_now = self._train_now, False
+                due = 0 < self.params["min_new_bags"] <= self.new_train_bags
+                if forced or due or resume:
+                    resume = False
+                    self._round()
+                self.last_error = ""
+                self.state = "idle"
+            except Exception as error:  # keep the node alive; the reason goes to /diagnostics
+                self.state = "error"
+                self.last_error = f"{type(error).__name__}: {error}"
+                self.get_logger().error(self.last_error, throttle_duration_sec=WARN_PERIOD_S)
+
+    def _take_in_bags(self) -> None:
+        self.state = "taking in bags"
+        report = self.loop.take_in_bags()
+        self.new_train_bags += len(report.train)
+        for name, reason in report.rejected.items():
+            self.rejected[name] = reason
+            self.get_logger().warning(f"bag {name} rejected: {reason}")
+        if report.train or report.heldout:
+            self.get_logger().info(f"took in {len(report.train)} training and "
+                                   f"{len(report.heldout)} held-out bag(s)")
+
+    def _round(self) -> None:
+        reason = self.loop.blocker()
+        if reason:
+            self.get_logger().info(f"no round: {reason}", throttle_duration_sec=WARN_PERIOD_S)
+            return
+        folder = self.loop.next_round()
+        resumed = (folder / STATE_FILE).is_file()
+        self.get_logger().info(f"{folder.name}: {'resuming' if resumed else 'starting'} on "
+                               f"{len(self.loop.store.train_bags())} training bags")
+        self.state, self.progress, self.new_train_bags = f"training {folder.name}", 0, 0
+        result = self.loop.run_round(self._should_stop)
+        if result.stopped:
+            self.get_logger().info(f"{folder.name}: stopped at step {result.steps}; resumes at "
+                                   "the next start")
+            return
+        self._report(folder.name, result)
+        if result.deployed_entry is not None:
+            self._serve(f"{folder.name} deployed", True)
+
+    def _should_stop(self) -> bool:
+        """Polled every training step: True to stop; waits while perception is too slow."""
+        self.progress += 1
+        bound = self.params["max_perception_latency_ms"]
+        while not self._stop.is_set():
+            latency = self.link.latency_ms() if self.link and bound > 0 else None
+            if latency is None or latency <= bound:
+                self.paused_reason = ""
+                return False
+            self.paused_reason = f"perception latency {latency:.0f} ms > {bound:.0f} ms"
+            self._stop.wait(0.5)
+        return True
+
+    def _report(self, name: str, result: RoundResult) -> None:
+        decision = result.decision
+        verdict = "deployed" if decision.passed else "refused"
+        self.last_round = {"last_round": name, "last_decision": verdict,
+                           "last_scores": decision.summary,
+                           "last_refusal": "; ".join(decision.failures),
+                           "last_train_s": f"{result.train_seconds:.0f}"}
+        log = self.get_logger().info if decision.passed else self.get_logger().warning
+        log(f"{name}: {result.steps} steps in {result.train_seconds:.0f} s; {decision.summary}; "
+            f"{verdict}{': ' + '; '.join(decision.failures) if decision.failures else ''}")
+
+    # -- serving the deployed model ---------------------------------------------------------
+    def _serve(self, why: str, roll_back_on_failure: bool, reload: bool = True) -> None:
+        """Get the perception node onto the deployed file (``reload``: even if it already is, to
+        read the new content); roll back when it cannot serve it."""
+        if self.link is None:
+            self.serving = f"{why}; no perception node to reload"
+            return
+        with self._serve_lock:
+            self.state = "deploying"
+            problem = self._reload_and_confirm(reload)
+            if problem is None:
+                self.serving = f"{why}; perception confirmed"
+            elif problem.startswith("unavailable") or not roll_back_on_failure:
+                self.serving = f"{why}; {problem}"
+            else:
+                entry = self.deployment.rollback()
+                self.get_logger().error(f"{why} but perception {problem}: rolled back to "
+                                        f"{entry.name}")
+                again = self._reload_and_confirm()
+                self.serving = (f"{why}, rolled back to {entry.name} ({problem}); perception "
+                                f"{again or 'confirmed'}")
+            self.get_logger().info(self.serving)
+
+    def _reload_and_confirm(self, reload: bool = True) -> str | None:
+        """None when perception serves the deployed file healthily, else what went wrong."""
+        timeout = self.params["confirm_timeout_s"]
+        start = time.monotonic()
+        try:
+            self.link.serve(self.loop.deployed, timeout, reload)
+            return self.link.confirm(self.loop.deployed, start, timeout)
+        except PerceptionRefusedError as error:
+            return f"refused it: {error}"
+        except PerceptionUnavailableError as error:
+            return f"unavailable: {error} (it loads the deployed file when it starts)"
+
+    # -- lifecycle and diagnostics ----------------------------------------------------------
+    def finish(self) -> None:
+        """Stop the round thread; a round in training saves its state to resume later."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=120)
+
+    def _publish_diagnostics(self) -> None:
+        store = self.loop.store
+        error = bool(self.last_error)
+        level = (DiagnosticStatus.ERROR if error else
+                 DiagnosticStatus.WARN if self.paused_reason or self.rejected else
+                 DiagnosticStatus.OK)
+        message = (self.last_error or self.paused_reason or
+                   (f"{len(self.rejected)} bag(s) rejected" if self.rejected else self.state))
+        values = {
+            "state": self.state, "paused_reason": self.paused_reason,
+            "round_steps_done": self.progress, "round_steps": self.params["steps"],
+            "training_bags": len(store.train_bags()), "heldout_bags": len(store.heldout_bags()),
+            "new_training_bags": self.new_train_bags, "rejected_bags": len(self.rejected),
+            "rejected": "; ".join(f"{n}: {r}" for n, r in self.rejected.items()),
+            "deployed": self.loop.deployed, "deployed_history": len(self.deployment.history()),
+            "serving": self.serving, "last_error": self.last_error, **self.last_round}
+        status = DiagnosticStatus(name=f"{self.get_fully_qualified_name()}: trainer",
+                                  hardware_id="flowfeat", level=level, message=message)
+        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self.diagnostics.publish(array)

@@ -1,0 +1,141 @@
+"""The trainer's view of the perception node: its latency (training yields to it), and getting it
+to serve the deployed file, confirmed from its own /diagnostics.
+
+Called from the trainer's round thread while the node's executor spins in the main thread:
+requests are sent asynchronously and waited on with events, never by spinning here.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.parameter_client import AsyncParameterClient
+from std_srvs.srv import Trigger
+
+#: A perception status older than this is not used to pause training (the node may be gone).
+FRESH_S = 5.0
+ERROR_LEVEL = 2  # DiagnosticStatus.ERROR
+
+
+class PerceptionUnavailableError(RuntimeError):
+    """The perception node did not answer in time (not running, or busy)."""
+
+
+class PerceptionRefusedError(RuntimeError):
+    """The perception node answered that it could not load the deployed model."""
+
+
+@dataclass(frozen=True)
+class PerceptionStatus:
+    """The parts of the perception node's /diagnostics status the trainer acts on."""
+
+    received: float  # time.monotonic() when it arrived
+    level: int
+    checkpoint: str
+    load_error: str
+    latency_ms: float | None
+
+
+def _level(status: DiagnosticStatus) -> int:
+    level = status.level
+    return int.from_bytes(level, "little") if isinstance(level, bytes) else int(level)
+
+
+def _same_file(checkpoint: str, deployed: Path) -> bool:
+    return bool(checkpoint) and Path(checkpoint).expanduser().resolve() == deployed.resolve()
+
+
+class PerceptionLink:
+    """Talks to the perception node ``name``: absolute (``/robot/perception``) or relative to
+    this node's namespace (``perception``, the default, finds it in the same namespace)."""
+
+    def __init__(self, node: Node, name: str) -> None:
+        namespace = node.get_namespace().rstrip("/")
+        self.name = name if name.startswith("/") else f"{namespace}/{name}"
+        self._status_name = f"{self.name}: perception"
+        self._status: PerceptionStatus | None = None
+        self._lock = threading.Lock()
+        self._reload = node.create_client(Trigger, f"{self.name}/reload")
+        self._parameters = AsyncParameterClient(node, self.name)
+        node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.name != self._status_name:
+                continue
+            values = {kv.key: kv.value for kv in status.values}
+            latency = values.get("latency_stamp_ms_median")
+            with self._lock:
+                self._status = PerceptionStatus(
+                    time.monotonic(), _level(status), values.get("checkpoint", ""),
+                    values.get("last_load_error", ""), float(latency) if latency else None)
+
+    def status(self) -> PerceptionStatus | None:
+        """The newest status received, if any."""
+        with self._lock:
+            return self._status
+
+    def latency_ms(self) -> float | None:
+        """The node's current median stamp-to-output latency, None when not known recently."""
+        status = self.status()
+        if status is None or time.monotonic() - status.received > FRESH_S:
+            return None
+        return status.latency_ms
+
+    def serve(self, deployed: Path, timeout_s: float, reload: bool = True) -> str:
+        """Make the node serve ``deployed``: point its ``checkpoint`` parameter there if it names
+        another model, then ``~/reload`` (which loads the file from disk and answers once it is
+        running or refused); without ``reload``, a node already on ``deployed`` is left as is.
+        Returns what happened; raises PerceptionUnavailableError or PerceptionRefusedError."""
+        deadline = time.monotonic() + timeout_s
+        current = self._wait(self._parameters.get_parameters(["checkpoint"]), deadline,
+                             "get its checkpoint parameter")
+        checkpoint = current.values[0].string_value if current.values else ""
+        if _same_file(checkpoint, deployed) and not reload:
+            return f"{self.name} already serves {deployed}"
+        if not _same_file(checkpoint, deployed):
+            answer = self._wait(self._parameters.set_parameters(
+                [Parameter("checkpoint", value=str(deployed))]), deadline,
+                f"set its checkpoint parameter to {deployed}")
+            result = answer.results[0]
+            if not result.successful:
+                raise PerceptionRefusedError(f"{self.name} refused checkpoint:={deployed}: "
+                                        f"{result.reason}")
+        if not self._reload.wait_for_service(timeout_sec=max(0.0, deadline - time.monotonic())):
+            raise PerceptionUnavailableError(f"{self.name}/reload is not available")
+        reply = self._wait(self._reload.call_async(Trigger.Request()), deadline, "reload")
+        if not reply.success:
+            raise PerceptionRefusedError(f"{self.name}: {reply.message}")
+        return reply.message
+
+    def confirm(self, deployed: Path, since: float, timeout_s: float) -> str | None:
+        """Wait for a status sent after ``since`` (time.monotonic()) that names ``deployed``;
+        returns what is wrong with it (load error, worker failure), None when it is healthy.
+        Raises PerceptionUnavailableError when no such status arrives in time."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            status = self.status()
+            if (status is not None and status.received > since
+                    and _same_file(status.checkpoint, deployed)):
+                if status.load_error:
+                    return f"load error: {status.load_error}"
+                if status.level >= ERROR_LEVEL:
+                    return "its diagnostics report an error"
+                return None
+            time.sleep(0.1)
+        raise PerceptionUnavailableError(f"no diagnostics from {self.name} naming {deployed} within "
+                                    f"{timeout_s:.0f} s")
+
+    def _wait(self, future, deadline: float, what: str):
+        done = threading.Event()
+        future.add_done_callback(lambda _future: done.set())
+        if not done.wait(max(0.0, deadline - time.monotonic())) or future.result() is None:
+            future.cancel()
+            raise PerceptionUnavailableError(f"{self.name} did not answer ({what})")
+        return future.result()
