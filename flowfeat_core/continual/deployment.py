@@ -10,6 +10,7 @@ always the deployed model, so a rollback restores the entry before it.
 
 from __future__ import annotations
 
+import filecmp
 import shutil
 from pathlib import Path
 
@@ -63,6 +64,17 @@ class Deployment:
         write_atomically(self.path, lambda temporary: shutil.copyfile(previous, temporary))
         current.unlink()
         return previous
+
+    def restore(self) -> Path | None:
+        """Put the newest history entry back if the deployed file no longer matches it (damaged
+        or replaced by hand); returns that entry, or None when the file matches or there is no
+        history."""
+        entries = self.history()
+        if not entries or (self.path.is_file() and filecmp.cmp(self.path, entries[-1],
+                                                               shallow=False)):
+            return None
+        write_atomically(self.path, lambda temporary: shutil.copyfile(entries[-1], temporary))
+        return entries[-1]
 
     def _record(self, source: Path) -> Path:
         entries = self.history()

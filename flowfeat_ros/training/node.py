@@ -14,6 +14,7 @@ Run: ``trainer_node --ros-args --params-file config/trainer.yaml``.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -191,7 +192,7 @@ class TrainerNode(Node):
     def _work(self) -> None:
         resume = (self.loop.next_round() / STATE_FILE).is_file()
         if self.loop.deployed.is_file():
-            self._serve("deployed model at start-up", roll_back_on_failure=False, reload=False)
+            self._serve("deployed file at start-up", roll_back_on_failure=False, reload=False)
         self._wake.set()
         while not self._stop.is_set():
             self._wake.wait()
@@ -235,8 +236,11 @@ class TrainerNode(Node):
         self.state, self.progress, self.new_train_bags = f"training {folder.name}", 0, 0
         result = self.loop.run_round(self._should_stop)
         if result.stopped:
-            self.get_logger().info(f"{folder.name}: stopped at step {result.steps}; resumes at "
-                                   "the next start")
+            message = f"{folder.name}: stopped at step {result.steps}; resumes at the next start"
+            if self.context.ok():
+                self.get_logger().info(message)
+            else:  # shutting down: rosout is gone, the console is not
+                print(f"[trainer] {message}", file=sys.stderr, flush=True)
             return
         self._report(folder.name, result)
         if result.deployed_entry is not None:
@@ -269,7 +273,9 @@ class TrainerNode(Node):
     # -- serving the deployed model ---------------------------------------------------------
     def _serve(self, why: str, roll_back_on_failure: bool, reload: bool = True) -> None:
         """Get the perception node onto the deployed file (``reload``: even if it already is, to
-        read the new content); roll back when it cannot serve it."""
+        read the new content). When perception cannot serve it, a deployed file damaged since
+        it was deployed is restored from the history, else (``roll_back_on_failure``) the
+        previous model is rolled back to."""
         if self.link is None:
             self.serving = f"{why}; no perception node to reload"
             return
@@ -278,16 +284,28 @@ class TrainerNode(Node):
             problem = self._reload_and_confirm(reload)
             if problem is None:
                 self.serving = f"{why}; perception confirmed"
-            elif problem.startswith("unavailable") or not roll_back_on_failure:
+            elif problem.startswith("unavailable"):
                 self.serving = f"{why}; {problem}"
             else:
-                entry = self.deployment.rollback()
-                self.get_logger().error(f"{why} but perception {problem}: rolled back to "
-                                        f"{entry.name}")
-                again = self._reload_and_confirm()
-                self.serving = (f"{why}, rolled back to {entry.name} ({problem}); perception "
-                                f"{again or 'confirmed'}")
+                self.serving = f"{why}; perception {problem}"
+                self.get_logger().error(self.serving)
+                repair = self._repair(roll_back_on_failure)
+                if repair:
+                    again = self._reload_and_confirm()
+                    self.serving = f"{self.serving}; {repair}; perception {again or 'confirmed'}"
             self.get_logger().info(self.serving)
+
+    def _repair(self, roll_back: bool) -> str:
+        """Restore a damaged deployed file, or roll back; what was done ('' = nothing)."""
+        try:
+            entry = self.deployment.restore()
+            if entry is not None:
+                return f"restored the deployed file from {entry.name}"
+            if roll_back:
+                return f"rolled back to {self.deployment.rollback().name}"
+        except (DeploymentError, OSError) as error:
+            return f"could not repair: {error}"
+        return ""
 
     def _reload_and_confirm(self, reload: bool = True) -> str | None:
         """None when perception serves the deployed file healthily, else what went wrong."""

@@ -94,6 +94,9 @@ class PerceptionLink:
         running or refused); without ``reload``, a node already on ``deployed`` is left as is.
         Returns what happened; raises PerceptionUnavailableError or PerceptionRefusedError."""
         deadline = time.monotonic() + timeout_s
+        # A request sent before the service is discovered is lost, not queued.
+        if not self._parameters.wait_for_services(timeout_sec=timeout_s):
+            raise PerceptionUnavailableError(f"{self.name}'s parameter services are not available")
         current = self._wait(self._parameters.get_parameters(["checkpoint"]), deadline,
                              "get its checkpoint parameter")
         checkpoint = current.values[0].string_value if current.values else ""

@@ -1,0 +1,255 @@
+"""The trainer node with real nodes, each in its own process: a camera playing a procedural
+moving-camera sequence -> recorder (bags split every second) -> trainer -> the running perception
+node reloads the candidate that passed the gates; ~/rollback puts the old model back. A candidate
+worse by construction (the authors' loss on a static clip, from the shipped decoder) is refused
+and the deployed model stays; the trainer is killed mid-round (SIGKILL: resumes from its saved
+state; SIGTERM: saves and exits 0); a deployed file damaged on disk is restored at start-up."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from bag_writing import read_video_frames, write_image_bag
+from diagnostic_msgs.msg import DiagnosticArray
+from std_srvs.srv import Trigger
+from test_perception_node import expected_features
+from test_perception_support import (
+    REPO,
+    Camera,
+    Outputs,
+    PerceptionProcess,
+    base_params,
+    make_checkpoint,
+    peer,
+    spin_until,
+)
+from test_recorder import RELIABLE_ARGS, Recorder
+
+from flowfeat_core.cli.synthetic import main as synthetic_main
+from flowfeat_core.continual.deployment import Deployment
+from flowfeat_core.hub.checkpoint import save_checkpoint
+from flowfeat_core.hub.loading import load_model
+from flowfeat_ros.image_conversion import image_msg_to_array
+
+pytestmark = pytest.mark.ros
+__all__ = ["peer"]  # fixture used by this module
+
+FEATURES = "flowfeat/features"
+MATCH_ATOL = 2e-3  # node output vs the same checkpoint run in this process
+#: A 30-step round at 64 px: what tests/test_training_round.py shows passing from an untrained
+#: decoder on moving-camera data, and refused from the shipped one on a static clip.
+SMALL_ROUND = {"steps": 30, "batch_size": 2, "input_size": 64, "max_side": 128, "lr": 3e-4,
+               "heldout_pairs": 8, "save_every": 5, "nice": 0, "settle_s": 0.5,
+               "check_period_s": 1.0, "max_perception_latency_ms": 0.0,
+               "confirm_timeout_s": 60.0}
+
+
+class TrainerProcess:
+    """``python -m flowfeat_ros.trainer_node`` with ``-p`` parameters, log captured."""
+
+    def __init__(self, log: Path, params: dict[str, object], namespace: str) -> None:
+        self.log = log
+        args = [sys.executable, "-m", "flowfeat_ros.trainer_node", "--ros-args",
+                "-r", f"__ns:={namespace}"]
+        for name, value in params.items():
+            args += ["-p", f"{name}:={value}"]
+        env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+        with log.open("a") as log_file:
+            self.proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=log_file,
+                                         stderr=subprocess.STDOUT)
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+
+class TrainerStatus:
+    """The trainer's newest /diagnostics status, as a key -> value dict."""
+
+    def __init__(self, peer, node_name: str) -> None:
+        self.name = f"{node_name}: trainer"
+        self.values: dict[str, str] = {}
+        self.message = ""
+        peer.create_subscription(DiagnosticArray, "/diagnostics", self._on_msg, 10)
+
+    def _on_msg(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.name == self.name:
+                self.values = {kv.key: kv.value for kv in status.values}
+                self.message = status.message
+
+    def get(self, key: str) -> str:
+        return self.values.get(key, "")
+
+
+def call_trigger(peer, service: str, process) -> Trigger.Response:
+    client = peer.create_client(Trigger, service)
+    try:
+        spin_until(peer, client.service_is_ready, 60, service, process)
+        future = client.call_async(Trigger.Request())
+        spin_until(peer, future.done, 60, f"{service} reply", process)
+        return future.result()
+    finally:
+        peer.destroy_client(client)
+
+
+def features_for(peer, camera: Camera, outputs: Outputs, rgb: np.ndarray, node) -> np.ndarray:
+    before = outputs.count(FEATURES)
+    camera.send(rgb)
+    spin_until(peer, lambda: outputs.count(FEATURES) > before, 60, "features", node)
+    return image_msg_to_array(outputs.messages[FEATURES][-1])
+
+
+def stop_all(processes: list[subprocess.Popen]) -> None:
+    for proc in processes:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def moving_camera(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An image folder: one procedural moving-camera sequence (what video_publisher plays)."""
+    out = tmp_path_factory.mktemp("moving")
+    synthetic_main(["--out", str(out), "--textures", "training", "--no-labels", "--format",
+                    "folder", "--sequences", "1", "--frames", "40", "--height", "96", "--width",
+                    "128"])
+    (sequence,) = (out / "folders").iterdir()
+    return sequence / "images"
+
+
+def test_recorded_camera_trains_a_candidate_that_the_running_perception_node_serves(
+        peer, tmp_path, moving_camera):
+    namespace, probe = "/loop", read_video_frames("vtest.avi", 1, 160)[0]
+    deployed = make_checkpoint(tmp_path / "deployed.safetensors")  # untrained decoder
+    bags = tmp_path / "bags"
+    started: list[subprocess.Popen] = []
+    try:
+        perception = PerceptionProcess(tmp_path / "perception.log", base_params(deployed),
+                                       namespace)
+        camera_log = (tmp_path / "camera.log").open("w")
+        started += [perception.proc, subprocess.Popen(
+            [sys.executable, "-m", "flowfeat_ros.video_publisher", "--ros-args",
+             "-r", f"__ns:={namespace}", "-p", f"source:={moving_camera}", "-p", "loop:=true",
+             "-p", "rate:=10.0"],
+            cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), stdout=camera_log,
+            stderr=subprocess.STDOUT)]
+        recorder = Recorder(bags, tmp_path / "recorder.log",
+                            (f"topics:=[{namespace}/camera/image_raw]", "max_bag_duration_s:=1.0",
+                             *RELIABLE_ARGS))
+        trainer = TrainerProcess(tmp_path / "trainer.log", {
+            **SMALL_ROUND, "bags_dir": bags, "work_dir": tmp_path / "work", "deployed": deployed,
+            "min_new_bags": 2}, namespace)
+        started += [recorder.proc, trainer.proc]
+        status = TrainerStatus(peer, f"{namespace}/trainer")
+
+        camera = Camera(peer, namespace)
+        outputs = Outputs(peer, namespace, (FEATURES,))
+        spin_until(peer, lambda: outputs.connected() and camera.image.get_subscription_count() > 0,
+                   90, "the perception node's topics", perception)
+        before = features_for(peer, camera, outputs, probe, perception)
+        np.testing.assert_allclose(before, expected_features(deployed, probe), atol=MATCH_ATOL)
+
+        # Three finished bags: one held out, two to train on. Then the camera stops.
+        spin_until(peer, lambda: int(status.get("training_bags") or 0) >= 2, 120,
+                   "two training bags taken in", trainer)
+        assert int(status.get("heldout_bags")) >= 1
+        assert recorder.stop(signal.SIGINT) == 0, recorder.output()
+        started[1].send_signal(signal.SIGINT)
+
+        spin_until(peer, lambda: status.get("serving") == "round_0001 deployed; perception "
+                   "confirmed", 300, "a deploy confirmed by perception", trainer)
+        assert status.get("last_decision") == "deployed", status.values
+        assert status.get("last_round") == "round_0001"
+        assert len(Deployment(deployed).history()) == 2  # the first model and the candidate
+        candidate = tmp_path / "work" / "round_0001" / "flowfeat.safetensors"
+        assert deployed.read_bytes() == candidate.read_bytes()
+        after = features_for(peer, camera, outputs, probe, perception)
+        np.testing.assert_allclose(after, expected_features(candidate, probe), atol=MATCH_ATOL)
+        assert np.abs(after - before).max() > 0.05
+        assert perception.alive(), perception.output()
+
+        reply = call_trigger(peer, f"{namespace}/trainer/rollback", trainer)
+        assert reply.success and "rolled back to 000001" in reply.message, reply.message
+        spin_until(peer, lambda: status.get("serving") == ("rollback to 000001.safetensors; "
+                                                           "perception confirmed"),
+                   60, "the rollback served", trainer)
+        np.testing.assert_allclose(features_for(peer, camera, outputs, probe, perception), before,
+                                   atol=MATCH_ATOL)
+        assert perception.stop() == 0, perception.output()
+        trainer.proc.send_signal(signal.SIGINT)
+        assert trainer.proc.wait(timeout=60) == 0, trainer.output()
+    finally:
+        stop_all(started)
+
+
+def test_a_worse_candidate_is_refused_and_kills_never_deploy_half_a_round(peer, tmp_path):
+    """The robot moved (its first bag, held out), then stood still (the next three, trained on):
+    the authors' loss on a static camera makes the shipped decoder worse on moving scenes."""
+    namespace = "/refuse"
+    bags = tmp_path / "bags"
+    synthetic_main(["--out", str(tmp_path / "moving"), "--textures", "benchmark", "--no-labels",
+                    "--format", "bag", "--split", "test", "--sequences", "1", "--frames", "12",
+                    "--height", "96", "--width", "128"])
+    (moving,) = (tmp_path / "moving" / "bags").iterdir()
+    moving.rename(bags.mkdir() or bags / "bag_0_moving")
+    frames = read_video_frames("vtest.avi", 36, 128, start=100)  # a static camera
+    for index in range(1, 4):
+        write_image_bag(bags / f"bag_{index}_static", frames[(index - 1) * 12:index * 12])
+    deployed = tmp_path / "deployed.safetensors"
+    Deployment(deployed).deploy(save_checkpoint(tmp_path / "shipped.safetensors",
+                                                load_model("default")))
+    good = deployed.read_bytes()
+    deployed.write_bytes(good[: len(good) // 2])  # damaged on disk since it was deployed
+    params = {**SMALL_ROUND, "bags_dir": bags, "work_dir": tmp_path / "work",
+              "deployed": deployed, "min_new_bags": 0, "rank_weight": 0.0}
+    started: list[subprocess.Popen] = []
+    status = TrainerStatus(peer, f"{namespace}/trainer")
+    try:
+        perception = PerceptionProcess(tmp_path / "perception.log",
+                                       base_params(tmp_path / "shipped.safetensors"), namespace)
+        trainer = TrainerProcess(tmp_path / "trainer.log", params, namespace)
+        started += [perception.proc, trainer.proc]
+        spin_until(peer, lambda: "perception confirmed" in status.get("serving"), 120,
+                   "the deployed file served at start-up", trainer)
+        assert "restored the deployed file from 000001" in status.get("serving")
+        assert deployed.read_bytes() == good
+
+        reply = call_trigger(peer, f"{namespace}/trainer/rollback", trainer)
+        assert not reply.success and "nothing to roll back to" in reply.message
+        assert call_trigger(peer, f"{namespace}/trainer/train_now", trainer).success
+        spin_until(peer, lambda: int(status.get("round_steps_done") or 0) >= 12, 120,
+                   "12 training steps", trainer)
+        trainer.proc.kill()  # SIGKILL mid-round: state was saved at step 5 and 10
+        trainer.proc.wait(timeout=20)
+        round_folder = tmp_path / "work" / "round_0001"
+        assert (round_folder / "state.safetensors").is_file()
+        assert not (round_folder / "round.json").exists() and deployed.read_bytes() == good
+
+        status.values = {}
+        restarted = TrainerProcess(tmp_path / "trainer.log", params, namespace)
+        started.append(restarted.proc)
+        spin_until(peer, lambda: status.get("last_decision") == "refused", 180,
+                   "the resumed round's decision", restarted)
+        assert "round_0001: resuming" in restarted.output()
+        assert status.get("last_refusal").startswith("held-out loss"), status.values
+        assert deployed.read_bytes() == good and len(Deployment(deployed).history()) == 1
+        assert "perception confirmed" in status.get("serving")  # nothing asked it to change
+
+        assert call_trigger(peer, f"{namespace}/trainer/train_now", restarted).success
+        spin_until(peer, lambda: int(status.get("round_steps_done") or 0) >= 3
+                   and status.get("state") == "training round_0002", 120, "round 2 training",
+                   restarted)
+        restarted.proc.send_signal(signal.SIGTERM)
+        assert restarted.proc.wait(timeout=60) == 0, restarted.output()
+        assert "round_0002: stopped at step" in restarted.output()
+        assert (tmp_path / "work" / "round_0002" / "state.safetensors").is_file()
+        assert deployed.read_bytes() == good
+        assert perception.stop() == 0, perception.output()
+    finally:
+        stop_all(started)
