@@ -166,7 +166,7 @@ class TrainerNode(Node):
     # -- services ---------------------------------------------------------------------------
     def _on_train_now(self, _request: Trigger.Request, response: Trigger.Response
                       ) -> Trigger.Response:
-        if self.state not in ("idle", "error"):
+        if self.state.startswith(("training", "deploying")):
             response.success, response.message = False, f"busy: {self.state}"
             return response
         self._train_now = True
@@ -191,8 +191,7 @@ class TrainerNode(Node):
     # -- the round thread -------------------------------------------------------------------
     def _work(self) -> None:
         resume = (self.loop.next_round() / STATE_FILE).is_file()
-        if self.loop.deployed.is_file():
-            self._serve("deployed file at start-up", roll_back_on_failure=False, reload=False)
+        starting = True
         self._wake.set()
         while not self._stop.is_set():
             self._wake.wait()
@@ -200,6 +199,10 @@ class TrainerNode(Node):
             if self._stop.is_set():
                 break
             try:
+                if starting and self.loop.deployed.is_file():
+                    self._serve("deployed file at start-up", roll_back_on_failure=False,
+                                reload=False)
+                starting = False
                 self._take_in_bags()
                 forced, self._train_now = self._train_now, False
                 due = 0 < self.params["min_new_bags"] <= self.new_train_bags
@@ -244,6 +247,7 @@ class TrainerNode(Node):
             return
         self._report(folder.name, result)
         if result.deployed_entry is not None:
+            self.state = "deploying"
             self._serve(f"{folder.name} deployed", True)
 
     def _should_stop(self) -> bool:
@@ -280,7 +284,6 @@ class TrainerNode(Node):
             self.serving = f"{why}; no perception node to reload"
             return
         with self._serve_lock:
-            self.state = "deploying"
             problem = self._reload_and_confirm(reload)
             if problem is None:
                 self.serving = f"{why}; perception confirmed"
