@@ -104,7 +104,7 @@ def test_launch_without_ros_starts_the_recorder_and_trainer_on_request():
 
 
 def test_trainer_config_declares_every_parameter():
-    from flowfeat_ros.training.node import PARAMETERS as TRAINER_PARAMETERS
+    from flowfeat_ros.training.parameters import PARAMETERS as TRAINER_PARAMETERS
 
     params = yaml.safe_load((CONFIG.parent / "trainer.yaml").read_text())["/**/trainer"]
     assert set(params["ros__parameters"]) == set(TRAINER_PARAMETERS)
