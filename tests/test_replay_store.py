@@ -5,6 +5,7 @@ deletions."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from collections import Counter
@@ -139,6 +140,31 @@ def test_a_full_disk_during_admission_keeps_the_store_consistent(tmp_path: Path,
     assert len(ReplayStore(tmp_path / "store").admit(recorded).train) == 2
 
 
+def test_a_full_disk_while_checking_retries_the_bag_and_other_errors_reject_it(tmp_path: Path
+                                                                              ) -> None:
+    recorded = bags(tmp_path / "rec", 3)
+    store = ReplayStore(tmp_path / "store")
+
+    def check(bag: Path) -> None:  # the frame cache filling the disk, or an unreadable file
+        raise OSError(errno.ENOSPC if bag.name == "bag_001" else errno.EIO, "no luck")
+
+    with pytest.raises(OSError, match="no luck"):
+        store.admit(recorded[:2], check)
+    assert store.rejected == {"bag_000": "[Errno 5] no luck"} and "bag_001" not in store.state["seen"]
+    report = ReplayStore(tmp_path / "store").admit(recorded)
+    assert (report.heldout, report.train, report.rejected) == (["bag_001"], ["bag_002"], {})
+
+
+def test_new_training_bags_survive_a_restart(tmp_path: Path) -> None:
+    recorded = bags(tmp_path / "rec", 6)
+    store = ReplayStore(tmp_path / "store")
+    store.admit(recorded[:3])
+    assert store.new_training_bags() == 2
+    store.mark_trained()
+    store.admit(recorded)
+    assert ReplayStore(tmp_path / "store").new_training_bags() == 2  # bag_003, bag_005
+
+
 def test_a_corrupt_bag_is_rejected_once_with_its_reason(tmp_path: Path) -> None:
     frames = read_video_frames("vtest.avi", 4, 96)
     good = [write_image_bag(tmp_path / "rec" / f"bag_{i:03d}", frames) for i in range(2)]
@@ -156,3 +182,5 @@ def test_a_corrupt_bag_is_rejected_once_with_its_reason(tmp_path: Path) -> None:
     assert not again.rejected and not again.train  # never retried
     with pytest.raises(ValueError, match="must not be inside"):
         ContinualLoop(tmp_path / "rec", tmp_path / "rec" / "work", tmp_path / "d.safetensors")
+    with pytest.raises(ValueError, match="in use by another trainer node or flowfeat_round"):
+        ContinualLoop(tmp_path / "rec", tmp_path / "work", tmp_path / "deployed.safetensors")

@@ -18,10 +18,18 @@ from bag_writing import read_video_frames, write_image_bag
 
 from flowfeat_core.cli.synthetic import main as synthetic_main
 from flowfeat_core.continual.bag_sets import finished_bags
+from flowfeat_core.continual.deployment import Deployment
+from flowfeat_core.continual.gates import GateThresholds
 from flowfeat_core.continual.loop import round_folder
-from flowfeat_core.continual.training_round import RESULT_FILE, RoundSettings, run_round
+from flowfeat_core.continual.training_round import (
+    RESULT_FILE,
+    RoundSettings,
+    run_round,
+    train_config,
+)
 from flowfeat_core.hub.checkpoint import save_checkpoint
 from flowfeat_core.hub.loading import load_model
+from flowfeat_core.training.trainer import Trainer
 
 SETTINGS = RoundSettings(steps=30, batch_size=2, input_size=64, max_side=128, lr=3e-4,
                          heldout_pairs=8, save_every=10)
@@ -114,3 +122,55 @@ def test_round_command_creates_the_deployed_file_runs_rounds_and_reports(tmp_pat
     assert empty.stderr.strip().splitlines() == [
         f"error: {tmp_path / 'empty_work'}: 0 training and 0 held-out bag(s) kept; a round needs at "
         "least one of each"]
+
+
+def test_a_rollback_during_a_round_is_never_undone(tmp_path: Path, bags) -> None:
+    model = load_model("default").untrained_twin()
+    deployed = save_checkpoint(tmp_path / "deployed.safetensors", model)
+    deployment = Deployment(deployed)
+    # The same weights under other metadata: the rollback changes the file, not the scores, so
+    # the candidate passes the gates against either and only the rollback can stop its deploy.
+    deployment.deploy(save_checkpoint(tmp_path / "second.safetensors", model, {"note": "copy"}))
+    calls = iter(range(1000))
+
+    def roll_back_at_step_5() -> bool:
+        if next(calls) == 5:
+            deployment.rollback()  # ~/rollback while the round trains from the rolled-back model
+        return False
+
+    anything_goes = GateThresholds(min_loss_gain=0.0, max_epe_increase=100.0,
+                                   min_effective_rank=1.0, min_rank_ratio=0.0)
+    settings = RoundSettings(**{**SETTINGS.__dict__, "thresholds": anything_goes})
+    result = run_round(deployed, bags["moving"], bags["heldout"], tmp_path / "round", settings,
+                       should_stop=roll_back_at_step_5)
+    assert result.deployed_entry is None
+    (failure,) = result.decision.failures
+    assert failure.startswith("not deployed: ") and "changed since" in failure
+    assert len(deployment.history()) == 1
+    assert deployed.read_bytes() == deployment.history()[0].read_bytes()
+
+
+def test_a_kill_after_training_or_after_the_deploy_finishes_the_round_once(tmp_path: Path,
+                                                                           bags) -> None:
+    """SIGKILL between the last state save and the final checkpoint, or between the deploy and
+    round.json: the restarted round writes the candidate from its state, and a candidate it
+    already deployed is reported as deployed without a second copy in the history."""
+    settings = SETTINGS  # 30 steps: a gain the gates pass (test_a_real_gain_is_deployed)
+    for name, deploy_first in (("no_final", False), ("deployed", True)):
+        deployed = save_checkpoint(tmp_path / name / "deployed.safetensors",
+                                   load_model("default").untrained_twin())
+        folder = tmp_path / name / "round"
+        Trainer(train_config(deployed, bags["moving"], folder, settings)).train()
+        candidate = folder / "flowfeat.safetensors"
+        if deploy_first:
+            Deployment(deployed).deploy(candidate)
+        else:
+            candidate.unlink()
+        history = len(Deployment(deployed).history())
+        result = run_round(deployed, bags["moving"], bags["heldout"], folder, settings)
+        assert result.decision is not None and result.steps == 30 and candidate.is_file()
+        if deploy_first:
+            assert result.decision.passed, result.decision  # scored against the model it replaced
+            assert result.deployed_entry == Deployment(deployed).history()[-1]
+            assert len(Deployment(deployed).history()) == history == 2
+        assert not (folder / "state.safetensors").exists()

@@ -6,12 +6,20 @@ first checks that the candidate loads, copies it into the history folder beside 
 fsync'ed rename (:func:`flowfeat_core.hub.atomic_io.write_atomically`): a reader, or a crash at
 any moment, sees the old file or the new one, never a torn one. The newest history entry is
 always the deployed model, so a rollback restores the entry before it.
+
+Deploys, rollbacks and restores hold an exclusive lock on ``<name>.history/.lock`` (flock), so
+the trainer's round thread, its ``~/rollback`` service and a ``flowfeat_round`` run by hand never
+interleave; a deploy can be made conditional on the deployed file being the one a candidate was
+trained from (``expected``), so a rollback during a round is never silently undone.
 """
 
 from __future__ import annotations
 
-import filecmp
+import fcntl
+import hashlib
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from flowfeat_core.hub.atomic_io import write_atomically
@@ -21,6 +29,23 @@ from flowfeat_core.hub.errors import CheckpointError
 
 class DeploymentError(RuntimeError):
     """A deploy or rollback that cannot be done; the deployed file is unchanged."""
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes ('' when it does not exist)."""
+    path = Path(path)
+    if not path.is_file():
+        return ""
+    with path.open("rb") as stream:
+        return hashlib.file_digest(stream, "sha256").hexdigest()
+
+
+def _loads(path: Path) -> bool:
+    try:
+        load_checkpoint(path)
+    except (CheckpointError, OSError, ValueError):
+        return False
+    return True
 
 
 class Deployment:
@@ -39,41 +64,58 @@ class Deployment:
             return []
         return sorted(self.history_dir.glob("[0-9]" * 6 + ".safetensors"))
 
-    def deploy(self, candidate: Path) -> Path:
-        """Make ``candidate`` the deployed model; returns its history entry."""
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.history_dir.mkdir(parents=True, exist_ok=True)
+        with (self.history_dir / ".lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def deploy(self, candidate: Path, expected: str | None = None) -> Path:
+        """Make ``candidate`` the deployed model; returns its history entry. With ``expected``
+        (a :func:`file_digest`), only if the deployed file still has that content."""
         candidate = Path(candidate)
         try:
             load_checkpoint(candidate)  # a half-written or foreign file is never deployed
         except (CheckpointError, OSError, ValueError) as error:
             raise DeploymentError(f"candidate {candidate} cannot be deployed: {error}") from error
-        if self.path.is_file() and not self.history():
-            self._record(self.path)  # the model deployed before this tool: rollback's first target
-        entry = self._record(candidate)
-        write_atomically(self.path, lambda temporary: shutil.copyfile(entry, temporary))
-        for old in self.history()[:-self.keep]:
-            old.unlink()
+        with self._locked():
+            if expected is not None and file_digest(self.path) != expected:
+                raise DeploymentError(f"{self.path} changed since the candidate's training "
+                                      "started (a rollback or another deploy)")
+            if self.path.is_file() and not self.history():
+                self._record(self.path)  # the model deployed before this tool: rollback's target
+            entry = self._record(candidate)
+            write_atomically(self.path, lambda temporary: shutil.copyfile(entry, temporary))
+            for old in self.history()[:-self.keep]:
+                old.unlink()
         return entry
 
     def rollback(self) -> Path:
         """Restore the model deployed before the current one; returns its history entry."""
-        entries = self.history()
-        if len(entries) < 2:
-            raise DeploymentError(f"nothing to roll back to: {len(entries)} deployed model(s) "
-                                  f"in {self.history_dir}")
-        current, previous = entries[-1], entries[-2]
-        write_atomically(self.path, lambda temporary: shutil.copyfile(previous, temporary))
-        current.unlink()
+        with self._locked():
+            entries = self.history()
+            if len(entries) < 2:
+                raise DeploymentError(f"nothing to roll back to: {len(entries)} deployed "
+                                      f"model(s) in {self.history_dir}")
+            current, previous = entries[-1], entries[-2]
+            write_atomically(self.path, lambda temporary: shutil.copyfile(previous, temporary))
+            current.unlink()
         return previous
 
     def restore(self) -> Path | None:
-        """Put the newest history entry back if the deployed file no longer matches it (damaged
-        or replaced by hand); returns that entry, or None when the file matches or there is no
-        history."""
-        entries = self.history()
-        if not entries or (self.path.is_file() and filecmp.cmp(self.path, entries[-1],
-                                                               shallow=False)):
-            return None
-        write_atomically(self.path, lambda temporary: shutil.copyfile(entries[-1], temporary))
+        """Put the newest history entry back when the deployed file is missing or no longer
+        loads (damaged on disk); returns that entry, or None when nothing was wrong or there is
+        no history. A loadable file replaced by hand is left alone."""
+        with self._locked():
+            entries = self.history()
+            if not entries or _loads(self.path):
+                return None
+            write_atomically(self.path,
+                             lambda temporary: shutil.copyfile(entries[-1], temporary))
         return entries[-1]
 
     def _record(self, source: Path) -> Path:

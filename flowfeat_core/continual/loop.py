@@ -5,17 +5,26 @@ same work folder::
 
     <work>/replay/     the replay and held-out bags (replay_store.py)
     <work>/cache/      decoded frames and teacher flow, shared by rounds (rebuilt when deleted)
-    <work>/round_NNNN/ one round: its TensorBoard logs, candidate and round.json
+    <work>/round_NNNN/ one round: its bags (plan.json), TensorBoard logs, candidate, round.json
     <work>/tensorboard the gate numbers of every round (one point per round)
+
+One process at a time works in a folder (an flock on ``<work>/.lock``): the trainer node and a
+``flowfeat_round`` by hand refuse to share it. Only the newest ``KEPT_ROUNDS`` round folders
+are kept.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
+import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from flowfeat_core.continual.bag_sets import finished_bags
-from flowfeat_core.continual.replay_store import AdmitReport, ReplayStore, StoreLimits
+from flowfeat_core.continual.deployment import Deployment
+from flowfeat_core.continual.replay_store import DISK_FULL, AdmitReport, ReplayStore, StoreLimits
 from flowfeat_core.continual.training_round import (
     RESULT_FILE,
     RoundCaches,
@@ -24,8 +33,11 @@ from flowfeat_core.continual.training_round import (
     run_round,
 )
 from flowfeat_core.data.sources import build_frame_sequences
+from flowfeat_core.hub.atomic_io import write_atomically
 
 ROUND_PREFIX = "round_"
+PLAN_FILE = "plan.json"
+KEPT_ROUNDS = 20
 
 
 @dataclass(frozen=True)
@@ -59,7 +71,15 @@ class ContinualLoop:
         if self.work_dir.is_relative_to(self.bags_dir):
             raise ValueError(f"the work folder {self.work_dir} must not be inside the bag folder "
                              f"{self.bags_dir} (its copies would be taken for new bags)")
-        self.deployed = Path(deployed).expanduser()
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = (self.work_dir / ".lock").open("a")  # held while this object lives
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise ValueError(f"{self.work_dir} is in use by another trainer node or "
+                             "flowfeat_round") from None
+        self.deployed = Path(deployed).expanduser().resolve()
         self.initial = initial
         self.settings = settings
         cache = self.work_dir / "cache"
@@ -72,11 +92,16 @@ class ContinualLoop:
                                 check=self._check_bag)
 
     def _check_bag(self, bag: Path) -> None:
-        """Decode the bag's frames into the cache, as training will; any failure rejects it."""
+        """Decode the bag's frames into the cache, as training will; a failure rejects the bag,
+        except a full disk (raised as is, so the bag is retried)."""
         try:
             build_frame_sequences(bags=[bag], topic=self.settings.round.topic,
                                   max_side=self.settings.round.max_side,
                                   cache_dir=self.caches.frames)
+        except OSError as error:
+            if error.errno in DISK_FULL:
+                raise
+            raise ValueError(f"{type(error).__name__}: {error}") from error
         except Exception as error:  # a corrupt bag can fail anywhere in its reader
             raise ValueError(f"{type(error).__name__}: {error}") from error
 
@@ -102,20 +127,39 @@ class ContinualLoop:
         """The folder the next :meth:`run_round` works in (an unfinished round is resumed)."""
         return round_folder(self.work_dir)
 
-    def run_round(self, should_stop=lambda: False) -> RoundResult:
+    def run_round(self, should_stop: Callable[[], bool] = lambda: False) -> RoundResult:
         """Train, score, judge and maybe deploy (see training_round.py); the result is also
-        logged to TensorBoard. ``should_stop`` is polled every training step."""
+        logged to TensorBoard. ``should_stop`` is polled every training step. A round keeps the
+        bags it started with when resumed; a deployed file damaged on disk is restored first."""
+        folder = self.next_round()
+        plan = self._plan(folder)
+        Deployment(self.deployed, self.settings.keep).restore()
+        self.ensure_deployed()
+        result = run_round(self.deployed, plan["train"], plan["heldout"], folder,
+                           self.settings.round, self.settings.keep, should_stop, self.caches)
+        if not result.stopped:
+            self._log(int(folder.name[len(ROUND_PREFIX):]), result)
+            for old in sorted(self.work_dir.glob(f"{ROUND_PREFIX}[0-9]*"))[:-KEPT_ROUNDS]:
+                shutil.rmtree(old, ignore_errors=True)
+        return result
+
+    def _plan(self, folder: Path) -> dict[str, list[Path]]:
+        """The round's bags: fixed at its first start (those still kept when it resumes)."""
+        path = folder / PLAN_FILE
+        if path.is_file():
+            saved = json.loads(path.read_text())
+            plan = {side: [Path(bag) for bag in saved[side] if Path(bag).is_dir()]
+                    for side in ("train", "heldout")}
+            if all(plan.values()):
+                return plan
         reason = self.blocker()
         if reason:
             raise ValueError(reason)
-        self.ensure_deployed()
-        folder = self.next_round()
-        result = run_round(self.deployed, self.store.train_bags(), self.store.heldout_bags(),
-                           folder, self.settings.round, self.settings.keep, should_stop,
-                           self.caches)
-        if not result.stopped:
-            self._log(int(folder.name[len(ROUND_PREFIX):]), result)
-        return result
+        plan = {"train": self.store.train_bags(), "heldout": self.store.heldout_bags()}
+        text = json.dumps({side: [str(bag) for bag in bags] for side, bags in plan.items()})
+        write_atomically(path, lambda temporary: Path(temporary).write_text(text))
+        self.store.mark_trained()
+        return plan
 
     def _log(self, number: int, result: RoundResult) -> None:
         from torch.utils.tensorboard import SummaryWriter

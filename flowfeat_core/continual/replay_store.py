@@ -13,11 +13,13 @@ window, a reservoir sample of ``older`` (Vitter's algorithm R: every old bag has
 to be rehearsed, whatever its age); of the held-out bags, a reservoir of ``heldout``. Beyond
 ``quota_bytes`` the re-creatable caches go first, then older bags, then held-out bags, then the
 oldest recent ones (one of each side always stays). A bag that fails ``check`` (corrupt,
-truncated, no usable images) is rejected once, with its reason, and never retried.
+truncated, no usable images) is rejected once, with its reason, and never retried; a full disk
+rejects nothing (the bag is retried).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -30,6 +32,7 @@ from pathlib import Path
 from flowfeat_core.hub.atomic_io import write_atomically
 
 STATE_FILE = "store.json"
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass(frozen=True)
@@ -99,8 +102,8 @@ class ReplayStore:
     def _load_state(self) -> dict:
         path = self.root / STATE_FILE
         state = json.loads(path.read_text()) if path.is_file() else {}
-        return {"admitted": 0, "aged_train": 0, "heldout_seen": 0, "seen": [], "rejected": {},
-                "recent": [], "older": [], "heldout": [], **state}
+        return {"admitted": 0, "aged_train": 0, "heldout_seen": 0, "trained_through": 0,
+                "seen": [], "rejected": {}, "recent": [], "older": [], "heldout": [], **state}
 
     def _remove_orphans(self) -> None:
         """Delete what a crash left that the saved state does not list (an admission or an
@@ -113,6 +116,9 @@ class ReplayStore:
             for folder in (self.root / side).glob("*"):
                 if folder.name not in names:
                     shutil.rmtree(folder, ignore_errors=True)
+        for key, side in (("recent", "train"), ("older", "train"), ("heldout", "heldout")):
+            self.state[key] = [name for name in self.state[key]
+                               if (self.root / side / name).is_dir()]
 
     def _save_state(self) -> None:
         text = json.dumps(self.state, indent=1)
@@ -128,8 +134,18 @@ class ReplayStore:
         return self._existing("heldout", self.state["heldout"])
 
     def _existing(self, side: str, names: list[str]) -> list[Path]:
-        """Listed bags still on disk (an eviction cut short by a crash deletes before saving)."""
-        return [path for path in (self.root / side / name for name in names) if path.is_dir()]
+        """Listed bags still on disk (an eviction deletes before the state is saved)."""
+        return [path for path in (self.root / side / name for name in list(names))
+                if path.is_dir()]
+
+    def new_training_bags(self) -> int:
+        """Training bags admitted since the last :meth:`mark_trained`."""
+        return self.state["admitted"] - self.state["heldout_seen"] - self.state["trained_through"]
+
+    def mark_trained(self) -> None:
+        """Record that a round started on every training bag admitted so far."""
+        self.state["trained_through"] = self.state["admitted"] - self.state["heldout_seen"]
+        self._save_state()
 
     @property
     def rejected(self) -> dict[str, str]:
@@ -145,16 +161,16 @@ class ReplayStore:
               ) -> AdmitReport:
         """Admit the bags not seen before, in the given order. ``check(bag)`` runs on the
         stored copy (so what it caches is keyed to the path training reads) and raises
-        ``ValueError`` or ``OSError`` for a bag not to keep. An ``OSError`` while linking or
-        copying (e.g. a full disk) is raised with the store left consistent; that bag is retried
-        on the next call."""
+        ``ValueError`` or ``OSError`` for a bag not to keep. A full disk (ENOSPC/EDQUOT, while
+        linking, copying or checking) is raised after the quota was enforced, with the store
+        consistent; that bag is retried on the next call."""
         report = AdmitReport()
         try:
             for bag in bags:
                 if bag.name not in self.state["seen"]:
                     self._admit_one(bag, check, report)
-            report.evicted += self.enforce_quota()
         finally:
+            report.evicted += self.enforce_quota()
             self._save_state()
         return report
 
@@ -166,17 +182,19 @@ class ReplayStore:
             link_or_copy_folder(bag, incoming)
             stored.parent.mkdir(exist_ok=True)
             incoming.rename(stored)
-        except OSError:
-            shutil.rmtree(incoming, ignore_errors=True)
-            raise
-        self.state["seen"].append(bag.name)
-        try:
             check(stored)
         except (ValueError, OSError) as error:
+            shutil.rmtree(incoming, ignore_errors=True)
             shutil.rmtree(stored, ignore_errors=True)
+            if isinstance(error, OSError) and error.errno in DISK_FULL:
+                raise
+            if not bag.is_dir():
+                return  # deleted meanwhile (the recorder's quota): nothing to keep
+            self.state["seen"].append(bag.name)
             report.rejected[bag.name] = self.state["rejected"][bag.name] = (
                 str(error) or type(error).__name__)
             return
+        self.state["seen"].append(bag.name)
         self.state["admitted"] += 1
         if held:
             report.heldout.append(bag.name)

@@ -10,21 +10,33 @@ atomic rename), so a half-written checkpoint is never deployed.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from flowfeat_core.continual.deployment import Deployment
+from flowfeat_core.continual.deployment import Deployment, DeploymentError, file_digest
 from flowfeat_core.continual.gates import GateDecision, GateThresholds, judge_candidate
 from flowfeat_core.data.sources import build_frame_sequences
 from flowfeat_core.hub.atomic_io import write_atomically
 from flowfeat_core.hub.loading import load_model
 from flowfeat_core.training.config import TrainConfig
 from flowfeat_core.training.heldout import HeldOutScores, evaluate_heldout, heldout_batches
-from flowfeat_core.training.trainer import STATE_FILE, Trainer
+from flowfeat_core.training.trainer import FINAL_CHECKPOINT, STATE_FILE, Trainer
 
 RESULT_FILE = "round.json"
+BASE_FILE = "base.json"
+
+
+def _base_digest(folder: Path, deployed: Path) -> str:
+    """The digest of the deployed model the round trains from, fixed at the round's first start
+    (a resumed round continues from its saved state, not from whatever is deployed now)."""
+    path = folder / BASE_FILE
+    if not path.is_file():
+        text = json.dumps({"deployed": str(deployed), "sha256": file_digest(deployed)})
+        write_atomically(path, lambda temporary: Path(temporary).write_text(text))
+    return json.loads(path.read_text())["sha256"]
 
 
 @dataclass(frozen=True)
@@ -92,29 +104,44 @@ def run_round(deployed: Path, train_bags: list[Path], heldout_bags: list[Path], 
               settings: RoundSettings = RoundSettings(), keep: int = 3,
               should_stop: Callable[[], bool] = lambda: False,
               caches: RoundCaches | None = None) -> RoundResult:
-    """Train, score, judge and (when the gates pass) deploy; see the module doc. Once the round
-    has its result, its resume state is deleted (it is only needed to continue training)."""
+    """Train, score, judge and (when the gates pass) deploy; see the module doc. A candidate is
+    deployed only if the deployed file is still the model the round started from (else it is
+    refused: a rollback during the round stands). Once the round has its result, its resume state
+    and periodic checkpoints are deleted."""
     caches = caches or RoundCaches()
     if not train_bags or not heldout_bags:
         raise ValueError(f"a round needs training and held-out bags, got {len(train_bags)} and "
                          f"{len(heldout_bags)}")
     started = time.perf_counter()
+    base = _base_digest(folder, deployed)
     trainer = Trainer(train_config(deployed, train_bags, folder, settings, caches))
-    summary = trainer.train(should_stop) if trainer.step < settings.steps else None
-    steps = trainer.step
-    train_seconds = time.perf_counter() - started
-    if summary is not None and summary.interrupted:
-        return RoundResult(folder, steps, train_seconds, None, None)
+    trained_before = trainer.step >= settings.steps  # this call resumes a finished training
+    if not trained_before and trainer.train(should_stop).interrupted:
+        return RoundResult(folder, trainer.step, time.perf_counter() - started, None, None)
+    steps, train_seconds = trainer.step, time.perf_counter() - started
+    candidate = folder / FINAL_CHECKPOINT
+    deployment = Deployment(deployed, keep)
+    # Deployed by this very round before a restart: score it against the model it replaced.
+    already_deployed = (file_digest(deployed) == file_digest(candidate)
+                        and len(deployment.history()) >= 2)
+    if trained_before and not already_deployed:
+        # Training was done before a restart, but the final checkpoint may be missing or stale
+        # (killed between the last state save and the final save): write it from the state.
+        trainer.save(candidate)
+    baseline = deployment.history()[-2] if already_deployed else deployed
     sequences = build_frame_sequences(bags=heldout_bags, topic=settings.topic,
                                       max_side=settings.max_side, cache_dir=caches.frames)
     batches = heldout_batches(sequences, settings.input_size, max_pairs=settings.heldout_pairs,
                               cache_dir=caches.flow)
-    deployed_scores = evaluate_heldout(load_model(deployed), batches, settings.input_size)
-    candidate_scores = evaluate_heldout(load_model(folder / "flowfeat.safetensors"), batches,
-                                        settings.input_size)
+    deployed_scores = evaluate_heldout(load_model(baseline), batches, settings.input_size)
+    candidate_scores = evaluate_heldout(load_model(candidate), batches, settings.input_size)
     decision = judge_candidate(candidate_scores, deployed_scores, settings.thresholds)
-    entry = (Deployment(deployed, keep).deploy(folder / "flowfeat.safetensors") if decision.passed
-             else None)
+    entry = deployment.history()[-1] if already_deployed else None
+    if decision.passed and not already_deployed:
+        try:
+            entry = deployment.deploy(candidate, expected=base)
+        except DeploymentError as error:
+            decision = GateDecision((f"not deployed: {error}",), decision.summary)
     result = RoundResult(folder, steps, train_seconds, decision, entry, candidate_scores,
                          deployed_scores)
     text = json.dumps({
@@ -125,4 +152,5 @@ def run_round(deployed: Path, train_bags: list[Path], heldout_bags: list[Path], 
     }, indent=2)
     write_atomically(folder / RESULT_FILE, lambda temporary: Path(temporary).write_text(text))
     (folder / STATE_FILE).unlink(missing_ok=True)
+    shutil.rmtree(folder / "checkpoints", ignore_errors=True)  # periodic saves, for resuming only
     return result

@@ -224,7 +224,7 @@ class Trainer:
             LOG.warning("interrupted at step %d; saving", self.step)
         finally:
             progress.close()
-        if should_stop() and self.step < config.steps:
+        if self.step < config.steps and not interrupted:  # the loop ended on should_stop()
             interrupted = True
             LOG.warning("stop signal at step %d; saving", self.step)
         seconds = time.perf_counter() - started

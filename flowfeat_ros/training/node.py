@@ -3,17 +3,20 @@
 Every ``check_period_s`` it takes the recorder's finished bags into its replay store; once
 ``min_new_bags`` new training bags arrived (or on ``~/train_now``, or at start-up when a round
 was cut short) it trains a round from the deployed checkpoint in its own thread, at low CPU
-priority, pausing while the perception node's latency is above ``max_perception_latency_ms``.
-A candidate that passes the gates is deployed atomically; the perception node is then pointed at
-the deployed file and reloaded, and the swap is confirmed from its /diagnostics. A deployed model
-the perception node cannot load or that makes it report an error is rolled back automatically;
-``~/rollback`` does the same by hand. State: /diagnostics, TensorBoard under ``work_dir``.
+priority, pausing while the perception node processes frames slower than
+``max_perception_latency_ms``. A candidate that passes the gates is deployed atomically; the
+perception node is then pointed at the deployed file and reloaded, and the swap is confirmed from
+its /diagnostics. A deployed model the perception node cannot load or that makes it report an
+error is rolled back automatically; ``~/rollback`` does it by hand (and drops the round in
+progress, which started from the rolled-back model). State: /diagnostics, TensorBoard under
+``work_dir``.
 Run: ``trainer_node --ros-args --params-file config/trainer.yaml``.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import threading
 import time
@@ -36,6 +39,7 @@ from flowfeat_ros.training.perception_link import (
 )
 
 WARN_PERIOD_S = 30.0
+REJECTION_WARN_S = 600.0  # a rejected bag keeps the status at WARN this long
 
 
 class TrainerNode(Node):
@@ -52,18 +56,20 @@ class TrainerNode(Node):
         if p["nice"]:
             os.nice(p["nice"])
         torch.set_num_threads(p["cpu_threads"])
-        self.link = (PerceptionLink(self, p["perception_node"]) if p["perception_node"]
-                     else None)
         self._stop = threading.Event()
+        self.link = (PerceptionLink(self, p["perception_node"], self._stop)
+                     if p["perception_node"] else None)
         self._wake = threading.Event()
         self._serve_lock = threading.Lock()
         self._train_now = False
+        self._abandon_round = False
         self.state = "idle"
         self.paused_reason = ""
-        self.last_error = ""
+        self.last_error = ""  # taking in bags (cleared by the next intake that works)
+        self.round_error = ""  # a round that failed (cleared by the next round with a decision)
         self.progress = 0
-        self.new_train_bags = 0
         self.rejected: dict[str, str] = dict(self.loop.store.rejected)
+        self._last_rejection = -float("inf")
         self.last_round: dict[str, str] = {}
         self.serving = ""
         self.create_service(Trigger, "~/train_now", self._on_train_now)
@@ -81,8 +87,10 @@ class TrainerNode(Node):
     # -- services ---------------------------------------------------------------------------
     def _on_train_now(self, _request: Trigger.Request, response: Trigger.Response
                       ) -> Trigger.Response:
-        if self.state.startswith(("training", "deploying")):
-            response.success, response.message = False, f"busy: {self.state}"
+        reason = (f"busy: {self.state}" if self.state.startswith(("training", "deploying"))
+                  else self.loop.blocker())
+        if reason:
+            response.success, response.message = False, reason
             return response
         self._train_now = True
         self._wake.set()
@@ -96,6 +104,8 @@ class TrainerNode(Node):
         except DeploymentError as error:
             response.success, response.message = False, str(error)
             return response
+        # A round in progress started from the model just rolled back: it is dropped.
+        self._abandon_round = self.state.startswith("training")
         self.get_logger().warning(f"rolled back to {entry.name} on request")
         threading.Thread(target=self._serve, args=(f"rollback to {entry.name}", False),
                          daemon=True).start()
@@ -106,7 +116,6 @@ class TrainerNode(Node):
     # -- the round thread -------------------------------------------------------------------
     def _work(self) -> None:
         resume = (self.loop.next_round() / STATE_FILE).is_file()
-        starting = True
         self._wake.set()
         while not self._stop.is_set():
             self._wake.wait()
@@ -114,29 +123,37 @@ class TrainerNode(Node):
             if self._stop.is_set():
                 break
             try:
-                if starting and self.loop.deployed.is_file():
-                    self._serve("deployed file at start-up", roll_back_on_failure=False,
-                                reload=False)
-                starting = False
+                self._keep_perception_on_deployed()
                 self._take_in_bags()
+                self.last_error = ""
                 forced, self._train_now = self._train_now, False
-                due = 0 < self.params["min_new_bags"] <= self.new_train_bags
-                if forced or due or resume:
+                due = 0 < self.params["min_new_bags"] <= self.loop.store.new_training_bags()
+                if forced or due or resume or self.round_error:
                     resume = False
                     self._round()
-                self.last_error = ""
-                self.state = "idle"
             except Exception as error:  # keep the node alive; the reason goes to /diagnostics
-                self.state = "error"
-                self.last_error = f"{type(error).__name__}: {error}"
-                self.get_logger().error(self.last_error, throttle_duration_sec=WARN_PERIOD_S)
+                message = f"{type(error).__name__}: {error}"
+                if self.state.startswith("training"):
+                    self.round_error = message  # retried at the next check
+                else:
+                    self.last_error = message
+                self.get_logger().error(message, throttle_duration_sec=WARN_PERIOD_S)
+            self.state = "idle"
+
+    def _keep_perception_on_deployed(self) -> None:
+        """Move a perception node that reports another model (e.g. it was restarted with its
+        YAML's checkpoint) onto the deployed file."""
+        if self.link and self.loop.deployed.is_file() and self.link.serves(
+                self.loop.deployed) is False:
+            self._serve("perception was on another model", roll_back_on_failure=False,
+                        reload=False)
 
     def _take_in_bags(self) -> None:
         self.state = "taking in bags"
         report = self.loop.take_in_bags()
-        self.new_train_bags += len(report.train)
         for name, reason in report.rejected.items():
             self.rejected[name] = reason
+            self._last_rejection = time.monotonic()
             self.get_logger().warning(f"bag {name} rejected: {reason}")
         if report.train or report.heldout:
             self.get_logger().info(f"took in {len(report.train)} training and "
@@ -144,24 +161,27 @@ class TrainerNode(Node):
 
     def _round(self) -> None:
         reason = self.loop.blocker()
-        if reason:
-            self.get_logger().info(f"no round: {reason}", throttle_duration_sec=WARN_PERIOD_S)
-            return
         folder = self.loop.next_round()
         resumed = (folder / STATE_FILE).is_file()
-        self.get_logger().info(f"{folder.name}: {'resuming' if resumed else 'starting'} on "
-                               f"{len(self.loop.store.train_bags())} training bags")
-        self.state, self.progress, self.new_train_bags = f"training {folder.name}", 0, 0
+        if reason and not resumed:
+            self.get_logger().info(f"no round: {reason}", throttle_duration_sec=WARN_PERIOD_S)
+            return
+        self.get_logger().info(f"{folder.name}: {'resuming' if resumed else 'starting'}")
+        self.state, self.progress, self._abandon_round = f"training {folder.name}", 0, False
         result = self.loop.run_round(self._should_stop)
         if result.stopped:
-            message = f"{folder.name}: stopped at step {result.steps}; resumes at the next start"
+            if self._abandon_round:
+                shutil.rmtree(folder, ignore_errors=True)
+            what = "abandoned after a rollback" if self._abandon_round else "resumes at next start"
+            message = f"{folder.name}: stopped at step {result.steps}; {what}"
             if self.context.ok():
                 self.get_logger().info(message)
             else:  # shutting down: rosout is gone, the console is not
                 print(f"[trainer] {message}", file=sys.stderr, flush=True)
             return
+        self.round_error = ""
         self._report(folder.name, result)
-        if result.deployed_entry is not None:
+        if result.deployed_entry is not None and result.decision.passed:
             self.state = "deploying"
             self._serve(f"{folder.name} deployed", True)
 
@@ -169,7 +189,7 @@ class TrainerNode(Node):
         """Polled every training step: True to stop; waits while perception is too slow."""
         self.progress += 1
         bound = self.params["max_perception_latency_ms"]
-        while not self._stop.is_set():
+        while not (self._stop.is_set() or self._abandon_round):
             latency = self.link.latency_ms() if self.link and bound > 0 else None
             if latency is None or latency <= bound:
                 self.paused_reason = ""
@@ -228,14 +248,14 @@ class TrainerNode(Node):
     def _reload_and_confirm(self, reload: bool = True) -> str | None:
         """None when perception serves the deployed file healthily, else what went wrong."""
         timeout = self.params["confirm_timeout_s"]
-        start = time.monotonic()
         try:
             self.link.serve(self.loop.deployed, timeout, reload)
-            return self.link.confirm(self.loop.deployed, start, timeout)
+            return self.link.confirm(self.loop.deployed, timeout)
         except PerceptionRefusedError as error:
             return f"refused it: {error}"
         except PerceptionUnavailableError as error:
-            return f"unavailable: {error} (it loads the deployed file when it starts)"
+            return (f"unavailable: {error} (it is moved onto the deployed file once it reports on "
+                    "/diagnostics)")
 
     # -- lifecycle and diagnostics ----------------------------------------------------------
     def finish(self) -> None:
@@ -246,20 +266,23 @@ class TrainerNode(Node):
 
     def _publish_diagnostics(self) -> None:
         store = self.loop.store
-        error = bool(self.last_error)
+        error = self.round_error or self.last_error
+        rejected = dict(self.rejected)  # the round thread adds to it
+        recent_rejection = time.monotonic() - self._last_rejection < REJECTION_WARN_S
         level = (DiagnosticStatus.ERROR if error else
-                 DiagnosticStatus.WARN if self.paused_reason or self.rejected else
+                 DiagnosticStatus.WARN if self.paused_reason or recent_rejection else
                  DiagnosticStatus.OK)
-        message = (self.last_error or self.paused_reason or
-                   (f"{len(self.rejected)} bag(s) rejected" if self.rejected else self.state))
+        message = (error or self.paused_reason or
+                   (f"bag rejected: {list(rejected)[-1]}" if recent_rejection else self.state))
         values = {
             "state": self.state, "paused_reason": self.paused_reason,
-            "round_steps_done": self.progress, "round_steps": self.params["steps"],
+            "round_steps_this_run": self.progress, "round_steps": self.params["steps"],
             "training_bags": len(store.train_bags()), "heldout_bags": len(store.heldout_bags()),
-            "new_training_bags": self.new_train_bags, "rejected_bags": len(self.rejected),
-            "rejected": "; ".join(f"{n}: {r}" for n, r in self.rejected.items()),
+            "new_training_bags": store.new_training_bags(), "rejected_bags": len(rejected),
+            "last_rejected": "; ".join(f"{n}: {r}" for n, r in list(rejected.items())[-3:]),
             "deployed": self.loop.deployed, "deployed_history": len(self.deployment.history()),
-            "serving": self.serving, "last_error": self.last_error, **self.last_round}
+            "serving": self.serving, "round_error": self.round_error,
+            "last_error": self.last_error, **self.last_round}
         status = DiagnosticStatus(name=f"{self.get_fully_qualified_name()}: trainer",
                                   hardware_id="flowfeat", level=level, message=message)
         status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]

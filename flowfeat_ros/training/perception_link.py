@@ -36,6 +36,8 @@ class PerceptionStatus:
     """The parts of the perception node's /diagnostics status the trainer acts on."""
 
     received: float  # time.monotonic() when it arrived
+    number: int  # statuses received before this one
+    processing: bool  # its processed_frames grew since the status before
     level: int
     checkpoint: str
     load_error: str
@@ -55,11 +57,14 @@ class PerceptionLink:
     """Talks to the perception node ``name``: absolute (``/robot/perception``) or relative to
     this node's namespace (``perception``, the default, finds it in the same namespace)."""
 
-    def __init__(self, node: Node, name: str) -> None:
+    def __init__(self, node: Node, name: str, stop: threading.Event) -> None:
+        """``stop``: set when the node shuts down; every wait here ends then."""
+        self._stop = stop
         namespace = node.get_namespace().rstrip("/")
         self.name = name if name.startswith("/") else f"{namespace}/{name}"
         self._status_name = f"{self.name}: perception"
         self._status: PerceptionStatus | None = None
+        self._processed = 0
         self._lock = threading.Lock()
         self._reload = node.create_client(Trigger, f"{self.name}/reload")
         self._parameters = AsyncParameterClient(node, self.name)
@@ -71,22 +76,38 @@ class PerceptionLink:
                 continue
             values = {kv.key: kv.value for kv in status.values}
             latency = values.get("latency_stamp_ms_median")
+            processed = int(values.get("processed_frames", 0))
             with self._lock:
+                previous = self._status
                 self._status = PerceptionStatus(
-                    time.monotonic(), _level(status), values.get("checkpoint", ""),
-                    values.get("last_load_error", ""), float(latency) if latency else None)
+                    time.monotonic(), previous.number + 1 if previous else 0,
+                    previous is not None and processed > self._processed, _level(status),
+                    values.get("checkpoint", ""), values.get("last_load_error", ""),
+                    float(latency) if latency else None)
+                self._processed = processed
 
     def status(self) -> PerceptionStatus | None:
         """The newest status received, if any."""
         with self._lock:
             return self._status
 
-    def latency_ms(self) -> float | None:
-        """The node's current median stamp-to-output latency, None when not known recently."""
+    def fresh_status(self) -> PerceptionStatus | None:
+        """The newest status if it arrived in the last FRESH_S seconds (the node is up)."""
         status = self.status()
         if status is None or time.monotonic() - status.received > FRESH_S:
             return None
-        return status.latency_ms
+        return status
+
+    def latency_ms(self) -> float | None:
+        """The node's median stamp-to-output latency while it is processing frames, else None
+        (a camera that stopped leaves the last median in its diagnostics)."""
+        status = self.fresh_status()
+        return status.latency_ms if status is not None and status.processing else None
+
+    def serves(self, deployed: Path) -> bool | None:
+        """Whether the node's fresh status names ``deployed`` (None: no fresh status)."""
+        status = self.fresh_status()
+        return None if status is None else _same_file(status.checkpoint, deployed)
 
     def serve(self, deployed: Path, timeout_s: float, reload: bool = True) -> str:
         """Make the node serve ``deployed``: point its ``checkpoint`` parameter there if it names
@@ -95,7 +116,7 @@ class PerceptionLink:
         Returns what happened; raises PerceptionUnavailableError or PerceptionRefusedError."""
         deadline = time.monotonic() + timeout_s
         # A request sent before the service is discovered is lost, not queued.
-        if not self._parameters.wait_for_services(timeout_sec=timeout_s):
+        if not self._parameters.wait_for_services(timeout_sec=min(timeout_s, 10.0)):
             raise PerceptionUnavailableError(f"{self.name}'s parameter services are not available")
         current = self._wait(self._parameters.get_parameters(["checkpoint"]), deadline,
                              "get its checkpoint parameter")
@@ -117,28 +138,35 @@ class PerceptionLink:
             raise PerceptionRefusedError(f"{self.name}: {reply.message}")
         return reply.message
 
-    def confirm(self, deployed: Path, since: float, timeout_s: float) -> str | None:
-        """Wait for a status sent after ``since`` (time.monotonic()) that names ``deployed``;
-        returns what is wrong with it (load error, worker failure), None when it is healthy.
+    def confirm(self, deployed: Path, timeout_s: float) -> str | None:
+        """Call right after :meth:`serve`: waits for the second status received from now on (the
+        first may have been sent before the reload answered) and checks that it names
+        ``deployed``, with no load error and no ERROR level. Returns the problem, or None.
         Raises PerceptionUnavailableError when no such status arrives in time."""
+        start = self.status()
+        first = start.number + 2 if start else 1
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not self._stop.is_set():
             status = self.status()
-            if (status is not None and status.received > since
-                    and _same_file(status.checkpoint, deployed)):
+            if status is not None and status.number >= first:
+                if not _same_file(status.checkpoint, deployed):
+                    return f"serves {status.checkpoint or 'an unknown model'}, not {deployed}"
                 if status.load_error:
                     return f"load error: {status.load_error}"
                 if status.level >= ERROR_LEVEL:
                     return "its diagnostics report an error"
                 return None
-            time.sleep(0.1)
-        raise PerceptionUnavailableError(f"no diagnostics from {self.name} naming {deployed} within "
-                                    f"{timeout_s:.0f} s")
+            self._stop.wait(0.1)
+        raise PerceptionUnavailableError(f"no new diagnostics from {self.name} within "
+                                         f"{timeout_s:.0f} s")
 
     def _wait(self, future, deadline: float, what: str):
         done = threading.Event()
         future.add_done_callback(lambda _future: done.set())
-        if not done.wait(max(0.0, deadline - time.monotonic())) or future.result() is None:
-            future.cancel()
+        while not done.wait(0.1):
+            if self._stop.is_set() or time.monotonic() > deadline:
+                future.cancel()
+                raise PerceptionUnavailableError(f"{self.name} did not answer ({what})")
+        if future.result() is None:
             raise PerceptionUnavailableError(f"{self.name} did not answer ({what})")
         return future.result()
