@@ -218,10 +218,14 @@ def set_parameters(peer: Node, node_name: str, **values: object) -> list[SetPara
 
 
 def connected_camera(peer: Node, node: PerceptionProcess, prefix: str) -> Camera:
-    """A Camera under ``prefix`` once the node subscribes to it."""
+    """A Camera under ``prefix`` once both ends have matched (the node ``<prefix>/perception``
+    reports it on /diagnostics): a volatile reader drops what a writer sent before the reader
+    itself had matched it, even when the writer already counted the reader."""
     camera = Camera(peer, prefix)
-    spin_until(peer, lambda: camera.image.get_subscription_count() > 0, 60,
-               "the node to subscribe", node)
+    status = Diagnostics(peer, f"{prefix.rstrip('/')}/perception")
+    spin_until(peer, lambda: camera.image.get_subscription_count() > 0
+               and int(status.values.get("input_publishers", 0)) > 0, 60,
+               "the node and the camera to match", node)
     return camera
 
 

@@ -27,6 +27,7 @@ from test_perception_support import (
     Outputs,
     PerceptionProcess,
     base_params,
+    connected_camera,
     make_checkpoint,
     peer,
     spin_for,
@@ -155,10 +156,9 @@ def test_recorded_camera_trains_a_candidate_that_the_running_perception_node_ser
         started += [recorder.proc, trainer.proc]
         status = TrainerStatus(peer, f"{namespace}/trainer")
 
-        camera = Camera(peer, namespace)
         outputs = Outputs(peer, namespace, (FEATURES,))
-        spin_until(peer, lambda: outputs.connected() and camera.image.get_subscription_count() > 0,
-                   90, "the perception node's topics", perception)
+        camera = connected_camera(peer, perception, namespace)
+        spin_until(peer, outputs.connected, 90, "the perception node's outputs", perception)
         before = features_for(peer, camera, outputs, probe, perception)
         np.testing.assert_allclose(before, expected_features(deployed, probe), atol=MATCH_ATOL)
 

@@ -10,6 +10,7 @@ from rclpy.event_handler import (
 )
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.subscription import Subscription
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from flowfeat_ros.perception.frame_mailbox import Arrival, FrameMailbox
@@ -64,6 +65,7 @@ class CameraIO:
                                  "reorder window (the previous stamp was in the future, or the "
                                  "camera clock was reset); following the new stamps")
 
+        self.image_subscriptions: list[Subscription] = []
         if settings.input_transport in ("raw", "both"):
             self._subscribe_images(node, Image, _topic(camera, "image"), store, qos)
         if settings.input_transport in ("compressed", "both"):
@@ -81,11 +83,18 @@ class CameraIO:
             self.loss.record_lost(info.total_count_change)
 
         try:
-            node.create_subscription(msg_type, topic, store, qos,
-                                     event_callbacks=SubscriptionEventCallbacks(message_lost=lost))
+            subscription = node.create_subscription(
+                msg_type, topic, store, qos,
+                event_callbacks=SubscriptionEventCallbacks(message_lost=lost))
         except UnsupportedEventTypeError:
             self.loss_detection = False
-            node.create_subscription(msg_type, topic, store, qos)
+            subscription = node.create_subscription(msg_type, topic, store, qos)
+        self.image_subscriptions.append(subscription)
+
+    def publisher_count(self) -> int:
+        """Image publishers this node's subscriptions have matched (0: no camera, or one whose
+        QoS is incompatible)."""
+        return sum(sub.get_publisher_count() for sub in self.image_subscriptions)
 
     def _on_info(self, msg: CameraInfo) -> None:
         self.latest_info = msg

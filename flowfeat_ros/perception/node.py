@@ -240,6 +240,7 @@ class PerceptionNode(Node):
         """Starved cameras (frames lost in transport), adding the loss counts to ``values``."""
         problems = []
         values["input_lost_frames"] = sum(c.loss.lost_total for c in self.cameras.values())
+        values["input_publishers"] = sum(c.publisher_count() for c in self.cameras.values())
         if not all(c.loss_detection for c in self.cameras.values()):
             values["input_loss_detection"] = "not supported by this middleware"
         for camera in self.cameras.values():
