@@ -27,6 +27,7 @@ from rclpy.parameter import Parameter
 from std_srvs.srv import Trigger
 
 from flowfeat_core.inference.device import cpu_inference_threads
+from flowfeat_ros.diagnostics import publish_status
 from flowfeat_ros.perception.camera_io import CameraIO
 from flowfeat_ros.perception.frame_mailbox import FrameMailbox
 from flowfeat_ros.perception.input_health import starvation_reason
@@ -40,7 +41,7 @@ from flowfeat_ros.perception.parameters import (
     settings_from_values,
     validate_settings,
 )
-from flowfeat_ros.perception.pipeline_stats import PipelineStats, diagnostic_status
+from flowfeat_ros.perception.pipeline_stats import PipelineStats
 from flowfeat_ros.perception.problems import PROCESSING_ERROR, ProblemReporter
 from flowfeat_ros.perception.processing import FrameProcessor
 from flowfeat_ros.perception.runtime import (
@@ -230,11 +231,8 @@ class PerceptionNode(Node):
             problems.insert(0, f"inference worker ended ({self.worker.last_exit}) and was "
                                f"restarted ({self.worker.restarts} restarts)")
         message = "; ".join(problems) or f"running {runtime.description}"
-        status = diagnostic_status(f"{self.get_fully_qualified_name()}: perception",
-                                   str(runtime.predictor.device), values, level, message)
-        msg = DiagnosticArray(status=[status])
-        msg.header.stamp = self.get_clock().now().to_msg()
-        self.diagnostics.publish(msg)
+        publish_status(self, self.diagnostics, "perception", level, message, values,
+                       hardware_id=str(runtime.predictor.device))
 
     def _input_problems(self, values: dict[str, object]) -> list[str]:
         """Starved cameras (frames lost in transport), adding the loss counts to ``values``."""

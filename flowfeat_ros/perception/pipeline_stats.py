@@ -1,5 +1,4 @@
-"""Throughput, latency, drop and per-stage timing statistics of the perception worker, and
-their /diagnostics form."""
+"""Throughput, latency, drop and per-stage timing statistics of the perception worker."""
 
 from __future__ import annotations
 
@@ -10,7 +9,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
-from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
 STAGES = ("decode", "preprocess", "model", "postprocess", "publish")
 RATE_WINDOW_S = 5.0
@@ -92,14 +90,3 @@ class PipelineStats:
         if total > 0:
             values["outside_model_share"] = 1.0 - means.get("model", 0.0) / total
         return values
-
-
-def diagnostic_status(name: str, hardware_id: str, values: dict[str, object],
-                      level: bytes, message: str) -> DiagnosticStatus:
-    """A DiagnosticStatus with string key/values (floats with 3 decimals)."""
-    def text(value: object) -> str:
-        return f"{value:.3f}" if isinstance(value, float) else str(value)
-
-    return DiagnosticStatus(level=level, name=name, message=message,
-                            hardware_id=hardware_id,
-                            values=[KeyValue(key=k, value=text(v)) for k, v in values.items()])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -18,6 +18,7 @@ from rclpy.subscription import Subscription
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_srvs.srv import SetBool, Trigger
 
+from flowfeat_ros.diagnostics import publish_status
 from flowfeat_ros.node_main import declare_parameter_table
 from flowfeat_ros.recording.bag_sequence import BagFormat, BagSequence, SplitLimits
 from flowfeat_ros.recording.disk_guard import (
@@ -266,20 +267,16 @@ class RecorderNode(Node):
         return response
 
     def _publish_diagnostics(self) -> None:
-        status = DiagnosticStatus(name=f"{self.get_fully_qualified_name()}: recorder", hardware_id="flowfeat")
-        status.level = (DiagnosticStatus.ERROR if self.disk_error else
-                        DiagnosticStatus.WARN if self.paused_reason else DiagnosticStatus.OK)
-        status.message = self.paused_reason or ("recording" if self.recording else "stopped")
+        level = (DiagnosticStatus.ERROR if self.disk_error else
+                 DiagnosticStatus.WARN if self.paused_reason else DiagnosticStatus.OK)
+        message = self.paused_reason or ("recording" if self.recording else "stopped")
         values = {"bytes_written": self.bags.total_bytes, "bags_started": self.bags.bags_started,
                   "current_bag": self.bags.current_path or "", "recording": self.recording,
                   "paused_reason": self.paused_reason, **self.counters,
                   # matched on this side: a publisher whose QoS is incompatible never counts
                   **{f"publishers {name}": sub.get_publisher_count()
                      for name, sub in self.subscriptions_by_topic.items()}}
-        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
-        array = DiagnosticArray(status=[status])
-        array.header.stamp = self.get_clock().now().to_msg()
-        self.diagnostics.publish(array)
+        publish_status(self, self.diagnostics, "recorder", level, message, values)
 
     def finish(self) -> None:
         """Close the current bag so it is complete (called on shutdown)."""

@@ -23,13 +23,14 @@ import time
 from pathlib import Path
 
 import torch
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.node import Node
 from std_srvs.srv import Trigger
 
 from flowfeat_core.continual.deployment import Deployment, DeploymentError
 from flowfeat_core.continual.loop import ContinualLoop
 from flowfeat_core.continual.training_round import STATE_FILE, RoundResult
+from flowfeat_ros.diagnostics import publish_status
 from flowfeat_ros.node_main import declare_parameter_table
 from flowfeat_ros.training.parameters import PARAMETERS, loop_settings
 from flowfeat_ros.training.perception_link import (
@@ -283,9 +284,4 @@ class TrainerNode(Node):
             "deployed": self.loop.deployed, "deployed_history": len(self.deployment.history()),
             "serving": self.serving, "round_error": self.round_error,
             "last_error": self.last_error, **self.last_round}
-        status = DiagnosticStatus(name=f"{self.get_fully_qualified_name()}: trainer",
-                                  hardware_id="flowfeat", level=level, message=message)
-        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
-        array = DiagnosticArray(status=[status])
-        array.header.stamp = self.get_clock().now().to_msg()
-        self.diagnostics.publish(array)
+        publish_status(self, self.diagnostics, "trainer", level, message, values)
