@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from flowfeat_core.hub.atomic_io import write_atomically
+from flowfeat_core.hub.atomic_io import copy_atomically
 from flowfeat_core.hub.checkpoint import load_checkpoint
 from flowfeat_core.hub.errors import CheckpointError
 
@@ -40,12 +39,13 @@ def file_digest(path: Path) -> str:
         return hashlib.file_digest(stream, "sha256").hexdigest()
 
 
-def _loads(path: Path) -> bool:
+def _load_error(path: Path) -> str | None:
+    """Why ``path`` is not a loadable checkpoint (half-written, foreign, missing), or None."""
     try:
         load_checkpoint(path)
-    except (CheckpointError, OSError, ValueError):
-        return False
-    return True
+    except (CheckpointError, OSError, ValueError) as error:
+        return str(error)
+    return None
 
 
 class Deployment:
@@ -78,10 +78,9 @@ class Deployment:
         """Make ``candidate`` the deployed model; returns its history entry. With ``expected``
         (a :func:`file_digest`), only if the deployed file still has that content."""
         candidate = Path(candidate)
-        try:
-            load_checkpoint(candidate)  # a half-written or foreign file is never deployed
-        except (CheckpointError, OSError, ValueError) as error:
-            raise DeploymentError(f"candidate {candidate} cannot be deployed: {error}") from error
+        error = _load_error(candidate)  # a half-written or foreign file is never deployed
+        if error is not None:
+            raise DeploymentError(f"candidate {candidate} cannot be deployed: {error}")
         with self._locked():
             if expected is not None and file_digest(self.path) != expected:
                 raise DeploymentError(f"{self.path} changed since the candidate's training "
@@ -89,7 +88,7 @@ class Deployment:
             if self.path.is_file() and not self.history():
                 self._record(self.path)  # the model deployed before this tool: rollback's target
             entry = self._record(candidate)
-            write_atomically(self.path, lambda temporary: shutil.copyfile(entry, temporary))
+            copy_atomically(entry, self.path)
             for old in self.history()[:-self.keep]:
                 old.unlink()
         return entry
@@ -102,7 +101,7 @@ class Deployment:
                 raise DeploymentError(f"nothing to roll back to: {len(entries)} deployed "
                                       f"model(s) in {self.history_dir}")
             current, previous = entries[-1], entries[-2]
-            write_atomically(self.path, lambda temporary: shutil.copyfile(previous, temporary))
+            copy_atomically(previous, self.path)
             current.unlink()
         return previous
 
@@ -112,14 +111,13 @@ class Deployment:
         no history. A loadable file replaced by hand is left alone."""
         with self._locked():
             entries = self.history()
-            if not entries or _loads(self.path):
+            if not entries or _load_error(self.path) is None:
                 return None
-            write_atomically(self.path,
-                             lambda temporary: shutil.copyfile(entries[-1], temporary))
+            copy_atomically(entries[-1], self.path)
         return entries[-1]
 
     def _record(self, source: Path) -> Path:
         entries = self.history()
         number = int(entries[-1].stem) + 1 if entries else 1
         entry = self.history_dir / f"{number:06d}.safetensors"
-        return write_atomically(entry, lambda temporary: shutil.copyfile(source, temporary))
+        return copy_atomically(source, entry)

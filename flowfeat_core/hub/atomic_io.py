@@ -4,7 +4,9 @@ the new one, never a torn one."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +31,17 @@ def write_atomically(path: Path, write: Callable[[str], None]) -> Path:
         if os.path.exists(temporary):
             os.unlink(temporary)
     return path
+
+
+def write_json_atomically(path: Path, data: object) -> Path:
+    """``data`` as JSON (indented) in ``path``, atomically."""
+    text = json.dumps(data, indent=1)
+    return write_atomically(path, lambda temporary: Path(temporary).write_text(text))
+
+
+def copy_atomically(source: Path, path: Path) -> Path:
+    """A copy of ``source`` in ``path``, atomically (never half a file under ``path``)."""
+    return write_atomically(path, lambda temporary: shutil.copyfile(source, temporary))
 
 
 def _fsync(path: str | Path) -> None:
