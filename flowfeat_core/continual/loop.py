@@ -33,7 +33,7 @@ from flowfeat_core.continual.training_round import (
     run_round,
 )
 from flowfeat_core.data.sources import build_frame_sequences
-from flowfeat_core.hub.atomic_io import write_atomically
+from flowfeat_core.hub.atomic_io import write_json_atomically
 
 ROUND_PREFIX = "round_"
 PLAN_FILE = "plan.json"
@@ -50,12 +50,22 @@ class LoopSettings:
     round: RoundSettings = field(default_factory=RoundSettings)
 
 
+def round_folders(work: Path) -> list[Path]:
+    """The round folders in ``work``, oldest first."""
+    return sorted(Path(work).glob(f"{ROUND_PREFIX}[0-9][0-9][0-9][0-9]"))
+
+
+def round_number(folder: Path) -> int:
+    """The NNNN of ``round_NNNN``."""
+    return int(folder.name[len(ROUND_PREFIX):])
+
+
 def round_folder(work: Path) -> Path:
     """The newest round if it has no result yet (it was stopped or killed), else a new one."""
-    rounds = sorted(Path(work).glob(f"{ROUND_PREFIX}[0-9][0-9][0-9][0-9]"))
+    rounds = round_folders(work)
     if rounds and not (rounds[-1] / RESULT_FILE).is_file():
         return rounds[-1]
-    number = int(rounds[-1].name[len(ROUND_PREFIX):]) + 1 if rounds else 1
+    number = round_number(rounds[-1]) + 1 if rounds else 1
     return Path(work) / f"{ROUND_PREFIX}{number:04d}"
 
 
@@ -98,11 +108,9 @@ class ContinualLoop:
             build_frame_sequences(bags=[bag], topic=self.settings.round.topic,
                                   max_side=self.settings.round.max_side,
                                   cache_dir=self.caches.frames)
-        except OSError as error:
-            if error.errno in DISK_FULL:
-                raise
-            raise ValueError(f"{type(error).__name__}: {error}") from error
         except Exception as error:  # a corrupt bag can fail anywhere in its reader
+            if isinstance(error, OSError) and error.errno in DISK_FULL:
+                raise
             raise ValueError(f"{type(error).__name__}: {error}") from error
 
     def blocker(self) -> str | None:
@@ -138,8 +146,8 @@ class ContinualLoop:
         result = run_round(self.deployed, plan["train"], plan["heldout"], folder,
                            self.settings.round, self.settings.keep, should_stop, self.caches)
         if not result.stopped:
-            self._log(int(folder.name[len(ROUND_PREFIX):]), result)
-            for old in sorted(self.work_dir.glob(f"{ROUND_PREFIX}[0-9]*"))[:-KEPT_ROUNDS]:
+            self._log(round_number(folder), result)
+            for old in round_folders(self.work_dir)[:-KEPT_ROUNDS]:
                 shutil.rmtree(old, ignore_errors=True)
         return result
 
@@ -156,8 +164,7 @@ class ContinualLoop:
         if reason:
             raise ValueError(reason)
         plan = {"train": self.store.train_bags(), "heldout": self.store.heldout_bags()}
-        text = json.dumps({side: [str(bag) for bag in bags] for side, bags in plan.items()})
-        write_atomically(path, lambda temporary: Path(temporary).write_text(text))
+        write_json_atomically(path, {side: [str(bag) for bag in bags] for side, bags in plan.items()})
         self.store.mark_trained()
         return plan
 

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flowfeat_core.hub.atomic_io import write_atomically
+from flowfeat_core.hub.atomic_io import write_json_atomically
 
 STATE_FILE = "store.json"
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
@@ -121,8 +121,7 @@ class ReplayStore:
                                if (self.root / side / name).is_dir()]
 
     def _save_state(self) -> None:
-        text = json.dumps(self.state, indent=1)
-        write_atomically(self.root / STATE_FILE, lambda temporary: Path(temporary).write_text(text))
+        write_json_atomically(self.root / STATE_FILE, self.state)
 
     # -- what a round reads -----------------------------------------------------------------
     def train_bags(self) -> list[Path]:
@@ -232,16 +231,21 @@ class ReplayStore:
 
     # -- quota ------------------------------------------------------------------------------
     def enforce_quota(self) -> list[str]:
-        """Free space down to the quota (module doc's order); returns the evicted bag names."""
-        if self.size_bytes() <= self.limits.quota_bytes:
+        """Free space down to the quota (module doc's order); returns the evicted bag names.
+        The store is measured once; each removal subtracts what it frees."""
+        used = self.size_bytes()
+        if used <= self.limits.quota_bytes:
             return []
         for cache in self.caches:
+            used -= tree_bytes(cache)
             shutil.rmtree(cache, ignore_errors=True)
         evicted = []
-        for key, keep in (("older", 0), ("heldout", 1), ("recent", 1)):
+        for key, side, keep in (("older", "train", 0), ("heldout", "heldout", 1),
+                                ("recent", "train", 1)):
             members = self.state[key]
-            while len(members) > keep and self.size_bytes() > self.limits.quota_bytes:
+            while len(members) > keep and used > self.limits.quota_bytes:
                 name = members.pop(0)
+                used -= tree_bytes(self.root / side / name)
                 self._delete(name)
                 evicted.append(name)
         return evicted

@@ -19,7 +19,7 @@ from pathlib import Path
 from flowfeat_core.continual.deployment import Deployment, DeploymentError, file_digest
 from flowfeat_core.continual.gates import GateDecision, GateThresholds, judge_candidate
 from flowfeat_core.data.sources import build_frame_sequences
-from flowfeat_core.hub.atomic_io import write_atomically
+from flowfeat_core.hub.atomic_io import write_json_atomically
 from flowfeat_core.hub.loading import load_model
 from flowfeat_core.training.config import TrainConfig
 from flowfeat_core.training.heldout import HeldOutScores, evaluate_heldout, heldout_batches
@@ -34,8 +34,7 @@ def _base_digest(folder: Path, deployed: Path) -> str:
     (a resumed round continues from its saved state, not from whatever is deployed now)."""
     path = folder / BASE_FILE
     if not path.is_file():
-        text = json.dumps({"deployed": str(deployed), "sha256": file_digest(deployed)})
-        write_atomically(path, lambda temporary: Path(temporary).write_text(text))
+        write_json_atomically(path, {"deployed": str(deployed), "sha256": file_digest(deployed)})
     return json.loads(path.read_text())["sha256"]
 
 
@@ -121,14 +120,14 @@ def run_round(deployed: Path, train_bags: list[Path], heldout_bags: list[Path], 
     steps, train_seconds = trainer.step, time.perf_counter() - started
     candidate = folder / FINAL_CHECKPOINT
     deployment = Deployment(deployed, keep)
+    history = deployment.history()
     # Deployed by this very round before a restart: score it against the model it replaced.
-    already_deployed = (file_digest(deployed) == file_digest(candidate)
-                        and len(deployment.history()) >= 2)
+    already_deployed = file_digest(deployed) == file_digest(candidate) and len(history) >= 2
     if trained_before and not already_deployed:
         # Training was done before a restart, but the final checkpoint may be missing or stale
         # (killed between the last state save and the final save): write it from the state.
         trainer.save(candidate)
-    baseline = deployment.history()[-2] if already_deployed else deployed
+    baseline = history[-2] if already_deployed else deployed
     sequences = build_frame_sequences(bags=heldout_bags, topic=settings.topic,
                                       max_side=settings.max_side, cache_dir=caches.frames)
     batches = heldout_batches(sequences, settings.input_size, max_pairs=settings.heldout_pairs,
@@ -136,7 +135,7 @@ def run_round(deployed: Path, train_bags: list[Path], heldout_bags: list[Path], 
     deployed_scores = evaluate_heldout(load_model(baseline), batches, settings.input_size)
     candidate_scores = evaluate_heldout(load_model(candidate), batches, settings.input_size)
     decision = judge_candidate(candidate_scores, deployed_scores, settings.thresholds)
-    entry = deployment.history()[-1] if already_deployed else None
+    entry = history[-1] if already_deployed else None
     if decision.passed and not already_deployed:
         try:
             entry = deployment.deploy(candidate, expected=base)
@@ -144,13 +143,12 @@ def run_round(deployed: Path, train_bags: list[Path], heldout_bags: list[Path], 
             decision = GateDecision((f"not deployed: {error}",), decision.summary)
     result = RoundResult(folder, steps, train_seconds, decision, entry, candidate_scores,
                          deployed_scores)
-    text = json.dumps({
+    write_json_atomically(folder / RESULT_FILE, {
         "steps": steps, "train_seconds": train_seconds, "passed": decision.passed,
         "failures": list(decision.failures), "summary": decision.summary,
         "deployed_entry": str(entry) if entry else None,
         "candidate": asdict(candidate_scores), "deployed": asdict(deployed_scores),
-    }, indent=2)
-    write_atomically(folder / RESULT_FILE, lambda temporary: Path(temporary).write_text(text))
+    })
     (folder / STATE_FILE).unlink(missing_ok=True)
     shutil.rmtree(folder / "checkpoints", ignore_errors=True)  # periodic saves, for resuming only
     return result
