@@ -185,18 +185,22 @@ class Outputs:
 
 
 class Diagnostics:
-    """The latest perception status on /diagnostics for one node name."""
+    """The latest status ``<node_name>: <kind>`` on /diagnostics (our nodes' convention)."""
 
-    def __init__(self, peer: Node, node_name: str) -> None:
-        self.node_name = node_name
+    def __init__(self, peer: Node, node_name: str, kind: str = "perception") -> None:
+        self.name = f"{node_name}: {kind}"
         self.values: dict[str, str] = {}
         self.message = ""
         self.level = -1
         peer.create_subscription(DiagnosticArray, "/diagnostics", self._on_msg, 10)
 
+    def get(self, key: str) -> str:
+        """The value of ``key`` in the latest status ('' before it arrives)."""
+        return self.values.get(key, "")
+
     def _on_msg(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
-            if status.name == f"{self.node_name}: perception":
+            if status.name == self.name:
                 self.values = {kv.key: kv.value for kv in status.values}
                 self.message = status.message
                 self.level = int.from_bytes(status.level, "little")

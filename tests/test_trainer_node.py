@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from bag_writing import read_video_frames, write_image_bag
-from diagnostic_msgs.msg import DiagnosticArray
 from std_srvs.srv import Trigger
 from test_perception_node import expected_features
 from test_perception_support import (
     REPO,
     Camera,
+    Diagnostics,
     Outputs,
     PerceptionProcess,
     base_params,
@@ -71,25 +71,6 @@ class TrainerProcess:
 
     def output(self) -> str:
         return self.log.read_text()
-
-
-class TrainerStatus:
-    """The trainer's newest /diagnostics status, as a key -> value dict."""
-
-    def __init__(self, peer, node_name: str) -> None:
-        self.name = f"{node_name}: trainer"
-        self.values: dict[str, str] = {}
-        self.message = ""
-        peer.create_subscription(DiagnosticArray, "/diagnostics", self._on_msg, 10)
-
-    def _on_msg(self, msg: DiagnosticArray) -> None:
-        for status in msg.status:
-            if status.name == self.name:
-                self.values = {kv.key: kv.value for kv in status.values}
-                self.message = status.message
-
-    def get(self, key: str) -> str:
-        return self.values.get(key, "")
 
 
 def call_trigger(peer, service: str, process) -> Trigger.Response:
@@ -154,7 +135,7 @@ def test_recorded_camera_trains_a_candidate_that_the_running_perception_node_ser
             # 75 % of; the collapse floor (8) still applies.
             "min_rank_ratio": 0.5}, namespace)
         started += [recorder.proc, trainer.proc]
-        status = TrainerStatus(peer, f"{namespace}/trainer")
+        status = Diagnostics(peer, f"{namespace}/trainer", "trainer")
 
         outputs = Outputs(peer, namespace, (FEATURES,))
         camera = connected_camera(peer, perception, namespace)
@@ -216,7 +197,7 @@ def test_a_worse_candidate_is_refused_and_the_trainer_survives_kills(peer, tmp_p
     params = {**SMALL_ROUND, "bags_dir": bags, "work_dir": tmp_path / "work",
               "deployed": deployed, "min_new_bags": 0, "rank_weight": 0.0}
     started: list[subprocess.Popen] = []
-    status = TrainerStatus(peer, f"{namespace}/trainer")
+    status = Diagnostics(peer, f"{namespace}/trainer", "trainer")
     try:
         perception = PerceptionProcess(tmp_path / "perception.log",
                                        base_params(tmp_path / "shipped.safetensors"), namespace)
