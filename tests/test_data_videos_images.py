@@ -76,3 +76,33 @@ def test_bad_videos_and_folders_raise_data_errors(tmp_path: Path) -> None:
         with pytest.raises(DataError, match=problem) as caught:
             build_frame_sequences(**inputs, cache_dir=tmp_path / "cache")
         assert "\n" not in str(caught.value)
+
+
+def test_video_frame_range_keeps_the_clips_time_line(tmp_path: Path) -> None:
+    (sequence,) = build_frame_sequences(videos=[f"{OPENCV_DATA / 'tree.avi'}@5:15"], max_side=64,
+                                        frame_filter=KEEP_ALL, cache_dir=tmp_path)
+    assert sequence.source_id.endswith("tree.avi@5:15") and len(sequence) == 10
+    period = round(1e9 / 14.999925000374999)
+    assert sequence.stamps_ns[0] == 5 * period
+    whole = build_frame_sequences(videos=[str(OPENCV_DATA / "tree.avi")], max_side=64,
+                                  frame_filter=KEEP_ALL, cache_dir=tmp_path)[0]
+    assert np.array_equal(sequence.frame(0), whole.frame(5))
+    with pytest.raises(DataError, match="empty frame range"):
+        build_frame_sequences(videos=[f"{OPENCV_DATA / 'tree.avi'}@9:3"], cache_dir=tmp_path)
+
+
+def test_scene_cut_splits_a_sequence_but_camera_motion_does_not(tmp_path: Path) -> None:
+    """Two real clips joined in one folder (a cut at frame 8) give two sequences; the tree clip's
+    hand-held motion alone is never cut."""
+    folder = tmp_path / "joined"
+    folder.mkdir()
+    joined = read_video_frames("tree.avi", 8, 128) + read_video_frames("vtest.avi", 8, 128)
+    size = (joined[0].shape[1], joined[0].shape[0])
+    for number, frame in enumerate(joined):
+        cv2.imwrite(str(folder / f"frame{number}.png"), cv2.resize(frame, size))
+    sequences = build_frame_sequences(images=[folder], max_side=128, frame_filter=KEEP_ALL,
+                                      cache_dir=tmp_path / "cache")
+    assert [len(sequence) for sequence in sequences] == [8, 8]
+    (tree,) = build_frame_sequences(videos=[str(OPENCV_DATA / "tree.avi")], max_side=128,
+                                    frame_filter=KEEP_ALL, cache_dir=tmp_path / "cache")
+    assert len(tree) == 68

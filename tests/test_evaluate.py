@@ -89,6 +89,8 @@ def test_evaluate_cli_tiny_json(capsys):
         "80",
         "--steps",
         "10",
+        "--real-split",
+        "none",
         "--json",
     ]
     assert evaluate_main(args) == 0

@@ -1,4 +1,6 @@
-"""``python -m flowfeat_core.evaluate --model CKPT``: score FlowFeat features on held-out procedural
+"""``python -m flowfeat_core.evaluate --model CKPT``: score FlowFeat features first on the real-image
+yardstick (real stereo disparity, propagation and stability along flow-consistent real video; see
+:mod:`flowfeat_core.probes.real_yardstick`), then, as a second table, on held-out procedural
 sequences (benchmark textures, which the training corpus never uses) against what the same
 frozen encoder gives without distillation, with the same probes: depth probe, segmentation probe
 and label-propagation J&F. Feature sets (the paper's protocol): bilinear encoder features, the
@@ -24,6 +26,7 @@ from flowfeat_core.probes.baselines import FEATURE_SETS, FeatureSets
 from flowfeat_core.probes.metrics import DepthMetrics, SegmentationMetrics
 from flowfeat_core.probes.propagation import PropagationConfig, jf_scores, propagate_labels
 from flowfeat_core.probes.real_images import real_images
+from flowfeat_core.probes.real_yardstick import FAST_SUBSET, SPLITS, yardstick
 from flowfeat_core.probes.training import FitConfig, PixelSamples, fit_probe, predict_map, probe_inputs
 from flowfeat_core.probes.workflow import make_spec, resolve_model, score_prediction
 from flowfeat_core.synthetic.benchmark import SyntheticSequence, generate_split
@@ -59,6 +62,16 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="skip the statistics on real photos (they need opencv-doc's videos)",
     )
+    parser.add_argument(
+        "--real-split",
+        choices=(*SPLITS, "none"),
+        default="report",
+        help="real-image yardstick split: 'tune' for choosing settings, 'report' (numbers only)",
+    )
+    parser.add_argument("--real-fast", action="store_true",
+                        help="the yardstick's fast subset (first 24 frames of each clip, 2 start frames)")
+    parser.add_argument("--no-synthetic", dest="synthetic", action="store_false",
+                        help="skip the procedural benchmark (the second table)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return parser
@@ -160,12 +173,24 @@ def _teacher_scores(names: str, test: list[SyntheticSequence]) -> dict:
     return {name: score_teacher(make_teacher_flow(name, offline=True), test) for name in chosen}
 
 
+def real_yardstick(model, args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """The five feature sets on the chosen real split, at the model's preferred input size."""
+    sets = FeatureSets.for_predictor(Predictor(model, device=args.device), seed=args.seed)
+    return yardstick(sets.maps, args.real_split, **(FAST_SUBSET if args.real_fast else {}))
+
+
 def evaluate(args: argparse.Namespace) -> dict:
     """Run the whole evaluation; returns the JSON-ready report."""
+    model, model_info = resolve_model(args.model)
+    settings = {key: value for key, value in vars(args).items() if key != "json"}
+    report: dict = {"model": model_info["source"], "settings": settings}
+    if args.real_split != "none":
+        report["real"] = real_yardstick(model, args)
+    if not args.synthetic:
+        return report
     size = {"height": args.height, "width": args.width, "frames": args.frames}
     train = generate_split(args.seed, "train", args.train_sequences, **size)
     test = generate_split(args.seed, "test", args.test_sequences, **size)
-    model, model_info = resolve_model(args.model)
     sets = FeatureSets.for_predictor(Predictor(model, device=args.device, input_hw=(args.height, args.width)))
     probes = _train_probes(sets, train, args)
     results, test_stats = _score_test(sets, probes, test)
@@ -175,13 +200,12 @@ def evaluate(args: argparse.Namespace) -> dict:
         real = real_image_stats(sets, args.device)
         warn_if_collapsed(real["flowfeat"], f"{args.model} on real images")
         feature_statistics["real_images"] = {name: stats.to_dict() for name, stats in real.items()}
-    return {
-        "model": model_info["source"],
-        "settings": {k: v for k, v in vars(args).items() if k != "json"},
-        "results": results,
-        "feature_stats": feature_statistics,
-        "teacher_flow_epe": _teacher_scores(args.teachers, test),
-    }
+    report.update(
+        results=results,
+        feature_stats=feature_statistics,
+        teacher_flow_epe=_teacher_scores(args.teachers, test),
+    )
+    return report
 
 
 COLUMNS = (
@@ -196,10 +220,34 @@ COLUMNS = (
 )
 
 
-def format_table(report: dict) -> str:
-    """The report as aligned text; eRank = median effective rank (test frames / real images)."""
-    stats = report["feature_stats"]
+REAL_COLUMNS = (
+    ("depth_r2", "depth R2"),
+    ("propagation_gap2", "prop g2"),
+    ("propagation_gap8", "prop g8"),
+    ("stability", "stable"),
+)
+
+
+def format_real_table(report: dict) -> str:
+    """The real-image yardstick as aligned text (higher is better in every column)."""
     lines = [
+        f"model: {report['model']}  (real-image yardstick, split '{report['settings']['real_split']}')",
+        f"{'features':<21}" + "".join(f"{title:>10}" for _, title in REAL_COLUMNS),
+    ]
+    for name, values in report["real"].items():
+        cells = [f"{values[k]:10.3f}" if values.get(k) is not None else f"{'-':>10}" for k, _ in REAL_COLUMNS]
+        lines.append(f"{name:<21}" + "".join(cells))
+    return "\n".join(lines)
+
+
+def format_table(report: dict) -> str:
+    """The report as aligned text: the real yardstick first, then the procedural benchmark
+    (eRank = median effective rank, test frames / real images)."""
+    lines = [format_real_table(report), ""] if "real" in report else []
+    if "results" not in report:
+        return "\n".join(lines).rstrip()
+    stats = report["feature_stats"]
+    lines += [
         f"model: {report['model']}  (held-out procedural sequences, benchmark textures, "
         f"{report['settings']['head']} probes)",
         f"{'features':<21}" + "".join(f"{title:>8}" for _, title in COLUMNS) + f"{'eRank test/real':>17}",

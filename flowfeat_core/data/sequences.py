@@ -1,10 +1,11 @@
 """Turn a cached frame stream into training sequences: stamp order, no duplicates, no static
-stretches, split at time gaps."""
+stretches, split at time gaps and at scene cuts."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from flowfeat_core.data.frame_cache import CachedStream, FrameStore
@@ -22,12 +23,18 @@ class FrameFilter:
     max_gap_s, gap_factor: split where consecutive frames are further apart than
         max(max_gap_s, gap_factor * median frame interval).
     min_frames: sequences shorter than this are dropped.
+    cut_thumbnail_diff, cut_consistency: a scene cut (an edited clip, a camera switch) is where
+        consecutive thumbnails differ by at least ``cut_thumbnail_diff`` (0-255 scale; a moving
+        camera gives 0.3-2, bikes.mp4's cuts 20-60) and fewer than ``cut_consistency`` of the
+        pixels have forward-backward consistent DIS flow (a teacher flow across a cut is noise).
     """
 
     static_threshold: float = 0.5
     max_gap_s: float = 1.0
     gap_factor: float = 5.0
     min_frames: int = 2
+    cut_thumbnail_diff: float = 8.0
+    cut_consistency: float = 0.2
 
 
 @dataclass(frozen=True)
@@ -61,9 +68,48 @@ def split_stream(source_id: str, stream: CachedStream, frame_filter: FrameFilter
     sequences = []
     for segment in _split_at_gaps(order, stamps[order], frame_filter):
         kept = _drop_static(segment, stream.thumbnails, frame_filter.static_threshold)
-        if len(kept) >= frame_filter.min_frames:
-            sequences.append(FrameSequence(source_id, stream.store, kept, stamps[kept]))
+        for shot in _split_at_cuts(kept, stream, frame_filter):
+            if len(shot) >= frame_filter.min_frames:
+                sequences.append(FrameSequence(source_id, stream.store, shot, stamps[shot]))
     return sequences
+
+
+#: Long side (px) at which a candidate cut's flow is checked.
+_CUT_CHECK_SIDE = 160
+
+
+def consistent_flow_fraction(frame_a: np.ndarray, frame_b: np.ndarray) -> float:
+    """Share of ``frame_a``'s pixels whose DIS flow to ``frame_b`` comes back within the
+    Sundaram et al. (2010) tolerance (RGB uint8 frames of one size)."""
+    scale = _CUT_CHECK_SIDE / max(frame_a.shape[:2])
+    size = (max(8, round(frame_a.shape[1] * scale)), max(8, round(frame_a.shape[0] * scale)))
+    gray_a, gray_b = (cv2.resize(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), size, interpolation=cv2.INTER_AREA)
+                      for f in (frame_a, frame_b))
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
+    forward, backward = dis.calc(gray_a, gray_b, None), dis.calc(gray_b, gray_a, None)
+    height, width = gray_a.shape
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    map_x, map_y = xs + forward[..., 0], ys + forward[..., 1]
+    back = cv2.remap(backward, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    mismatch = ((forward + back) ** 2).sum(-1)
+    tolerance = 0.01 * ((forward**2).sum(-1) + (back**2).sum(-1)) + 0.5
+    inside = (map_x >= 0) & (map_x <= width - 1) & (map_y >= 0) & (map_y <= height - 1)
+    return float(((mismatch <= tolerance) & inside).mean())
+
+
+def _split_at_cuts(rows: np.ndarray, stream: CachedStream, frame_filter: FrameFilter) -> list[np.ndarray]:
+    """Split the kept rows at scene cuts (see :class:`FrameFilter`); only frame pairs whose
+    thumbnails changed a lot are checked with flow, so a normal stream costs nothing."""
+    cuts = []
+    for index in range(1, len(rows)):
+        before, after = stream.thumbnails[rows[index - 1]], stream.thumbnails[rows[index]]
+        if np.abs(after.astype(np.int16) - before.astype(np.int16)).mean() < frame_filter.cut_thumbnail_diff:
+            continue
+        fraction = consistent_flow_fraction(stream.store.read(int(rows[index - 1])),
+                                            stream.store.read(int(rows[index])))
+        if fraction < frame_filter.cut_consistency:
+            cuts.append(index)
+    return np.split(rows, cuts)
 
 
 def _split_at_gaps(rows: np.ndarray, stamps: np.ndarray, frame_filter: FrameFilter

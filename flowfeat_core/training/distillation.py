@@ -111,7 +111,8 @@ def boundary_loss(pred: Tensor, target: Tensor, sigma: float = 0.1) -> Tensor:
 @dataclass(frozen=True)
 class DistillationLosses:
     """Everything one distillation step produces; ``total`` is the scalar to back-propagate
-    (``rank``: the anti-collapse term the trainer may add, see ``rank_regularizer``)."""
+    (``rank``, ``keep``: the anti-collapse and encoder-keeping terms the trainer may add, see
+    ``rank_regularizer`` and ``encoder_keeping``)."""
 
     ridge_solution: Tensor
     predicted_flow: Tensor
@@ -119,6 +120,7 @@ class DistillationLosses:
     boundary: Tensor
     total: Tensor
     rank: Tensor | None = None
+    keep: Tensor | None = None
 
 
 def distillation_losses(

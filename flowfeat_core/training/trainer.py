@@ -30,6 +30,7 @@ from flowfeat_core.training.config import TrainConfig
 from flowfeat_core.training.distillation import distillation_losses
 from flowfeat_core.training.distributed import DistributedContext, init_distributed
 from flowfeat_core.training.ema import EMA
+from flowfeat_core.training.encoder_keeping import encoder_keeping_loss
 from flowfeat_core.training.flow_pairs import DistillationViews
 from flowfeat_core.training.rank_regularizer import coding_rate_loss
 from flowfeat_core.training.schedule import learning_rate
@@ -182,6 +183,11 @@ class Trainer:
         if self.config.rank_weight > 0:
             rank = coding_rate_loss(student)
             losses = replace(losses, total=losses.total + self.config.rank_weight * rank, rank=rank)
+        if self.config.keep_weight > 0:
+            with torch.no_grad():
+                kept = self.model.hypercolumn([m[count:] for m in multiscale], size_hw)
+            keep = encoder_keeping_loss(student, kept)
+            losses = replace(losses, total=losses.total + self.config.keep_weight * keep, keep=keep)
         return losses, views, student
 
     def train(self, should_stop: Callable[[], bool] = lambda: False) -> TrainSummary:
@@ -262,6 +268,8 @@ class Trainer:
             self.writer.add_scalar("loss/boundary", losses.boundary.item(), self.step)
             if losses.rank is not None:
                 self.writer.add_scalar("loss/rank", losses.rank.item(), self.step)
+            if losses.keep is not None:
+                self.writer.add_scalar("loss/keep", losses.keep.item(), self.step)
             self.writer.add_scalar("train/epoch", self.epoch, self.step)
             self.writer.add_scalar("train/lr", self.optimizer.param_groups[0]["lr"], self.step)
         if self.step % self.config.image_every == 0:
