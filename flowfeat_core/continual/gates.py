@@ -5,7 +5,10 @@ Both models are scored on the same held-out pairs with the same fixed crops
 (:func:`flowfeat_core.training.heldout.heldout_batches`), so their numbers are comparable. The
 distillation loss alone is not enough: training on static-camera video lowers it while the
 features collapse onto a few directions (README, "Training"), so the effective rank is gated too,
-both absolutely and against the deployed model's.
+both absolutely and against the deployed model's. Loss, EPE and rank can all improve while
+real-image quality falls (the synthetic-corpus default did exactly that), so the label-free real
+measures on the robot's own held-out frames (propagation along flow-consistent video, temporal
+stability; :func:`flowfeat_core.training.heldout.label_free_scores`) must not fall either.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ class GateThresholds:
     max_epe_increase: float = 0.0  # relative rise of the held-out end-point error allowed
     min_effective_rank: float = COLLAPSE_RANK  # absolute floor (the collapse warning's)
     min_rank_ratio: float = 0.75  # candidate's effective rank over the deployed one's
+    max_label_free_drop: float = 0.01  # absolute fall allowed in each label-free real measure
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_loss_gain < 1:
@@ -36,6 +40,8 @@ class GateThresholds:
             raise ValueError(f"min_effective_rank must be >= 1, got {self.min_effective_rank}")
         if self.min_rank_ratio < 0:
             raise ValueError(f"min_rank_ratio must be >= 0, got {self.min_rank_ratio}")
+        if self.max_label_free_drop < 0:
+            raise ValueError(f"max_label_free_drop must be >= 0, got {self.max_label_free_drop}")
 
 
 @dataclass(frozen=True)
@@ -72,7 +78,15 @@ def judge_candidate(candidate: HeldOutScores, deployed: HeldOutScores,
     if rank < thresholds.min_rank_ratio * deployed_rank:
         failures.append(f"effective rank {deployed_rank:.1f} -> {rank:.1f} (below "
                         f"{thresholds.min_rank_ratio:.0%} of the deployed model's)")
+    label_free = [key for key in candidate.label_free if key in deployed.label_free]
+    for key in label_free:
+        before, after = deployed.label_free[key], candidate.label_free[key]
+        if after < before - thresholds.max_label_free_drop:
+            failures.append(f"held-out {key} {before:.3f} -> {after:.3f} (fell by more than "
+                            f"{thresholds.max_label_free_drop:g})")
     summary = (f"{candidate.pairs} held-out pairs: loss {deployed.loss:.4f} -> {candidate.loss:.4f}, "
                f"EPE {deployed.epe_dense:.4f} -> {candidate.epe_dense:.4f}, effective rank "
                f"{deployed_rank:.1f} -> {rank:.1f}")
+    summary += "".join(f", {key} {deployed.label_free[key]:.3f} -> {candidate.label_free[key]:.3f}"
+                       for key in label_free)
     return GateDecision(tuple(failures), summary)

@@ -13,7 +13,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from flowfeat_core.continual.deployment import Deployment, DeploymentError, file_digest
@@ -22,7 +22,12 @@ from flowfeat_core.data.sources import build_frame_sequences
 from flowfeat_core.hub.atomic_io import write_json_atomically
 from flowfeat_core.hub.loading import load_model
 from flowfeat_core.training.config import TrainConfig
-from flowfeat_core.training.heldout import HeldOutScores, evaluate_heldout, heldout_batches
+from flowfeat_core.training.heldout import (
+    HeldOutScores,
+    evaluate_heldout,
+    heldout_batches,
+    label_free_scores,
+)
 from flowfeat_core.training.trainer import FINAL_CHECKPOINT, STATE_FILE, Trainer
 
 RESULT_FILE = "round.json"
@@ -50,6 +55,7 @@ class RoundSettings:
     lr: float = 1e-4
     rank_weight: float = 1.0
     heldout_pairs: int = 48
+    label_free: bool = True  # score propagation and stability on the held-out frames too
     device: str = "cpu"
     workers: int = 0
     save_every: int = 50
@@ -99,6 +105,15 @@ def train_config(deployed: Path, train_bags: list[Path], folder: Path,
         resume=(folder / STATE_FILE).is_file())
 
 
+def score_heldout(model, batches: list, sequences: list, settings: RoundSettings) -> HeldOutScores:
+    """Held-out loss, EPE and rank on the fixed batches, plus the label-free real measures on the
+    held-out frames when ``settings.label_free`` is on."""
+    scores = evaluate_heldout(model, batches, settings.input_size)
+    if not settings.label_free:
+        return scores
+    return replace(scores, label_free=label_free_scores(model, sequences))
+
+
 def run_round(deployed: Path, train_bags: list[Path], heldout_bags: list[Path], folder: Path,
               settings: RoundSettings = RoundSettings(), keep: int = 3,
               should_stop: Callable[[], bool] = lambda: False,
@@ -132,8 +147,9 @@ def run_round(deployed: Path, train_bags: list[Path], heldout_bags: list[Path], 
                                       max_side=settings.max_side, cache_dir=caches.frames)
     batches = heldout_batches(sequences, settings.input_size, max_pairs=settings.heldout_pairs,
                               cache_dir=caches.flow)
-    deployed_scores = evaluate_heldout(load_model(baseline), batches, settings.input_size)
-    candidate_scores = evaluate_heldout(load_model(candidate), batches, settings.input_size)
+    deployed_scores, candidate_scores = (
+        score_heldout(load_model(path), batches, sequences, settings) for path in (baseline, candidate)
+    )
     decision = judge_candidate(candidate_scores, deployed_scores, settings.thresholds)
     entry = history[-1] if already_deployed else None
     if decision.passed and not already_deployed:
