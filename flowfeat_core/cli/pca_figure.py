@@ -1,38 +1,44 @@
 """``python -m flowfeat_core.cli.pca_figure --model default --out docs/pca_comparison.png``: one row
-per real image (three benchmark photos, which the training corpus never uses, and a vtest frame):
-input | FlowFeat PCA | hypercolumn PCA | bilinear encoder PCA, each PCA fitted on that image's
-features; prints each row's effective rank per feature set."""
+per real image (photos and frames of the real-image yardstick's report split, which no training
+run or setting choice used: a stereo scene, frames of a hand-held and of an in-car moving camera,
+and two photos): input | FlowFeat PCA | untrained decoder PCA | hypercolumn PCA | bilinear encoder
+PCA, each PCA fitted on that image's features; prints each row's effective rank per feature set."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from flowfeat_core.cli.errors import reports_user_errors
+from flowfeat_core.data.real_video import read_clip
 from flowfeat_core.inference.feature_stats import feature_stats
 from flowfeat_core.inference.predictor import Predictor
 from flowfeat_core.probes.baselines import FeatureSets
-from flowfeat_core.probes.real_images import read_photo, read_video_frame
+from flowfeat_core.probes.real_images import read_photo
+from flowfeat_core.probes.real_yardstick import YARDSTICK, load_stereo
 from flowfeat_core.probes.workflow import resolve_model
 from flowfeat_core.synthetic.textures import OPENCV_DATA, SKIMAGE_DATA
 from flowfeat_core.training.visuals import features_to_rgb
 
-COLUMNS = ("flowfeat", "hypercolumn", "bilinear")
+COLUMNS = ("flowfeat", "untrained", "hypercolumn", "bilinear")
 ROW_HEIGHT = 180
 
 
 def figure_images() -> dict[str, np.ndarray]:
     """The figure's rows: name -> RGB image."""
+    bikes, carphone = (replace(clip, start=clip.start + 30) for clip in YARDSTICK["report"].clips)
     return {
+        "motorcycle": load_stereo("motorcycle")[0],
+        f"bikes#{bikes.start}": read_clip(bikes, max_frames=1)[0],
+        f"carphone#{carphone.start}": read_clip(carphone, max_frames=1)[0],
         "fruits": read_photo(OPENCV_DATA / "fruits.jpg"),
-        "building": read_photo(OPENCV_DATA / "building.jpg"),
         "astronaut": read_photo(SKIMAGE_DATA / "astronaut.png"),
-        "vtest#100": read_video_frame(OPENCV_DATA / "vtest.avi", 100),
     }
 
 

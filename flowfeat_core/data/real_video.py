@@ -88,6 +88,6 @@ def read_clip(clip: Clip, max_frames: int | None = None) -> list[np.ndarray]:
             frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
     finally:
         capture.release()
-    if len(frames) < 2:
-        raise FileNotFoundError(f"{path}: fewer than two frames from {clip.start}")
+    if len(frames) < min(2, max_frames or 2):
+        raise FileNotFoundError(f"{path}: too few frames from {clip.start}")
     return frames
