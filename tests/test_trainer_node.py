@@ -198,7 +198,7 @@ def test_a_worse_candidate_is_refused_and_the_trainer_survives_kills(peer, tmp_p
     good = deployed.read_bytes()
     deployed.write_bytes(good[: len(good) // 2])  # damaged on disk since it was deployed
     params = {**SMALL_ROUND, "bags_dir": bags, "work_dir": tmp_path / "work",
-              "deployed": deployed, "min_new_bags": 0, "rank_weight": 0.0}
+              "deployed": deployed, "min_new_bags": 0, "rank_weight": 0.0, "keep_weight": 0.0}
     started: list[subprocess.Popen] = []
     status = Diagnostics(peer, f"{namespace}/trainer", "trainer")
     try:

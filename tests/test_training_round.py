@@ -66,7 +66,8 @@ def test_a_candidate_from_a_static_clip_is_refused_and_the_deployed_model_stays(
                                                                                 bags) -> None:
     deployed = save_checkpoint(tmp_path / "deployed.safetensors", load_model("default"))
     before = deployed.read_bytes()
-    settings = RoundSettings(**{**SETTINGS.__dict__, "rank_weight": 0.0})  # the authors' loss alone
+    authors_loss = {"rank_weight": 0.0, "keep_weight": 0.0}
+    settings = RoundSettings(**{**SETTINGS.__dict__, **authors_loss})
     result = run_round(deployed, bags["static"], bags["heldout"], tmp_path / "round", settings)
     assert result.decision is not None and not result.decision.passed
     assert any(failure.startswith("held-out loss") for failure in result.decision.failures)

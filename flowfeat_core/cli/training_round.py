@@ -21,6 +21,7 @@ from pathlib import Path
 from flowfeat_core.cli.errors import reports_user_errors
 from flowfeat_core.cli.stop_signals import StopSignals
 from flowfeat_core.continual.gates import GateThresholds
+from flowfeat_core.continual.training_round import RoundSettings
 
 
 def parser() -> argparse.ArgumentParser:
@@ -46,7 +47,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--input-size", type=int, default=128)
     p.add_argument("--max-side", type=int, default=256)
     p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--rank-weight", type=float, default=1.0)
+    round_defaults = RoundSettings()
+    p.add_argument("--rank-weight", type=float, default=round_defaults.rank_weight)
+    p.add_argument("--keep-weight", type=float, default=round_defaults.keep_weight)
     p.add_argument("--heldout-pairs", type=int, default=48)
     p.add_argument("--device", default="cpu")
     defaults = GateThresholds()
@@ -54,6 +57,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-epe-increase", type=float, default=defaults.max_epe_increase)
     p.add_argument("--min-effective-rank", type=float, default=defaults.min_effective_rank)
     p.add_argument("--min-rank-ratio", type=float, default=defaults.min_rank_ratio)
+    p.add_argument("--max-label-free-drop", type=float, default=defaults.max_label_free_drop)
     return p
 
 
@@ -62,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run one round; 0 when it finished (deployed or refused), 130 when stopped."""
     args = parser().parse_args(argv)
     thresholds = GateThresholds(args.min_loss_gain, args.max_epe_increase, args.min_effective_rank,
-                                args.min_rank_ratio)
+                                args.min_rank_ratio, args.max_label_free_drop)
     stop = StopSignals("flowfeat_round")
     stop.install()
     try:
@@ -74,7 +78,6 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace, thresholds: GateThresholds, stop: StopSignals) -> int:
     from flowfeat_core.continual.loop import ContinualLoop, LoopSettings
     from flowfeat_core.continual.replay_store import StoreLimits
-    from flowfeat_core.continual.training_round import RoundSettings
 
     settings = LoopSettings(
         settle_s=args.settle_s, keep=args.keep,
@@ -84,6 +87,7 @@ def _run(args: argparse.Namespace, thresholds: GateThresholds, stop: StopSignals
         round=RoundSettings(
             steps=args.steps, batch_size=args.batch_size, input_size=args.input_size,
             max_side=args.max_side, lr=args.lr, rank_weight=args.rank_weight,
+            keep_weight=args.keep_weight,
             heldout_pairs=args.heldout_pairs, device=args.device, topic=args.topic,
             thresholds=thresholds))
     loop = ContinualLoop(args.bags, args.work, args.deployed, args.initial, settings)

@@ -31,8 +31,8 @@ class TrainConfig:
     ema_every: int = 5
     input_size: int = 224
     crop_scale: tuple[float, float] = (0.5, 0.75)
-    rank_weight: float = 1.0
-    keep_weight: float = 0.0
+    rank_weight: float = 0.0
+    keep_weight: float = 1.0
     gap: int = 2
     max_side: int = 320
     teacher: str = "dis"

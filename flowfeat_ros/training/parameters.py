@@ -51,8 +51,11 @@ PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
     "max_side": (256, _number("frames are downscaled to this long side first", 32, 4096,
                               integer=True)),
     "lr": (1e-4, _number("peak learning rate (cosine schedule)", 1e-7, 1.0)),
-    "rank_weight": (1.0, _number("anti-collapse term weight (0 = the authors' loss alone)",
-                                 0.0, 100.0)),
+    "rank_weight": (RoundSettings.rank_weight, _number(
+        "coding-rate anti-collapse term weight (0 = off)", 0.0, 100.0)),
+    "keep_weight": (RoundSettings.keep_weight, _number(
+        "encoder-keeping term weight (features must linearly reconstruct the encoder's levels)",
+        0.0, 100.0)),
     "heldout_pairs": (48, _number("held-out frame pairs both models are scored on", 1, 100000,
                                   integer=True)),
     "save_every": (50, _number("save resumable state every this many steps", 1, 10**7,
@@ -69,6 +72,9 @@ PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
         "refuse candidates whose features have a lower effective rank", 1.0, 4096.0)),
     "min_rank_ratio": (GateThresholds.min_rank_ratio, _number(
         "refuse below this share of the deployed model's effective rank", 0.0, 10.0)),
+    "max_label_free_drop": (GateThresholds.max_label_free_drop, _number(
+        "refuse if held-out propagation or stability on real frames falls by more than this",
+        0.0, 1.0)),
     "perception_node": ("perception", _text(
         "the perception node kept on the deployed file (relative: in this node's namespace; "
         "'' = none)")),
@@ -89,7 +95,9 @@ def loop_settings(p: dict) -> LoopSettings:
         round=RoundSettings(
             steps=p["steps"], batch_size=p["batch_size"], input_size=p["input_size"],
             max_side=p["max_side"], lr=p["lr"], rank_weight=p["rank_weight"],
+            keep_weight=p["keep_weight"],
             heldout_pairs=p["heldout_pairs"], device=p["device"], save_every=p["save_every"],
             topic=p["topic"] or None, progress_bar=False,
             thresholds=GateThresholds(p["min_loss_gain"], p["max_epe_increase"],
-                                      p["min_effective_rank"], p["min_rank_ratio"])))
+                                      p["min_effective_rank"], p["min_rank_ratio"],
+                                      p["max_label_free_drop"])))
