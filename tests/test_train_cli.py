@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from bag_writing import read_video_frames, write_image_bag
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from flowfeat_core.hub.checkpoint import load_checkpoint, read_checkpoint_metadata
 from flowfeat_core.training.state import load_training_state
@@ -87,8 +88,14 @@ def test_bag_without_image_topic_and_unknown_init(small_bag: Path, tmp_path: Pat
 
 def test_resume_continues_from_saved_state(small_bag: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    first = run_train("--bags", str(small_bag), "--steps", "2", "--out", str(out), *TINY)
+    first = run_train("--bags", str(small_bag), "--steps", "2", "--out", str(out), "--real-check-every", "2",
+                      *TINY)
     assert first.returncode == 0, first.stderr
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    real = {tag for tag in events.Tags()["scalars"] if tag.startswith("real/")}
+    assert real == {"real/depth_r2", "real/propagation_gap2", "real/propagation_gap8", "real/stability"}
+    assert [event.step for event in events.Scalars("real/depth_r2")] == [2]
     state = load_training_state(out / "state.safetensors")
     assert state.step == 2 and state.optimizer["state"]
     second = run_train("--bags", str(small_bag), "--steps", "4", "--resume", "--out", str(out), *TINY)

@@ -46,6 +46,7 @@ class TrainConfig:
     log_every: int = 10
     progress_bar: bool = True  # off where stderr is a log (the trainer node)
     image_every: int = 200
+    real_check_every: int = 0
     save_every: int = 500
     resume: bool = False
 
@@ -135,6 +136,9 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     out.add_argument("--out", type=Path, default=defaults.out, help="run folder")
     out.add_argument("--log-every", type=int, default=defaults.log_every)
     out.add_argument("--image-every", type=int, default=defaults.image_every)
+    out.add_argument("--real-check-every", type=int, default=defaults.real_check_every,
+                     help="log the real-image yardstick's fast subset (tune split) to TensorBoard "
+                     "every N steps (real/*; ~20 s on a CPU; 0 = off)")
     out.add_argument("--save-every", type=int, default=defaults.save_every)
     out.add_argument("--resume", action="store_true", help="continue from OUT/state.safetensors")
     args = parser.parse_args(argv)
@@ -148,6 +152,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
     if args.rank_weight < 0 or args.keep_weight < 0:
         parser.error("--rank-weight and --keep-weight must be >= 0")
+    if args.real_check_every < 0:
+        parser.error("--real-check-every must be >= 0")
     if args.workers < 0:
         parser.error("--workers must be >= 0")
     if not 0 <= args.warmup_steps < args.steps:

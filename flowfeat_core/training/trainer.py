@@ -23,8 +23,10 @@ from flowfeat_core.hub.checkpoint import save_checkpoint
 from flowfeat_core.hub.loading import load_model
 from flowfeat_core.inference.device import select_device
 from flowfeat_core.inference.feature_stats import CollapseWatch, feature_stats
+from flowfeat_core.inference.predictor import Predictor
 from flowfeat_core.models.flowfeat import FlowFeat
 from flowfeat_core.models.normalization import PixelNormalizer
+from flowfeat_core.probes.real_yardstick import FAST_SUBSET, yardstick
 from flowfeat_core.training.batches import to_views
 from flowfeat_core.training.config import TrainConfig
 from flowfeat_core.training.distillation import distillation_losses
@@ -272,6 +274,9 @@ class Trainer:
                 self.writer.add_scalar("loss/keep", losses.keep.item(), self.step)
             self.writer.add_scalar("train/epoch", self.epoch, self.step)
             self.writer.add_scalar("train/lr", self.optimizer.param_groups[0]["lr"], self.step)
+        if self.config.real_check_every and self.step % self.config.real_check_every == 0:
+            for name, value in self.real_check().items():
+                self.writer.add_scalar(f"real/{name}", value, self.step)
         if self.step % self.config.image_every == 0:
             normalizer = PixelNormalizer(self.model.config.mean, self.model.config.std, views.image2.device)
             frame = normalizer.to_uint8(views.image2[:1])[0].permute(1, 2, 0).cpu()
@@ -284,6 +289,19 @@ class Trainer:
             }
             for name, picture in pictures.items():
                 self.writer.add_image(f"view2/{name}", picture, self.step, dataformats="HWC")
+
+    @torch.no_grad()
+    def real_check(self) -> dict[str, float]:
+        """The real-image yardstick's fast subset (tune split) on the EMA decoder's features: a
+        real-image signal during training, next to the loss, which can fall while real quality
+        does too."""
+        twin = FlowFeat(self.model.config).to(self.device).eval()
+        twin.encoder.load_state_dict(self.model.encoder.state_dict())
+        twin.decoder.load_state_dict(self.ema.module.state_dict())
+        predictor = Predictor(twin, device=self.device)
+        report = yardstick(lambda rgb: {"flowfeat": predictor.predict(rgb).float().cpu()}, "tune",
+                           **FAST_SUBSET)
+        return report["flowfeat"]
 
     def provenance(self) -> dict:
         """Where the weights come from (stored in checkpoints)."""
