@@ -137,8 +137,9 @@ def test_a_candidate_that_lowers_the_loss_but_is_worse_on_real_video_is_refused(
     batches = heldout_batches(sequences, INPUT_SIZE, max_pairs=12)
     settings = RoundSettings(input_size=INPUT_SIZE)
     candidate_model = load_embedded_default(SYNTHETIC_CORPUS_DECODER)
-    candidate = score_heldout(candidate_model, batches, sequences, settings)
-    deployed = score_heldout(candidate_model.untrained_twin(), batches, sequences, settings)
+    models = {"candidate": candidate_model, "deployed": candidate_model.untrained_twin()}
+    scores = score_heldout(models, batches, sequences, settings)
+    candidate, deployed = scores["candidate"], scores["deployed"]
     decision = judge_candidate(candidate, deployed)
     assert candidate.loss < 0.98 * deployed.loss and candidate.epe_dense < deployed.epe_dense
     assert set(candidate.label_free) >= {"propagation_gap2", "stability"}

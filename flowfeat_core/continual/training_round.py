@@ -21,6 +21,7 @@ from flowfeat_core.continual.gates import GateDecision, GateThresholds, judge_ca
 from flowfeat_core.data.sources import build_frame_sequences
 from flowfeat_core.hub.atomic_io import write_json_atomically
 from flowfeat_core.hub.loading import load_model
+from flowfeat_core.models.flowfeat import FlowFeat
 from flowfeat_core.training.config import TrainConfig
 from flowfeat_core.training.heldout import (
     HeldOutScores,
@@ -108,13 +109,15 @@ def train_config(deployed: Path, train_bags: list[Path], folder: Path,
         resume=(folder / STATE_FILE).is_file())
 
 
-def score_heldout(model, batches: list, sequences: list, settings: RoundSettings) -> HeldOutScores:
-    """Held-out loss, EPE and rank on the fixed batches, plus the label-free real measures on the
-    held-out frames when ``settings.label_free`` is on."""
-    scores = evaluate_heldout(model, batches, settings.input_size)
+def score_heldout(models: dict[str, FlowFeat], batches: list, sequences: list,
+                  settings: RoundSettings) -> dict[str, HeldOutScores]:
+    """Name -> held-out loss, EPE and rank on the fixed batches, plus the label-free real measures
+    on the held-out frames when ``settings.label_free`` is on (one pass for all models)."""
+    scores = {name: evaluate_heldout(model, batches, settings.input_size) for name, model in models.items()}
     if not settings.label_free:
         return scores
-    return replace(scores, label_free=label_free_scores(model, sequences))
+    measures = label_free_scores(models, sequences)
+    return {name: replace(score, label_free=measures[name]) for name, score in scores.items()}
 
 
 def run_round(deployed: Path, train_bags: list[Path], heldout_bags: list[Path], folder: Path,
@@ -150,9 +153,9 @@ def run_round(deployed: Path, train_bags: list[Path], heldout_bags: list[Path], 
                                       max_side=settings.max_side, cache_dir=caches.frames)
     batches = heldout_batches(sequences, settings.input_size, max_pairs=settings.heldout_pairs,
                               cache_dir=caches.flow)
-    deployed_scores, candidate_scores = (
-        score_heldout(load_model(path), batches, sequences, settings) for path in (baseline, candidate)
-    )
+    scores = score_heldout({"deployed": load_model(baseline), "candidate": load_model(candidate)},
+                           batches, sequences, settings)
+    deployed_scores, candidate_scores = scores["deployed"], scores["candidate"]
     decision = judge_candidate(candidate_scores, deployed_scores, settings.thresholds)
     entry = history[-1] if already_deployed else None
     if decision.passed and not already_deployed:

@@ -264,7 +264,8 @@ def video_measures(
     ``propagation_gap<g>`` (mIoU) and ``stability`` (gap 1), from ``anchors`` start frames.
     Pairs across a scene cut (fewer than ``min_consistent`` consistent pixels) are skipped.
     Only one start frame's maps are held at a time (all sets of a 240 x 560 frame take ~0.8 GB)."""
-    height, width = next(iter(maps_of(frames[0]).values())).shape[-2:]
+    first_maps = maps_of(frames[0])  # frame 0 is always the first start frame
+    height, width = next(iter(first_maps.values())).shape[-2:]
     flows = ClipFlows.compute(frames, height, width)
     cut_free = [flows.consistent_fraction(k) >= min_consistent for k in range(len(frames) - 1)]
     scores: dict[str, dict[str, list[float]]] = {}
@@ -273,7 +274,8 @@ def video_measures(
         scores.setdefault(name, {}).setdefault(key, []).append(value)
 
     for start in _anchors(len(frames), max(gaps), anchors):
-        start_maps = maps_of(frames[start])
+        start_maps = first_maps if start == 0 else maps_of(frames[start])
+        first_maps = None
         if cut_free[start]:
             next_maps = maps_of(frames[start + 1])
             for name, start_map in start_maps.items():

@@ -34,7 +34,7 @@ from flowfeat_core.data.sequences import FrameSequence
 from flowfeat_core.inference.feature_stats import FeatureStats, feature_stats, median_stats
 from flowfeat_core.inference.predictor import Predictor
 from flowfeat_core.models.flowfeat import FlowFeat
-from flowfeat_core.probes.real_yardstick import video_measures
+from flowfeat_core.probes.real_yardstick import PROPAGATION_GAPS, video_measures
 from flowfeat_core.training.batches import to_views
 from flowfeat_core.training.distillation import (
     apply_motion_profile,
@@ -128,21 +128,30 @@ LABEL_FREE_SHORT_SIDE = 128
 
 
 def label_free_scores(
-    model: FlowFeat, sequences: Sequence[FrameSequence], max_sequences: int = 4, anchors: int = 2,
-    short_side: int = LABEL_FREE_SHORT_SIDE,
-) -> dict[str, float]:
-    """Propagation (gaps 2 and 8, where a sequence is long enough) and temporal stability of the
-    model's dense features on up to ``max_sequences`` held-out sequences, averaged."""
-    predictor = Predictor(model, device=next(model.decoder.parameters()).device, input_short_side=short_side)
+    models: dict[str, FlowFeat], sequences: Sequence[FrameSequence], max_sequences: int = 4,
+    anchors: int = 2, short_side: int = LABEL_FREE_SHORT_SIDE,
+) -> dict[str, dict[str, float]]:
+    """Name -> propagation (at the yardstick's gaps, where a sequence is long enough) and temporal
+    stability of each model's dense features on up to ``max_sequences`` held-out sequences,
+    averaged. All models are scored in one pass, so the flow truth and superpixels are computed
+    once and every model sees the same pairs."""
+    predictors = {
+        name: Predictor(model, device=next(model.decoder.parameters()).device, input_short_side=short_side)
+        for name, model in models.items()
+    }
 
     def maps(rgb: np.ndarray) -> dict[str, torch.Tensor]:
-        return {"model": predictor.predict(rgb).float().cpu()}
+        return {name: predictor.predict(rgb).float().cpu() for name, predictor in predictors.items()}
 
-    collected: dict[str, list[float]] = {}
+    collected: dict[str, dict[str, list[float]]] = {name: {} for name in models}
     usable = [sequence for sequence in sequences if len(sequence) >= 3]
     for sequence in usable[:max_sequences]:
         frames = [sequence.frame(index) for index in range(len(sequence))]
-        gaps = tuple(gap for gap in (2, 8) if gap < len(frames))
-        for key, value in video_measures(maps, frames, anchors, gaps).get("model", {}).items():
-            collected.setdefault(key, []).append(value)
-    return {key: float(np.nanmean(values)) for key, values in collected.items()}
+        gaps = tuple(gap for gap in PROPAGATION_GAPS if gap < len(frames))
+        for name, measures in video_measures(maps, frames, anchors, gaps).items():
+            for key, value in measures.items():
+                collected[name].setdefault(key, []).append(value)
+    return {
+        name: {key: float(np.nanmean(values)) for key, values in measures.items()}
+        for name, measures in collected.items()
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
@@ -295,8 +296,7 @@ class Trainer:
         """The real-image yardstick's fast subset (tune split) on the EMA decoder's features: a
         real-image signal during training, next to the loss, which can fall while real quality
         does too."""
-        twin = FlowFeat(self.model.config).to(self.device).eval()
-        twin.encoder.load_state_dict(self.model.encoder.state_dict())
+        twin = copy.deepcopy(self.model).eval()  # a copy, not a new model: no draw from torch's RNG
         twin.decoder.load_state_dict(self.ema.module.state_dict())
         predictor = Predictor(twin, device=self.device)
         report = yardstick(lambda rgb: {"flowfeat": predictor.predict(rgb).float().cpu()}, "tune",
