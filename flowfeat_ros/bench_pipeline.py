@@ -24,7 +24,7 @@ from std_msgs.msg import Header
 
 from flowfeat_ros.dds_profile import use_large_message_profile
 from flowfeat_ros.image_conversion import rgb8_to_msg
-from flowfeat_ros.launch_without_ros import CONFIG_DIR
+from flowfeat_ros.package_paths import config_dir
 from flowfeat_ros.perception.stream_monitor import StreamMonitor
 
 VIDEO = "/usr/share/doc/opencv-doc/examples/data/vtest.avi"
@@ -53,9 +53,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="comma-separated outputs under /flowfeat to subscribe to")
     p.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE")
     args = p.parse_args(argv)
-    use_large_message_profile(CONFIG_DIR)
+    use_large_message_profile(config_dir())
     command = [sys.executable, "-m", "flowfeat_ros.perception_node", "--ros-args",
-               "--params-file", str(CONFIG_DIR / "perception.yaml"),
+               "--params-file", str(config_dir() / "perception.yaml"),
                "-p", f"checkpoint:={args.checkpoint}", "-p", "device:=cpu"]
     for param in args.param:
         command += ["-p", param]

@@ -16,7 +16,8 @@ import rclpy
 
 from flowfeat_ros.dds_profile import use_large_message_profile
 from flowfeat_ros.image_conversion import image_msg_to_array
-from flowfeat_ros.launch_without_ros import CONFIG_DIR, NodeGroup, build_commands, parser
+from flowfeat_ros.launch_without_ros import NodeGroup, build_commands, parser
+from flowfeat_ros.package_paths import config_dir
 from flowfeat_ros.perception.stream_monitor import StreamMonitor
 
 VIDEO = "/usr/share/doc/opencv-doc/examples/data/vtest.avi"
@@ -53,9 +54,9 @@ def main(argv: list[str] | None = None) -> None:
     if not Path(args.video).is_file():
         p.error(f"video {args.video} does not exist (apt-get install opencv-doc)")
     args.out.mkdir(parents=True, exist_ok=True)
-    use_large_message_profile(CONFIG_DIR)
+    use_large_message_profile(config_dir())
     launch_args = parser().parse_args(["--video", args.video, "--checkpoint", args.checkpoint,
-                                       "--config", str(CONFIG_DIR / "perception.yaml"),
+                                       "--config", str(config_dir() / "perception.yaml"),
                                        *[f"--param={p}" for p in args.param]])
     group = NodeGroup(build_commands(launch_args))
     rclpy.init()

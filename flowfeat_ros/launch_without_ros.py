@@ -21,9 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flowfeat_ros.dds_profile import use_large_message_profile
-from flowfeat_ros.launch_overrides import OVERRIDABLE_PARAMETERS, perception_overrides
+from flowfeat_ros.launch_overrides import (
+    OVERRIDABLE_PARAMETERS,
+    check_parameter_file,
+    perception_overrides,
+)
+from flowfeat_ros.package_paths import config_dir
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
 STOP_TIMEOUT_S = 15.0
 
 
@@ -43,11 +47,11 @@ def _ros_args(namespace: str, use_sim_time: bool) -> list[str]:
 def build_commands(args: argparse.Namespace) -> list[NodeCommand]:
     """The node command lines for parsed ``args`` (see ``parse_args``)."""
     common = _ros_args(args.namespace, args.use_sim_time)
+    camera = ["-r", f"image:={args.camera_topic}",
+              "-r", f"image/compressed:={args.camera_topic}/compressed",
+              "-r", f"camera_info:={args.camera_info_topic}"]
     perception = [sys.executable, "-m", "flowfeat_ros.perception_node", "--ros-args",
-                  "--params-file", str(args.config), *common,
-                  "-r", f"image:={args.camera_topic}",
-                  "-r", f"image/compressed:={args.camera_topic}/compressed",
-                  "-r", f"camera_info:={args.camera_info_topic}"]
+                  "--params-file", str(args.config), *common, *camera]
     overrides = perception_overrides({name: getattr(args, name) for name in OVERRIDABLE_PARAMETERS})
     for param in [f"{name}:={value}" for name, value in overrides.items()] + args.param:
         perception += ["-p", param]
@@ -62,7 +66,7 @@ def build_commands(args: argparse.Namespace) -> list[NodeCommand]:
     if args.record:
         commands.append(NodeCommand("recorder_node", [
             sys.executable, "-m", "flowfeat_ros.recorder_node", "--ros-args",
-            "--params-file", str(args.recorder_config), *common]))
+            "--params-file", str(args.recorder_config), *common, *camera]))
     if args.train:
         commands.append(NodeCommand("trainer_node", [
             sys.executable, "-m", "flowfeat_ros.trainer_node", "--ros-args",
@@ -113,15 +117,16 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--camera-topic", default="/camera/image_raw")
     p.add_argument("--camera-info-topic", default="/camera/camera_info")
-    p.add_argument("--config", type=Path, default=CONFIG_DIR / "perception.yaml")
+    configs = config_dir()
+    p.add_argument("--config", type=Path, default=configs / "perception.yaml")
     p.add_argument("--checkpoint", default="", help="override the config's checkpoint")
     p.add_argument("--device", default="", help="override the config's device")
     p.add_argument("--namespace", default="")
     p.add_argument("--use-sim-time", action="store_true")
     p.add_argument("--record", action="store_true", help="also run recorder_node")
-    p.add_argument("--recorder-config", type=Path, default=CONFIG_DIR / "recorder.yaml")
+    p.add_argument("--recorder-config", type=Path, default=configs / "recorder.yaml")
     p.add_argument("--train", action="store_true", help="also run trainer_node")
-    p.add_argument("--trainer-config", type=Path, default=CONFIG_DIR / "trainer.yaml")
+    p.add_argument("--trainer-config", type=Path, default=configs / "trainer.yaml")
     p.add_argument("--video", help="play this video / image folder / rosbag2 as the camera")
     p.add_argument("--video-rate", type=float, default=0.0, help="frames/s (0: the video's)")
     p.add_argument("--video-width", type=int, default=0, help="resize the video (0: keep)")
@@ -134,10 +139,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse and check ``argv``; a bad value exits with status 2 and one line."""
     p = parser()
     args = p.parse_args(argv)
-    for path in (args.config, *([args.recorder_config] if args.record else []),
-                 *([args.trainer_config] if args.train else [])):
-        if not path.is_file():
-            p.error(f"config file {path} does not exist")
+    for path, node_name in ((args.config, "perception"),
+                            *([(args.recorder_config, "recorder")] if args.record else []),
+                            *([(args.trainer_config, "trainer")] if args.train else [])):
+        try:
+            check_parameter_file(path, node_name)
+        except ValueError as error:
+            p.error(str(error))
     if args.video and not Path(args.video).expanduser().exists():
         p.error(f"video {args.video} does not exist")
     for param in args.param:
@@ -170,7 +178,7 @@ def run(group: NodeGroup, duration: float | None = None) -> int:
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
     args = parse_args(argv)
-    use_large_message_profile(CONFIG_DIR)
+    use_large_message_profile(config_dir())
     sys.exit(run(NodeGroup(build_commands(args))))
 
 

@@ -8,6 +8,15 @@ a bag always completes and no ``KeyboardInterrupt`` traceback is printed. The ha
 installed before the node's module (torch, rclpy) is imported, which takes seconds: a signal
 during start-up stops the process quietly too. A requested stop exits with status 0.
 
+rclpy's own signal handler is not installed: it would shut the context down at the signal, and
+the node's clean-up (closing a bag) would then log into a dead rosout ("Failed to publish log
+message to rosout"). The spin loop here polls the stop request instead, every SPIN_PERIOD_S, and
+the clean-up runs while the context is still valid. The same loop stops the node when the process
+that started it is gone (``ros2 launch`` killed by SIGTERM leaves its children running, upstream
+launch behaviour): a node reparented to init or a subreaper closes its files and exits.
+One thread serves callbacks: rclpy's MultiThreadedExecutor busy-waits (ros2/rclpy#1223) and slows
+the perception worker's inference 10-20x.
+
 Bad parameters (``ValueError`` / ``ParameterException`` from the node's constructor) print one
 line ``<program>: bad parameter: <reason>`` on stderr and exit with status 2.
 
@@ -18,11 +27,15 @@ at load time, so it can guard those imports.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from flowfeat_core.cli.stop_signals import StopSignals
+
+#: Longest wait between two checks of the stop request and of the parent process.
+SPIN_PERIOD_S = 0.1
 
 if TYPE_CHECKING:
     from rcl_interfaces.msg import ParameterDescriptor
@@ -46,8 +59,9 @@ def run_node(program: str, node_class_path: str, args: list[str] | None) -> None
     """Run the node class at ``node_class_path`` (``"package.module:Class"``) until it is done
     or the process is asked to stop; meant to be the last thing a node process does.
 
-    The class may define ``spin()`` (default: ``rclpy.spin(node)``) and ``finish()``, which
-    runs once after spinning, whatever ended it, before the node is destroyed.
+    Spinning ends at a stop signal, when the launching process is gone, or when the node sets
+    ``finished``. The class may define ``finish()``, which runs once after spinning, whatever
+    ended it, before the node is destroyed.
     """
     stop = StopSignals(program)
     stop.install()
@@ -58,14 +72,16 @@ def run_node(program: str, node_class_path: str, args: list[str] | None) -> None
 
 
 def _run(stop: StopSignals, program: str, node_class_path: str, args: list[str] | None) -> None:
+    launcher = os.getppid()
     node_class = _import_node_class(node_class_path)
     import rclpy  # after the handlers: importing takes long enough to be interrupted
     from rclpy.exceptions import ParameterException
-    from rclpy.executors import ExternalShutdownException
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
 
     if stop.requested:
         return
-    rclpy.init(args=args)
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     try:
         node = node_class()
     except (ValueError, ParameterException) as error:
@@ -79,9 +95,15 @@ def _run(stop: StopSignals, program: str, node_class_path: str, args: list[str] 
         if stop.requested:  # the context was shut down under the constructor
             return
         raise
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
     try:
-        if not stop.requested:
-            getattr(node, "spin", lambda: rclpy.spin(node))()
+        while not stop.requested and not getattr(node, "finished", False):
+            executor.spin_once(timeout_sec=SPIN_PERIOD_S)
+            if os.getppid() != launcher:
+                print(f"{program}: the process that started it (pid {launcher}) is gone; "
+                      "stopping", file=sys.stderr)
+                break
     except ExternalShutdownException:
         pass
     except Exception:
@@ -89,5 +111,6 @@ def _run(stop: StopSignals, program: str, node_class_path: str, args: list[str] 
             raise
     finally:
         getattr(node, "finish", lambda: None)()
+        executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()

@@ -13,15 +13,18 @@ same arguments and starts the same nodes with the same YAML.
 
 import os
 
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
-from launch.conditions import IfCondition
+from launch import LaunchContext, LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable, Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
 from flowfeat_ros.dds_profile import PROFILE_NAME, PROFILE_VARIABLES, profile_variable
-from flowfeat_ros.launch_overrides import OVERRIDABLE_PARAMETERS, perception_overrides
+from flowfeat_ros.launch_overrides import (
+    OVERRIDABLE_PARAMETERS,
+    check_parameter_file,
+    perception_overrides,
+)
 from flowfeat_ros.package_paths import config_dir
 
 BOOLEAN_CHOICES = ["true", "false", "True", "False"]
@@ -58,47 +61,56 @@ def generate_launch_description() -> LaunchDescription:
                               description="trainer parameters YAML"),
     ]
     use_sim_time = ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)
-    recorder = Node(
-        package="flowfeat_ros",
-        executable="recorder_node",
-        name="recorder",
-        namespace=LaunchConfiguration("namespace"),
-        parameters=[LaunchConfiguration("recorder_config"), {"use_sim_time": use_sim_time}],
-        condition=IfCondition(LaunchConfiguration("record")),
-        output="screen",
-    )
-    trainer = Node(
-        package="flowfeat_ros",
-        executable="trainer_node",
-        name="trainer",
-        namespace=LaunchConfiguration("namespace"),
-        parameters=[LaunchConfiguration("trainer_config"), {"use_sim_time": use_sim_time}],
-        condition=IfCondition(LaunchConfiguration("train")),
-        output="screen",
-    )
     # Large images over best-effort QoS need Fast DDS's shared memory sized for them (see the
     # profile's comment); a profile the user already chose wins. The variable is the one this
     # distribution's Fast DDS reads (Fast DDS 2.x on Jazzy ignores FASTDDS_*).
     environment = []
     if not any(os.environ.get(name) for name in PROFILE_VARIABLES):
         environment = [SetEnvironmentVariable(profile_variable(), str(configs / PROFILE_NAME))]
-    perception = OpaqueFunction(function=_perception_node, args=[use_sim_time])
-    return LaunchDescription([*arguments, *environment, perception, recorder, trainer])
+    nodes = OpaqueFunction(function=_nodes, args=[use_sim_time])
+    return LaunchDescription([*arguments, *environment, nodes])
 
 
-def _perception_node(context: object, use_sim_time: ParameterValue) -> list[Node]:
-    """The perception node; checkpoint/device go to it only when given, so the YAML's apply."""
-    given = {name: LaunchConfiguration(name).perform(context) for name in OVERRIDABLE_PARAMETERS}
-    camera_topic = LaunchConfiguration("camera_topic")
-    return [Node(
-        package="flowfeat_ros",
-        executable="perception_node",
-        name="perception",
-        namespace=LaunchConfiguration("namespace"),
-        parameters=[LaunchConfiguration("config"),
-                    {**perception_overrides(given), "use_sim_time": use_sim_time}],
-        remappings=[("image", camera_topic),
-                    ("image/compressed", [camera_topic, "/compressed"]),
-                    ("camera_info", LaunchConfiguration("camera_info_topic"))],
-        output="screen",
-    )]
+def _nodes(context: LaunchContext, use_sim_time: ParameterValue) -> list[Node]:
+    """The nodes asked for. Each parameter file is checked first (a missing or malformed one
+    fails the launch instead of running a node on built-in defaults); checkpoint/device go to
+    perception only when given, so the YAML's apply. The recorder gets perception's camera
+    remappings, so it records the camera perception sees. Any node that exits ends the launch,
+    with status 1 when it failed, so a supervisor sees it."""
+    def argument(name: str) -> str:
+        return LaunchConfiguration(name).perform(context)
+
+    def parameters(config_argument: str, node_name: str) -> list[object]:
+        config = argument(config_argument)
+        check_parameter_file(config, node_name)
+        return [config, {"use_sim_time": use_sim_time}]
+
+    camera_topic = argument("camera_topic")
+    camera = [("image", camera_topic), ("image/compressed", f"{camera_topic}/compressed"),
+              ("camera_info", argument("camera_info_topic"))]
+    given = {name: argument(name) for name in OVERRIDABLE_PARAMETERS}
+    perception_parameters = parameters("config", "perception")
+    perception_parameters[1].update(perception_overrides(given))
+    nodes = [_node("perception_node", "perception", perception_parameters, camera)]
+    if argument("record").lower() == "true":
+        nodes.append(_node("recorder_node", "recorder", parameters("recorder_config", "recorder"),
+                           camera))
+    if argument("train").lower() == "true":
+        nodes.append(_node("trainer_node", "trainer", parameters("trainer_config", "trainer"), []))
+    return nodes
+
+
+def _node(executable: str, name: str, parameters: list[object],
+          remappings: list[tuple[str, str]]) -> Node:
+    return Node(package="flowfeat_ros", executable=executable, name=name,
+                namespace=LaunchConfiguration("namespace"), parameters=parameters,
+                remappings=remappings, output="screen",
+                on_exit=OpaqueFunction(function=_end_launch, args=[executable]))
+
+
+def _end_launch(context: LaunchContext, executable: str) -> list[Shutdown]:
+    """A node ended: stop the others; raising makes ``ros2 launch`` exit with status 1."""
+    status = context.locals.event.returncode
+    if status != 0:
+        raise RuntimeError(f"{executable} exited with status {status}; stopping every node")
+    return [Shutdown(reason=f"{executable} exited")]

@@ -23,7 +23,11 @@ from test_perception_support import (
 )
 
 from flowfeat_ros.dds_profile import profile_variable
-from flowfeat_ros.launch_overrides import OVERRIDABLE_PARAMETERS, perception_overrides
+from flowfeat_ros.launch_overrides import (
+    OVERRIDABLE_PARAMETERS,
+    check_parameter_file,
+    perception_overrides,
+)
 from flowfeat_ros.launch_without_ros import build_commands, parse_args
 from flowfeat_ros.perception.camera_io import OUTPUT_TOPICS
 from flowfeat_ros.perception.parameters import PARAMETER_NAMES
@@ -54,11 +58,11 @@ def test_launch_file_structure():
     tree = ast.parse(LAUNCH_FILE.read_text())
     calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
     called = [c.func.id for c in calls if isinstance(c.func, ast.Name)]
-    assert called.count("Node") == 3 and "LaunchDescription" in called
+    assert called.count("Node") == 1 and "LaunchDescription" in called
     declared = {c.args[0].value for c in calls
                 if isinstance(c.func, ast.Name) and c.func.id == "DeclareLaunchArgument"}
     assert declared == LAUNCH_ARGUMENTS
-    executables = {kw.value.value for c in calls for kw in c.keywords if kw.arg == "executable"}
+    executables = {c.args[0].value for c in calls if getattr(c.func, "id", "") == "_node"}
     assert executables == {"perception_node", "recorder_node", "trainer_node"}
     imports = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert {"launch", "launch_ros.actions", "launch.actions"} <= imports
@@ -198,46 +202,71 @@ def test_boolean_launch_arguments_refuse_other_values_before_any_node_starts():
 
 
 def _node_calls(tree: ast.AST) -> dict[str, ast.Call]:
-    """The launch file's ``Node(...)`` actions by their ``name=`` keyword."""
-    calls = [c for c in ast.walk(tree) if isinstance(c, ast.Call) and getattr(c.func, "id", "") == "Node"]
-    return {next(k.value.value for k in c.keywords if k.arg == "name"): c for c in calls}
-
-
-def _keyword(call: ast.Call, name: str) -> ast.expr:
-    return next(k.value for k in call.keywords if k.arg == name)
-
-
-def _launch_configuration(expr: ast.expr) -> str | None:
-    """The argument name of ``LaunchConfiguration("<name>")``, else None."""
-    if isinstance(expr, ast.Call) and getattr(expr.func, "id", "") == "LaunchConfiguration":
-        return expr.args[0].value
-    return None
+    """The launch file's ``_node(executable, name, parameters, remappings)`` calls by name."""
+    calls = [c for c in ast.walk(tree) if isinstance(c, ast.Call) and getattr(c.func, "id", "") == "_node"]
+    return {c.args[1].value: c for c in calls}
 
 
 def test_launch_nodes_remap_the_camera_and_layer_yaml_then_arguments():
-    """Statically, without ``launch``: the remappings, parameter layering (YAML first, then the
-    given arguments and use_sim_time), namespaces and the recorder's and trainer's conditions."""
-    nodes = _node_calls(ast.parse(LAUNCH_FILE.read_text()))
+    """Statically, without ``launch``: perception and the recorder share the camera remappings
+    (the recorder used to keep recording /camera/image_raw after camera_topic:=...), every
+    parameter file is checked before use, every node is built by ``_node``, whose ``on_exit``
+    ends the launch, and the recorder and trainer start only on request."""
+    tree = ast.parse(LAUNCH_FILE.read_text())
+    nodes = _node_calls(tree)
     assert set(nodes) == {"perception", "recorder", "trainer"}
-    for node in nodes.values():
-        assert _launch_configuration(_keyword(node, "namespace")) == "namespace"
-    perception, recorder = nodes["perception"], nodes["recorder"]
-    remappings = {pair.elts[0].value: pair.elts[1] for pair in _keyword(perception, "remappings").elts}
-    assert set(remappings) == {"image", "image/compressed", "camera_info"}
-    assert ast.unparse(remappings["image"]) == "camera_topic"  # LaunchConfiguration("camera_topic")
-    assert ast.unparse(remappings["image/compressed"]) == "[camera_topic, '/compressed']"
-    assert _launch_configuration(remappings["camera_info"]) == "camera_info_topic"
-    config, overrides = _keyword(perception, "parameters").elts
-    assert _launch_configuration(config) == "config"
-    assert isinstance(overrides, ast.Dict) and "perception_overrides" in ast.unparse(overrides)
-    assert [k.value for k in overrides.keys if k is not None] == ["use_sim_time"]
-    for node, switch in ((recorder, "record"), (nodes["trainer"], "train")):
-        node_config, node_overrides = _keyword(node, "parameters").elts
-        assert _launch_configuration(node_config) == f"{switch}er_config"
-        assert [k.value for k in node_overrides.keys] == ["use_sim_time"]
-        condition = _keyword(node, "condition")
-        assert condition.func.id == "IfCondition"
-        assert _launch_configuration(condition.args[0]) == switch
+    assert [ast.unparse(nodes[n].args[3]) for n in ("perception", "recorder", "trainer")] == [
+        "camera", "camera", "[]"]
+    assigns = {n.targets[0].id: n.value for n in ast.walk(tree)
+               if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name)}
+    camera = {pair.elts[0].value: ast.unparse(pair.elts[1]) for pair in assigns["camera"].elts}
+    assert camera == {"image": "camera_topic", "image/compressed": "f'{camera_topic}/compressed'",
+                      "camera_info": "argument('camera_info_topic')"}
+    assert ast.unparse(assigns["perception_parameters"]) == "parameters('config', 'perception')"
+    assert ast.unparse(nodes["recorder"].args[2]) == "parameters('recorder_config', 'recorder')"
+    assert ast.unparse(nodes["trainer"].args[2]) == "parameters('trainer_config', 'trainer')"
+    functions = {n.name: n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+    assert "check_parameter_file(config, node_name)" in ast.unparse(functions["parameters"])
+    node = ast.unparse(functions["_node"])
+    assert "namespace=LaunchConfiguration('namespace')" in node
+    assert "on_exit=OpaqueFunction(function=_end_launch" in node
+    end = ast.unparse(functions["_end_launch"])
+    assert "raise RuntimeError" in end and "Shutdown(" in end
+    body = ast.unparse(functions["_nodes"])
+    assert "argument('record').lower() == 'true'" in body
+    assert "argument('train').lower() == 'true'" in body
+    assert "perception_overrides(given)" in body
+
+
+@pytest.mark.parametrize(("content", "reason"), [
+    (None, "does not exist"),
+    ("a: [unclosed", "not readable YAML"),
+    ("/**/recorder:\n  ros__parameters: {}\n", "no section for node 'perception'"),
+    ("/**/perception:\n  max_rate_hz: 5.0\n", "needs a ros__parameters mapping"),
+])
+def test_a_bad_parameter_file_fails_the_launch_with_its_reason(tmp_path, content, reason):
+    """rclpy only warns about such a file and runs the node on built-in defaults."""
+    config = tmp_path / "bad.yaml"
+    if content is not None:
+        config.write_text(content)
+    with pytest.raises(ValueError, match=reason):
+        check_parameter_file(config, "perception")
+    result = subprocess.run([sys.executable, "-m", "flowfeat_ros.launch_without_ros", "--config",
+                             str(config)], capture_output=True, text=True, cwd=REPO,
+                            env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=60)
+    assert result.returncode == 2 and reason in result.stderr.strip().splitlines()[-1]
+
+
+def test_shipped_parameter_files_pass_the_check():
+    for name in ("perception", "recorder", "trainer"):
+        check_parameter_file(CONFIG.parent / f"{name}.yaml", name)
+
+
+def test_launch_without_ros_gives_the_recorder_the_camera_remappings():
+    commands = {c.label: c.argv for c in build_commands(parse_args(
+        ["--record", "--camera-topic", "/front/rgb", "--camera-info-topic", "/front/info"]))}
+    for label in ("perception_node", "recorder_node"):
+        assert {"image:=/front/rgb", "camera_info:=/front/info"} <= set(commands[label]), label
 
 
 def test_rviz_config_shows_the_node_outputs_with_matching_displays():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -66,13 +67,15 @@ class Recorder:
     """A recorder node running in a separate process, with its log captured to a file."""
 
     def __init__(self, out_dir: Path, log: Path, params: tuple[str, ...],
-                 namespace: str = "") -> None:
+                 namespace: str = "", remaps: tuple[str, ...] = ()) -> None:
         self.out_dir = out_dir
         self.log = log
         args = [sys.executable, "-m", "flowfeat_ros.recorder_node", "--ros-args",
                 "-p", f"output_dir:={out_dir}", *(["-r", f"__ns:={namespace}"] if namespace else [])]
         for param in params:
             args += ["-p", param]
+        for remap in remaps:
+            args += ["-r", remap]
         env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
         with log.open("w") as log_file:
             self.proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=log_file,
@@ -96,9 +99,9 @@ def start_recorder(tmp_path: Path) -> Iterator[Callable[..., Recorder]]:
     started: list[Recorder] = []
 
     def start(*params: str, name: str = "bags", namespace: str = "",
-              output_dir: Path | None = None) -> Recorder:
+              output_dir: Path | None = None, remaps: tuple[str, ...] = ()) -> Recorder:
         recorder = Recorder(output_dir or tmp_path / name, tmp_path / f"{name}.log", params,
-                            namespace)
+                            namespace, remaps)
         started.append(recorder)
         return recorder
 
@@ -129,6 +132,7 @@ class Diagnostics:
     def __init__(self, node: Node) -> None:
         self.values: dict[str, str] = {}
         self.name = ""
+        self.message = ""
         self.level = -1
         self.sub = node.create_subscription(DiagnosticArray, "/diagnostics", self._on_msg, 10)
 
@@ -136,6 +140,7 @@ class Diagnostics:
         for status in msg.status:
             if status.name.endswith(": recorder"):
                 self.name = status.name
+                self.message = status.message
                 self.values = {kv.key: kv.value for kv in status.values}
                 self.level = int.from_bytes(status.level, "little") if isinstance(
                     status.level, bytes) else int(status.level)
@@ -460,3 +465,78 @@ def test_bad_parameters_are_rejected(params, message, start_recorder):
     lines = [line for line in recorder.output().splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("recorder_node: bad parameter: "), lines
     assert message in lines[0]
+
+
+def test_recorder_follows_the_remapped_camera_topics(ros_node, frames, start_recorder):
+    """The default topics are relative names: the launch's camera_topic remapping moves the
+    recorder with perception (it used to keep recording /camera/image_raw, i.e. nothing).
+    A remapped camera_info keeps its CameraInfo type whatever the new name is."""
+    recorder = start_recorder(*RELIABLE_ARGS, remaps=("image:=/front/rgb",
+                                                      "camera_info:=/front/calibration"))
+    image_pub = ros_node.create_publisher(Image, "/front/rgb", QOS)
+    info_pub = ros_node.create_publisher(CameraInfo, "/front/calibration", QOS)
+    diagnostics = Diagnostics(ros_node)
+    wait_ready(ros_node, [image_pub, info_pub], recorder, diagnostics)
+    for i in range(4):
+        image_pub.publish(rgb8_to_msg(frames[i], header(i)))
+        info_pub.publish(CameraInfo(header=header(i), width=160, height=120))
+        time.sleep(0.02)
+    spin_until(ros_node, lambda: diagnostics.kept() == 8, 15, "8 kept messages", recorder)
+    assert diagnostics.level == 0, diagnostics.values
+    assert recorder.stop() == 0, recorder.output()
+    (bag,) = recorder.bags()
+    messages = read_rosbags(bag)
+    assert {topic for topic, _, _ in messages} == {"/front/rgb", "/front/calibration"}
+    assert {type(m).__name__ for topic, _, m in messages if topic == "/front/calibration"} == {
+        "sensor_msgs__msg__CameraInfo"}
+    assert "Failed to publish log message to rosout" not in recorder.output()
+
+
+def test_a_topic_without_publisher_or_messages_is_a_warning(ros_node, start_recorder):
+    """A recording that writes nothing must not report OK."""
+    recorder = start_recorder("topics:=[/nobody/image_raw]", *RELIABLE_ARGS)
+    diagnostics = Diagnostics(ros_node)
+    spin_until(ros_node, lambda: diagnostics.level == 1, 20, "WARN on /diagnostics", recorder)
+    assert "no publisher matched on /nobody/image_raw" in diagnostics.message
+    assert recorder.stop() == 0
+
+
+def test_a_deleted_bag_or_output_dir_starts_a_new_bag_with_a_warning(ros_node, frames,
+                                                                     start_recorder):
+    recorder = start_recorder("topics:=[/gone/image_raw]", "flush_interval_s:=0.2",
+                              *RELIABLE_ARGS)
+    pub = ros_node.create_publisher(Image, "/gone/image_raw", QOS)
+    diagnostics = Diagnostics(ros_node)
+    wait_ready(ros_node, [pub], recorder, diagnostics)
+    publish_frames(pub, frames, range(5))
+    spin_until(ros_node, lambda: diagnostics.kept() == 5, 15, "5 kept frames", recorder)
+    (first,) = recorder.bags()
+    shutil.rmtree(first)
+    publish_frames(pub, frames, range(5, 10))
+    spin_until(ros_node, lambda: diagnostics.kept() == 10, 15, "5 more kept frames", recorder)
+    spin_until(ros_node, lambda: "was deleted while recording" in diagnostics.message, 10,
+               "the deletion on /diagnostics", recorder)
+    assert diagnostics.level == 1
+    (second,) = recorder.bags()
+    assert second != first
+
+    shutil.rmtree(recorder.out_dir)  # the whole output_dir this time
+    publish_frames(pub, frames, range(10, 15))
+    spin_until(ros_node, lambda: diagnostics.kept() == 15, 15, "frames after the rmtree", recorder)
+    assert recorder.proc.poll() is None, recorder.output()
+    spin_until(ros_node, lambda: "output_dir" in diagnostics.message, 10,
+               "the recreated output_dir on /diagnostics", recorder)
+    assert recorder.stop() == 0, recorder.output()
+    (third,) = recorder.bags()
+    assert [m.header.stamp.sec for _, _, m in read_rosbags(third)] == list(range(1010, 1015))
+    output = recorder.output()
+    assert "Traceback" not in output and "completed at the next start" not in output, output
+
+
+def test_an_unusable_output_dir_is_one_line_and_status_2(start_recorder, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    recorder = start_recorder(output_dir=blocker / "bags")
+    assert recorder.proc.wait(timeout=30) == 2, recorder.output()
+    lines = [line for line in recorder.output().splitlines() if line.strip()]
+    assert len(lines) == 1 and "output_dir" in lines[0] and "not a writable directory" in lines[0]

@@ -104,7 +104,8 @@ def test_ctrl_c_twice_stops_every_node_cleanly_and_keeps_the_bag(group, tmp_path
                 "-p", "loop:=true", "-p", "width:=160", "-p", "rate:=15.0")
     group.start("recorder", "flowfeat_ros.recorder_node", "-p", f"output_dir:={bags}",
                 "-p", "max_rate_hz:=0.0", "-p", "motion_threshold:=0.0",
-                "-p", "flush_interval_s:=0.2")
+                "-p", "flush_interval_s:=0.2", "-r", "image:=/camera/image_raw",
+                "-r", "camera_info:=/camera/camera_info")
     group.start("perception", "flowfeat_ros.perception_node", "--params-file", str(CONFIG),
                 "-p", f"checkpoint:={checkpoint}", "-r", "image:=/camera/image_raw",
                 "-r", "camera_info:=/camera/camera_info")

@@ -21,7 +21,6 @@ import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.exceptions import ParameterUninitializedException
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from std_srvs.srv import Trigger
@@ -188,16 +187,6 @@ class PerceptionNode(Node):
         if self.context.ok():  # after shutdown the publishers are gone: nothing to report
             self.problems.error(PROCESSING_ERROR, "worker", f"frame processing failed "
                                 f"({type(error).__name__}): {error}")
-
-    def spin(self) -> None:
-        """Serve callbacks until shutdown. rclpy's MultiThreadedExecutor busy-waits
-        (ros2/rclpy#1223) and slows inference 10-20x, hence one thread plus the worker."""
-        executor = SingleThreadedExecutor()
-        executor.add_node(self)
-        try:
-            executor.spin()
-        finally:
-            executor.shutdown()
 
     def finish(self) -> None:
         """Stop the worker and the loader threads (a model load in progress ends first)."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import cv2
-import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -135,11 +134,6 @@ class VideoPublisher(Node):
         publishers = [self.image_pub, self.info_pub, self.jpeg_pub]
         wanted = self.params["wait_for_subscribers"]
         return all(p.get_subscription_count() >= wanted for p in publishers if p is not None)
-
-    def spin(self) -> None:
-        """Publish until the source ends (forever with ``loop``) or shutdown."""
-        while rclpy.ok() and not self.finished:
-            rclpy.spin_once(self, timeout_sec=0.1)
 
     def _publish_next(self) -> None:
         if self.published == 0 and not self._subscribers_ready():

@@ -6,6 +6,7 @@ reader can open any one of them, and the oldest can be deleted to honour a disk 
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sqlite3
 import time
@@ -130,6 +131,13 @@ class BagSequence:
         if self._writer is not None:
             with undo_on_failure(self._writer):
                 flush_to_disk(self._writer)
+
+    def abandon(self) -> None:
+        """Drop the current bag without finishing it (its directory was deleted under us)."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            with contextlib.suppress(OSError, sqlite3.Error):
+                writer.close()
 
     def close(self) -> Path | None:
         """Finish the current bag (index, summary, metadata.yaml); returns its directory. If that

@@ -8,6 +8,8 @@ Run: ``recorder_node --ros-args --params-file config/recorder.yaml``. See docs/r
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
@@ -45,6 +47,12 @@ RESERVE_NAME = ".flowfeat_close_reserve"
 ROS_TYPES = {CAMERA_INFO: CameraInfo, COMPRESSED_IMAGE: CompressedImage}
 QOS_CHOICES = ("sensor_data", "reliable")
 WARN_PERIOD_S = 10.0
+#: A recorded topic silent this long (no publisher matched, or nothing arriving) turns
+#: /diagnostics to WARN: a wrong topic name must not look like a healthy recording.
+SILENT_WARN_S = 5.0
+#: How long a fault the recorder worked around (a deleted bag, a recreated output_dir) keeps
+#: /diagnostics at WARN, so a monitor polling every few seconds sees it.
+EVENT_VISIBLE_S = 30.0
 
 
 def _float_param(description: str, low: float, high: float) -> ParameterDescriptor:
@@ -59,9 +67,10 @@ PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
     "bag_prefix": ("flowfeat", ParameterDescriptor(
         description="bag directory name prefix; only bags with it are deleted by the quota",
         read_only=True)),
-    "topics": (["/camera/image_raw", "/camera/camera_info"], ParameterDescriptor(
-        description="topics to record: '.../compressed' = CompressedImage, "
-                    "'.../camera_info' = CameraInfo, anything else = Image", read_only=True)),
+    "topics": (["image", "camera_info"], ParameterDescriptor(
+        description="topics to record (relative names follow remapping, as perception's do): "
+                    "'.../compressed' = CompressedImage, '.../camera_info' = CameraInfo, "
+                    "anything else = Image", read_only=True)),
     "storage": ("mcap", ParameterDescriptor(description="mcap or sqlite3", read_only=True)),
     "compression": ("none", ParameterDescriptor(description="none or zstd", read_only=True)),
     "max_bag_size_mb": (1024.0, _float_param("split when a bag's payload exceeds this (0=off)",
@@ -102,7 +111,7 @@ class RecorderNode(Node):
                              f"({p['max_bag_size_mb']}) or 0")
         self.output_dir = Path(p["output_dir"]).expanduser()
         self.prefix = str(p["bag_prefix"])
-        self.output_dir.mkdir(parents=True, exist_ok=True)
+        _require_writable_directory(self.output_dir)
         self._recover_unfinished_bags()
         self.reserve = SpaceReserve(self.output_dir / RESERVE_NAME, CLOSE_RESERVE_BYTES)
         self.disk_error = ""
@@ -116,6 +125,9 @@ class RecorderNode(Node):
         self.counters = {"kept": 0, "skipped_rate": 0, "skipped_motion": 0, "skipped_paused": 0,
                          "bags_deleted": 0}
         self._last_bag: Path | None = None
+        self._started = time.monotonic()
+        self._last_received: dict[str, float] = {}
+        self._events: list[tuple[float, str]] = []
 
         reliability = (ReliabilityPolicy.BEST_EFFORT if p["qos"] == "sensor_data"
                        else ReliabilityPolicy.RELIABLE)
@@ -134,11 +146,20 @@ class RecorderNode(Node):
             f"recording {[s.name for s in self.specs]} to {self.output_dir} "
             f"({p['storage']}, compression {p['compression']}); recording={self.recording}")
 
-    @staticmethod
-    def _topic_specs(names: list[str]) -> list[TopicSpec]:
+    def _topic_specs(self, names: list[str]) -> list[TopicSpec]:
+        """Topics as recorded: the name after namespace and remapping (``image`` becomes the
+        launch's camera_topic), the type from the name as written (a remapped camera_info
+        topic stays CameraInfo whatever it is called)."""
         if not names or names == [""]:
             raise ValueError("topics must list at least one topic")
-        specs = [classify_topic(name) for name in names]
+        specs = []
+        for name in names:
+            msgtype = classify_topic(name).msgtype
+            try:
+                resolved = self.resolve_topic_name(name)
+            except RuntimeError as error:  # rclpy's RCLError: an invalid name
+                raise ValueError(f"invalid topic name {name!r}: {error}") from None
+            specs.append(TopicSpec(resolved, msgtype))
         if len({s.name for s in specs}) != len(specs):
             raise ValueError(f"topics contains duplicates: {names}")
         return specs
@@ -146,10 +167,16 @@ class RecorderNode(Node):
     def _subscribe(self, spec: TopicSpec, qos: QoSProfile, cap: RateCap,
                    gate: MotionGate | None) -> None:
         def callback(data: bytes) -> None:
+            self._last_received[spec.name] = time.monotonic()
             self._on_message(spec, cap, gate, data)
 
         self.subscriptions_by_topic[spec.name] = self.create_subscription(
             ROS_TYPES.get(spec.msgtype, Image), spec.name, callback, qos, raw=True)
+
+    def _warn_event(self, message: str) -> None:
+        """Log a fault the recorder worked around and keep it on /diagnostics for a while."""
+        self.get_logger().warning(message)
+        self._events.append((time.monotonic(), message))
 
     def _passes_motion_gate(self, spec: TopicSpec, gate: MotionGate, data: bytes) -> bool:
         try:
@@ -172,6 +199,7 @@ class RecorderNode(Node):
                 spec, gate, data):
             self.counters["skipped_motion"] += 1
             return
+        self._check_output_present()
         if free_bytes(self.output_dir) - len(data) < self.min_free_bytes:
             self._check_disk()  # pauses before the write could cross min_free_mb
             if self.paused_reason:
@@ -209,9 +237,29 @@ class RecorderNode(Node):
             else:
                 self.get_logger().warning(f"recovered unfinished bag {bag.name}: {count} messages")
 
+    def _check_output_present(self) -> None:
+        """Recreate a deleted output_dir and give up a bag deleted under the writer: writing on
+        would go to a file nobody can open again. The next message starts a new bag."""
+        if not self.output_dir.is_dir():
+            try:
+                self.output_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise DiskWriteError.from_error(error, f"cannot recreate {self.output_dir}") from error
+            self._warn_event(f"output_dir {self.output_dir} was deleted while recording; "
+                             "recreated it")
+        current = self.bags.current_path
+        if current is not None and not current.is_dir():
+            self.bags.abandon()
+            self._warn_event(f"bag {current.name} was deleted while recording (what it held is "
+                             "lost); the next frame starts a new bag")
+
     def _check_disk(self) -> None:
-        if not self.output_dir.exists():
-            self.output_dir.mkdir(parents=True)
+        try:
+            self._check_output_present()
+        except DiskWriteError as error:
+            self.paused_reason = self.disk_error = f"output_dir unusable, recording paused: {error}"
+            self.get_logger().error(self.paused_reason, throttle_duration_sec=WARN_PERIOD_S)
+            return
         free = free_bytes(self.output_dir)
         has_room = free >= self.min_free_bytes and self.reserve.hold()
         if not has_room:
@@ -244,6 +292,11 @@ class RecorderNode(Node):
         self._enforce_quota()
 
     def _close_bag(self) -> str:
+        current = self.bags.current_path
+        if current is not None and not current.is_dir():
+            self.bags.abandon()
+            self._warn_event(f"bag {current.name} was deleted while recording; nothing to close")
+            return f"{current.name} was deleted"
         try:
             closed = self.bags.close()
         except DiskWriteError as error:
@@ -266,10 +319,28 @@ class RecorderNode(Node):
         response.success = True
         return response
 
+    def _warnings(self) -> list[str]:
+        """Recent worked-around faults, and topics silent for SILENT_WARN_S while recording."""
+        now = time.monotonic()
+        self._events = [(t, m) for t, m in self._events if now - t < EVENT_VISIBLE_S]
+        found = [m for _, m in self._events]
+        if self.recording and not self.paused_reason:
+            for name, subscription in self.subscriptions_by_topic.items():
+                silent_s = now - self._last_received.get(name, self._started)
+                if silent_s < SILENT_WARN_S:
+                    continue
+                publishers = subscription.get_publisher_count()
+                found.append(f"no publisher matched on {name}" if publishers == 0 else
+                             f"nothing received on {name} for {silent_s:.0f} s "
+                             f"({publishers} publishers)")
+        return found
+
     def _publish_diagnostics(self) -> None:
+        warnings = self._warnings()
         level = (DiagnosticStatus.ERROR if self.disk_error else
-                 DiagnosticStatus.WARN if self.paused_reason else DiagnosticStatus.OK)
-        message = self.paused_reason or ("recording" if self.recording else "stopped")
+                 DiagnosticStatus.WARN if self.paused_reason or warnings else DiagnosticStatus.OK)
+        message = self.paused_reason or "; ".join(warnings) or (
+            "recording" if self.recording else "stopped")
         values = {"bytes_written": self.bags.total_bytes, "bags_started": self.bags.bags_started,
                   "current_bag": self.bags.current_path or "", "recording": self.recording,
                   "paused_reason": self.paused_reason, **self.counters,
@@ -283,3 +354,16 @@ class RecorderNode(Node):
         self._close_bag()
         self.reserve.release()
 
+
+
+def _require_writable_directory(path: Path) -> None:
+    """Create ``path`` if needed and check a file can be made in it: a bad output_dir is a bad
+    parameter (one line, exit 2), not a traceback at the first frame."""
+    probe = path / f".flowfeat_write_test_{os.getpid()}"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe.touch()
+        probe.unlink()
+    except OSError as error:
+        raise ValueError(f"output_dir {path} is not a writable directory: "
+                         f"{error.strerror or error}") from None
