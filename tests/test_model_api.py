@@ -197,3 +197,25 @@ def test_cpu_inference_threads_leave_a_core_free() -> None:
     assert cpu_inference_threads(3) == 3
     with pytest.raises(ValueError, match=">= 0"):
         cpu_inference_threads(-1)
+
+
+def test_garbled_weights_behind_an_intact_header_are_refused_at_load(embedded: FlowFeat,
+                                                                      tmp_path: Path) -> None:
+    """Such a file passed every structural check; then every frame failed in the node
+    (``linalg.svd ... non-finite``) while /diagnostics said OK."""
+    good = save_checkpoint(tmp_path / "good.safetensors", embedded)
+    raw = bytearray(good.read_bytes())
+    data_start = 8 + int.from_bytes(raw[:8], "little")
+    raw[data_start:] = random.Random(1).randbytes(len(raw) - data_start)
+    garbled = tmp_path / "garbled.safetensors"
+    garbled.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match=r"garbled\.safetensors: \d+ weight tensors hold NaN"):
+        load_model(garbled)
+    huge = FlowFeat(embedded.config, pretrained_encoder=False)
+    huge.load_state_dict(embedded.state_dict())
+    with torch.no_grad():
+        for parameter in huge.decoder.parameters():
+            parameter.fill_(3e38)  # finite, but the features overflow
+    overflowing = save_checkpoint(tmp_path / "overflowing.safetensors", huge)
+    with pytest.raises(CheckpointError, match="non-finite features"):
+        load_model(overflowing)

@@ -540,3 +540,55 @@ def test_an_unusable_output_dir_is_one_line_and_status_2(start_recorder, tmp_pat
     assert recorder.proc.wait(timeout=30) == 2, recorder.output()
     lines = [line for line in recorder.output().splitlines() if line.strip()]
     assert len(lines) == 1 and "output_dir" in lines[0] and "not a writable directory" in lines[0]
+
+
+ORPHAN_SCRIPT = """
+import ctypes, os, signal, subprocess, sys, time
+ctypes.CDLL(None, use_errno=True).prctl(36, 1)  # PR_SET_CHILD_SUBREAPER: orphans come to us
+launcher = os.fork()
+if launcher == 0:  # stands in for `ros2 launch`: starts the node, then is killed
+    node = subprocess.Popen(sys.argv[1:], stdout=sys.stdout, stderr=subprocess.STDOUT)
+    print(node.pid, flush=True)
+    time.sleep(3600)
+node_pid = int(sys.stdin.readline())
+os.kill(launcher, signal.SIGKILL)
+os.waitpid(launcher, 0)
+deadline = time.monotonic() + 20
+while time.monotonic() < deadline:
+    pid, status = os.waitpid(node_pid, os.WNOHANG)
+    if pid:
+        print("node exit", os.waitstatus_to_exitcode(status), flush=True)
+        break
+    time.sleep(0.1)
+else:
+    os.kill(node_pid, signal.SIGKILL)
+    print("node still running", flush=True)
+"""
+
+
+def test_a_node_whose_launcher_is_killed_closes_its_bag_and_exits(ros_node, frames, tmp_path):
+    """``ros2 launch`` killed with SIGTERM (docker stop, systemd) leaves its nodes running
+    (upstream launch); they must notice, close the bag and exit 0."""
+    bags = tmp_path / "bags"
+    node = [sys.executable, "-m", "flowfeat_ros.recorder_node", "--ros-args",
+            "-p", f"output_dir:={bags}", "-p", "topics:=[/orphan/image_raw]",
+            *[arg for param in RELIABLE_ARGS for arg in ("-p", param)]]
+    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+    log = tmp_path / "orphan.log"
+    with log.open("w") as log_file:
+        harness = subprocess.Popen([sys.executable, "-c", ORPHAN_SCRIPT, *node], cwd=REPO,
+                                   env=env, stdin=subprocess.PIPE, stdout=log_file,
+                                   stderr=subprocess.STDOUT, text=True)
+    pub = ros_node.create_publisher(Image, "/orphan/image_raw", QOS)
+    diagnostics = Diagnostics(ros_node)
+    spin_until(ros_node, lambda: diagnostics.publishers("/orphan/image_raw") > 0
+               and pub.get_subscription_count() > 0, 30, "the recorder to match")
+    publish_frames(pub, frames, range(6))
+    spin_until(ros_node, lambda: diagnostics.kept() == 6, 15, "6 kept frames")
+    node_pid = log.read_text().split()[0]
+    harness.communicate(f"{node_pid}\n", timeout=40)
+    output = log.read_text()
+    assert "node exit 0" in output, output
+    assert "is gone; stopping" in output
+    (bag,) = sorted(p for p in bags.iterdir() if p.is_dir())
+    assert [m.header.stamp.sec for _, _, m in read_rosbags(bag)] == list(range(1000, 1006))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from flowfeat_core.hub.checkpoint import load_checkpoint, read_checkpoint_metadata
 from flowfeat_core.hub.embedded import load_embedded_default
 from flowfeat_core.hub.errors import CheckpointError
@@ -61,11 +63,41 @@ def load_model(source: str | Path, encoder: str | None = None) -> FlowFeat:
     source = str(source)
     kind, where = _classify(source)
     if kind == "embedded":
-        return load_embedded_default()
-    if kind == "ours":
-        return load_checkpoint(where)
-    if kind == "released":
-        return load_official_checkpoint(resolve_released_weights(where), encoder or RELEASED_WEIGHTS[where])
-    if kind == "official":
-        return load_official_checkpoint(where, encoder)
-    raise CheckpointError(f"unknown model source {source!r}: expected {SOURCE_HELP}")
+        model = load_embedded_default()
+    elif kind == "ours":
+        model = load_checkpoint(where)
+    elif kind == "released":
+        model = load_official_checkpoint(resolve_released_weights(where), encoder or RELEASED_WEIGHTS[where])
+    elif kind == "official":
+        model = load_official_checkpoint(where, encoder)
+    else:
+        raise CheckpointError(f"unknown model source {source!r}: expected {SOURCE_HELP}")
+    check_weights(model, source)
+    return model
+
+
+#: Side of the image of the load-time forward pass: small (milliseconds on a CPU), a multiple of
+#: every registered encoder's patch size and stride.
+CHECK_SIDE = 112
+
+
+def check_weights(model: FlowFeat, source: str) -> None:
+    """Raise :class:`CheckpointError` when the weights cannot give usable features: a tensor with
+    NaN/inf, or a forward pass whose features are not finite (garbled weights behind an intact
+    header pass every structural check and then fail every frame)."""
+    broken = [name for name, tensor in [*model.named_parameters(), *model.named_buffers()]
+              if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+    if broken:
+        raise CheckpointError(f"{source}: {len(broken)} weight tensors hold NaN or inf "
+                              f"(first: {broken[0]}); the file is damaged")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            image = torch.linspace(0, 1, 3 * CHECK_SIDE * CHECK_SIDE).reshape(1, 3, CHECK_SIDE, CHECK_SIDE)
+            encoder_features, dense = model(image)
+    finally:
+        model.train(was_training)
+    if not (bool(torch.isfinite(dense).all()) and bool(torch.isfinite(encoder_features).all())):
+        raise CheckpointError(f"{source}: a test forward pass gives non-finite features; the "
+                              "weights are damaged")

@@ -54,6 +54,9 @@ from flowfeat_ros.perception.worker import InferenceWorker
 
 RELOAD_TIMEOUT_S = 300.0
 IDLE_WAIT_S = 0.2
+#: Frames failing this long with none succeeding turn /diagnostics to ERROR: the node publishes
+#: nothing, which a throttled log line alone does not make visible to a monitor.
+FAILING_ERROR_S = 3.0
 
 
 class PerceptionNode(Node):
@@ -89,7 +92,9 @@ class PerceptionNode(Node):
         self.diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(self.settings.diagnostics_period_s, self._publish_diagnostics)
         self.create_timer(self.settings.watch_period_s, self._watch_files)
-        self._next_start = 0.0
+        self._last_start = -float("inf")
+        self._failing_since: float | None = None
+        self._last_failure = ""
         self.worker = InferenceWorker(self._work_step, self._on_worker_error)
         self.worker.start()
         self.get_logger().info(
@@ -171,19 +176,22 @@ class PerceptionNode(Node):
 
     def _work_step(self) -> None:
         """Process the newest frames once (waits briefly when there are none)."""
-        wait = self._next_start - time.monotonic()
+        rate = self.settings.max_rate_hz  # read each time: a new rate applies at once
+        wait = self._last_start + 1.0 / rate - time.monotonic() if rate > 0 else 0.0
         if wait > 0:
             time.sleep(min(wait, IDLE_WAIT_S))
             return
         pending = self.mailbox.take_all(IDLE_WAIT_S)
         if not pending:
             return
-        settings = self.settings
-        if settings.max_rate_hz > 0:
-            self._next_start = time.monotonic() + 1.0 / settings.max_rate_hz
-        self.processor.process(pending, self.manager.current, settings)
+        self._last_start = time.monotonic()
+        self.processor.process(pending, self.manager.current, self.settings)
+        self._failing_since = None
 
     def _on_worker_error(self, error: Exception) -> None:
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
+        self._last_failure = f"{type(error).__name__}: {error}"
         if self.context.ok():  # after shutdown the publishers are gone: nothing to report
             self.problems.error(PROCESSING_ERROR, "worker", f"frame processing failed "
                                 f"({type(error).__name__}): {error}")
@@ -215,6 +223,11 @@ class PerceptionNode(Node):
         if self.manager.last_error:
             problems.insert(0, f"load failed, old model kept: {self.manager.last_error}")
         level = DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
+        failing_since = self._failing_since
+        if failing_since is not None and time.monotonic() - failing_since >= FAILING_ERROR_S:
+            level = DiagnosticStatus.ERROR
+            problems.insert(0, f"every frame has failed for {time.monotonic() - failing_since:.0f}"
+                               f" s, nothing is published: {self._last_failure}")
         if self.worker.ensure_running() or self.worker.recently_restarted():
             level = DiagnosticStatus.ERROR
             problems.insert(0, f"inference worker ended ({self.worker.last_exit}) and was "
