@@ -38,9 +38,9 @@ from test_perception_support import (
 )
 
 from flowfeat_core.hub.checkpoint import CONFIG_KEY
+from flowfeat_core.inference.pca import FeaturePCA
 from flowfeat_core.probes.heads import Probe, ProbeSpec
 from flowfeat_core.probes.io import save_probe
-from flowfeat_core.inference.pca import FeaturePCA
 from flowfeat_ros.image_conversion import rgb8_to_msg
 from flowfeat_ros.playback.frame_source import pinhole_camera_info
 
