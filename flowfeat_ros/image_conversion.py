@@ -129,6 +129,23 @@ def image_msg_to_array(msg: Image) -> np.ndarray:
     return pixels.reshape(shape)
 
 
+def camera_info_problem(info: CameraInfo, width: int, height: int) -> str | None:
+    """Why ``info`` cannot describe a ``width`` x ``height`` image, or None when it can. An
+    all-zero K (an uncalibrated camera, REP 104) is allowed; NaN/inf anywhere in K, D, R or P,
+    or a calibrated K with a focal length <= 0, is not: it would be republished and turned into
+    points silently wrong."""
+    if (info.width, info.height) != (width, height):
+        return f"camera_info is {info.width}x{info.height} but the image is {width}x{height}"
+    for name in ("k", "d", "r", "p"):
+        values = np.asarray(getattr(info, name), dtype=np.float64)
+        if not np.isfinite(values).all():
+            return f"camera_info {name.upper()} holds NaN or inf"
+    k = np.asarray(info.k, dtype=np.float64)
+    if k.any() and (k[0] <= 0 or k[4] <= 0):
+        return f"camera_info focal lengths must be positive, got fx={k[0]:g} fy={k[4]:g}"
+    return None
+
+
 def scale_camera_info(info: CameraInfo, out_w: int, out_h: int) -> CameraInfo:
     """New CameraInfo for the same camera resized to ``out_w`` x ``out_h`` pixels.
 

@@ -244,6 +244,22 @@ def test_bad_inputs_are_skipped_with_warnings_and_the_node_keeps_running(peer, n
                10, "the camera_info mismatch warning", node)
     assert outputs.count("flowfeat/features") == before  # the frame was skipped
     send_and_receive(peer, camera, outputs, frames[2], node)  # matching info again: processed
+    for field, index, value, reason in (("k", 0, float("nan"), "K holds NaN or inf"),
+                                        ("p", 2, float("inf"), "P holds NaN or inf"),
+                                        ("k", 4, -60.0, "focal lengths must be positive")):
+        broken = pinhole_camera_info(320, 240, 60.0)
+        values = list(getattr(broken, field))
+        values[index] = value
+        setattr(broken, field, values)
+        broken.header = camera.header()
+        spin_for(peer, 0.6)  # one warning per problem class and warn_period_s (0.5 s)
+        camera.info.publish(broken)
+        spin_for(peer, 0.3)
+        before = outputs.count("flowfeat/camera_info")
+        camera.send(frames[2], info=False)
+        spin_until(peer, lambda r=reason: r in node.output(), 10, f"a warning: {reason}", node)
+        assert outputs.count("flowfeat/camera_info") == before  # not republished
+        send_and_receive(peer, camera, outputs, frames[2], node)
     spin_until(peer, lambda: int(diagnostics.values.get("invalid_frames", 0)) >= 6, 10,
                "invalid_frames in diagnostics", node)
     assert node.alive()

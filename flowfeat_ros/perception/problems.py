@@ -15,12 +15,12 @@ from typing import Any
 
 BAD_IMAGE = "bad_image"
 TOO_LARGE = "too_large"
-CAMERA_INFO_MISMATCH = "camera_info_mismatch"
+BAD_CAMERA_INFO = "bad_camera_info"
 STAMP_JUMP = "stamp_jump"
 POINTS_UNAVAILABLE = "points_unavailable"
 PCA_BASIS_UNUSABLE = "pca_basis_unusable"
 PROCESSING_ERROR = "processing_error"
-KINDS = (BAD_IMAGE, TOO_LARGE, CAMERA_INFO_MISMATCH, STAMP_JUMP, POINTS_UNAVAILABLE,
+KINDS = (BAD_IMAGE, TOO_LARGE, BAD_CAMERA_INFO, STAMP_JUMP, POINTS_UNAVAILABLE,
          PCA_BASIS_UNUSABLE, PROCESSING_ERROR)
 
 

@@ -17,6 +17,7 @@ from flowfeat_core.data.image_codec import decode_image_message
 from flowfeat_core.data.image_size import FrameLimits, message_image_size
 from flowfeat_core.inference.pca import FeaturePCA
 from flowfeat_ros.image_conversion import (
+    camera_info_problem,
     copy_header,
     features_to_msg,
     rgb8_to_msg,
@@ -29,8 +30,8 @@ from flowfeat_ros.perception.parameters import PerceptionSettings
 from flowfeat_ros.perception.pipeline_stats import PipelineStats
 from flowfeat_ros.perception.probe_outputs import point_cloud, probe_messages, run_probes
 from flowfeat_ros.perception.problems import (
+    BAD_CAMERA_INFO,
     BAD_IMAGE,
-    CAMERA_INFO_MISMATCH,
     PCA_BASIS_UNUSABLE,
     POINTS_UNAVAILABLE,
     TOO_LARGE,
@@ -106,9 +107,10 @@ class FrameProcessor:
             self._refuse(TOO_LARGE, label, too_large)
             return None
         info = camera.latest_info
-        if info is not None and (info.width, info.height) != (rgb.shape[1], rgb.shape[0]):
-            self._refuse(CAMERA_INFO_MISMATCH, label, f"camera_info is {info.width}x{info.height} "
-                         f"but the image is {rgb.shape[1]}x{rgb.shape[0]}")
+        info_problem = None if info is None else camera_info_problem(info, rgb.shape[1],
+                                                                     rgb.shape[0])
+        if info_problem:
+            self._refuse(BAD_CAMERA_INFO, label, info_problem)
             return None
         return DecodedFrame(camera, rgb, copy_header(pending.msg.header), pending.received,
                             wanted)
