@@ -33,6 +33,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from flowfeat_core.cli.stop_signals import StopSignals
+from flowfeat_core.data.image_size import DECODER_LIMIT_VARIABLE, DECODER_MAX_PIXELS
 
 #: Longest wait between two checks of the stop request and of the parent process.
 SPIN_PERIOD_S = 0.1
@@ -65,6 +66,8 @@ def run_node(program: str, node_class_path: str, args: list[str] | None) -> None
     """
     stop = StopSignals(program)
     stop.install()
+    # OpenCV reads its decoder pixel cap once, when it loads: before the node imports cv2
+    os.environ.setdefault(DECODER_LIMIT_VARIABLE, str(DECODER_MAX_PIXELS))
     try:
         _run(stop, program, node_class_path, args)
     finally:

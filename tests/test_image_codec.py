@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 from bag_writing import OPENCV_DATA, CompressedImage, encode_raw, make_header, make_image_message
+from hostile_images import late_header_jpeg, rle_bmp_bomb
 from sensor_msgs.msg import CompressedImage as RclpyCompressedImage
 from sensor_msgs.msg import Image as RclpyImage
 
@@ -15,6 +16,7 @@ from flowfeat_core.data.image_codec import (
     decode_image_message,
     encode_compressed,
 )
+from flowfeat_core.data.image_size import message_image_size
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +131,10 @@ def test_bad_compressed_images_raise(photo: np.ndarray) -> None:
     png = encode_compressed(photo, "png")
     cases = {
         "data is empty": RclpyCompressedImage(format="jpeg", data=b""),
-        "not a decodable": RclpyCompressedImage(format="jpeg", data=b"\xff\xd8garbage" * 50),
+        "not a jpeg image with a readable size": RclpyCompressedImage(
+            format="jpeg", data=b"\xff\xd8garbage" * 50),
+        "names neither jpeg nor png": RclpyCompressedImage(format="bmp", data=png),
+        "not a jpeg image": RclpyCompressedImage(format="jpeg", data=png),
         "not a decodable jpeg/png": RclpyCompressedImage(format="png", data=png[: len(png) // 2]),
         "compressedDepth": RclpyCompressedImage(format="16UC1; compressedDepth png", data=png),
     }
@@ -143,3 +148,17 @@ def test_encode_compressed_rejects_bad_input(photo: np.ndarray) -> None:
         encode_compressed(photo, "bmp")
     with pytest.raises(ValueError, match="HxWx3 uint8"):
         encode_compressed(photo[:, :, 0], "png")
+
+
+def test_decompression_bombs_are_refused_from_their_header(photo: np.ndarray) -> None:
+    """A 1 kB RLE BMP declaring 30000x30000 sent as "png", and a JPEG whose size sits past the
+    first 64 KiB, used to be decoded at full size (peak RSS 6.3 GB) before being refused."""
+    bomb = RclpyCompressedImage(format="png", data=rle_bmp_bomb())
+    with pytest.raises(ImageDecodeError, match="not a png image"):
+        decode_image_message(bomb)
+    with pytest.raises(ValueError, match="not a png image"):
+        message_image_size(bomb)
+    late = RclpyCompressedImage(format="rgb8; jpeg compressed bgr8", data=late_header_jpeg(photo))
+    assert message_image_size(late) == (20000, 16000)
+    with pytest.raises(ImageDecodeError, match="declares 20000x16000"):
+        decode_image_message(late)

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 from builtin_interfaces.msg import Time
+from hostile_images import late_header_jpeg, rle_bmp_bomb
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from sensor_msgs.msg import CompressedImage, Image
@@ -105,6 +106,13 @@ def test_extreme_and_oversized_frames_are_refused_and_the_stream_goes_on(peer, n
     spin_until(peer, lambda: "6000x6000 has 36000000 pixels" in node.output(), 20,
                "the pixel-count refusal", node)
     good_frame_gets_output(peer, camera, outputs, node, good)
+    for data, refusal in ((rle_bmp_bomb(), "not a png image"),  # 30000x30000 RLE BMP as "png"
+                          (late_header_jpeg(good), "20000x16000 has 320000000 pixels")):
+        spin_for(peer, 0.6)
+        jpeg.publish(CompressedImage(header=camera.header(), format="png" if data[:2] == b"BM"
+                                     else "jpeg", data=data))
+        spin_until(peer, lambda r=refusal: r in node.output(), 20, f"refusal: {refusal}", node)
+        good_frame_gets_output(peer, camera, outputs, node, good)
     assert peak_rss_bytes(node.proc.pid) < PEAK_RSS_LIMIT_BYTES
     diagnostics = Diagnostics(peer, NODE)
     spin_until(peer, lambda: int(diagnostics.values.get("problems_too_large", 0)) >= 2, 10,

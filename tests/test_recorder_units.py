@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from hostile_images import rle_bmp_bomb
 from rosbags.rosbag2 import Reader
 from test_recorder import REPO, TYPESTORE, VIDEO
 
@@ -100,8 +101,12 @@ def test_unsupported_thumbnails_raise() -> None:
     with pytest.raises(ThumbnailError, match="unsupported raw encoding"):
         thumbnail_from_cdr(IMAGE, raw_cdr(frame[:, :, :2].copy(), encoding="yuv422"))
     bad = T[COMPRESSED_IMAGE](header=header(0), format="jpeg", data=np.zeros(10, np.uint8))
-    with pytest.raises(ThumbnailError, match="cannot decode"):
+    with pytest.raises(ThumbnailError, match="not a jpeg image"):
         thumbnail_from_cdr(COMPRESSED_IMAGE, TYPESTORE.serialize_cdr(bad, COMPRESSED_IMAGE))
+    bomb = T[COMPRESSED_IMAGE](header=header(0), format="png",
+                               data=np.frombuffer(rle_bmp_bomb(), np.uint8))
+    with pytest.raises(ThumbnailError, match="not a png image"):  # recorded, never decoded
+        thumbnail_from_cdr(COMPRESSED_IMAGE, TYPESTORE.serialize_cdr(bomb, COMPRESSED_IMAGE))
 
 
 def test_rate_cap() -> None:

@@ -14,6 +14,8 @@ import cv2
 import numpy as np
 from rosbags.image.image import ImageError, convert_color, to_cvtype
 
+from flowfeat_core.data.image_size import DECODER_MAX_PIXELS, compressed_image_size
+
 #: Raw encodings this module decodes, mapped to (bytes per channel, channels per pixel).
 SUPPORTED_ENCODINGS: dict[str, tuple[int, int]] = {
     "rgb8": (1, 3),
@@ -90,20 +92,31 @@ def decode_raw_image(
     return np.ascontiguousarray(rgb, dtype=np.uint8)
 
 
-def decode_compressed_image(fmt: str, data: Any) -> np.ndarray:
-    """Decode the fields of a sensor_msgs/CompressedImage (jpeg or png) into HxWx3 uint8 RGB."""
+def decode_compressed_image(fmt: str, data: Any,
+                            max_pixels: int = DECODER_MAX_PIXELS) -> np.ndarray:
+    """Decode the fields of a sensor_msgs/CompressedImage (jpeg or png) into HxWx3 uint8 RGB.
+    The size is read from the header of the codec ``fmt`` names and checked against
+    ``max_pixels`` before any pixel is decoded."""
     label = f"compressed image format={fmt!r}"
-    if "compresseddepth" in fmt.lower():
-        raise ImageDecodeError(f"{label}: compressedDepth images are not supported")
     buffer = np.frombuffer(data, dtype=np.uint8)
     if buffer.size == 0:
         raise ImageDecodeError(f"{label}: data is empty")
+    try:
+        width, height = compressed_image_size(fmt, buffer)
+    except ValueError as error:
+        raise ImageDecodeError(str(error)) from None
+    if width * height > max_pixels:
+        raise ImageDecodeError(f"{label}: its header declares {width}x{height}, more than "
+                               f"{max_pixels} pixels")
     try:
         bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
     except cv2.error:
         bgr = None
     if bgr is None or bgr.size == 0:
         raise ImageDecodeError(f"{label}: {buffer.size} bytes are not a decodable jpeg/png image")
+    if bgr.shape[:2] != (height, width):
+        raise ImageDecodeError(f"{label}: decoded {bgr.shape[1]}x{bgr.shape[0]} but the header "
+                               f"declares {width}x{height}")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 

@@ -1,6 +1,11 @@
 """An image message's size before decoding it, and limits on it, so that a hostile or broken camera
 cannot make the reader allocate gigabytes: raw Image fields, or the PNG IHDR / JPEG SOF header of
-a CompressedImage (no pixel is decoded)."""
+a CompressedImage (no pixel is decoded).
+
+A CompressedImage is read only as the codec its ``format`` names: bytes of another codec (a
+1 kB RLE BMP can declare 30000x30000 pixels) are refused, never handed to a decoder that would
+guess. The JPEG header is scanned to its frame header however far EXIF or other segments push it.
+"""
 
 from __future__ import annotations
 
@@ -43,20 +48,45 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def compressed_image_size(data: Any) -> tuple[int, int] | None:
-    """(width, height) from a PNG or JPEG header; None when neither header is readable."""
-    head = bytes(memoryview(data)[:65536])  # JPEG headers (EXIF included) fit in 64 KiB
-    if head.startswith(PNG_SIGNATURE):
-        return _png_size(head)
-    if head.startswith(b"\xff\xd8"):
-        return _jpeg_size(head)
-    return None
+#: What OpenCV's decoders may allocate, in pixels (OPENCV_IO_MAX_IMAGE_PIXELS, which OpenCV
+#: reads once, when it loads: node processes set it before importing cv2). 256 MP = 768 MB of
+#: BGR, the largest frame ``max_input_pixels`` can admit.
+DECODER_MAX_PIXELS = 2**28
+DECODER_LIMIT_VARIABLE = "OPENCV_IO_MAX_IMAGE_PIXELS"
 
 
-def message_image_size(msg: Any) -> tuple[int, int] | None:
+def compressed_codec(fmt: str) -> str:
+    """``"jpeg"`` or ``"png"`` from a CompressedImage ``format`` (``jpeg``, ``png``, or
+    image_transport's ``"bgr8; jpeg compressed bgr8"``); ValueError for anything else."""
+    lowered = fmt.lower()
+    if "compresseddepth" in lowered:
+        raise ValueError(f"format {fmt!r}: compressedDepth images are not supported")
+    if "png" in lowered:
+        return "png"
+    if "jpeg" in lowered or "jpg" in lowered:
+        return "jpeg"
+    raise ValueError(f"format {fmt!r} names neither jpeg nor png")
+
+
+def compressed_image_size(fmt: str, data: Any) -> tuple[int, int]:
+    """(width, height) from the header of the codec ``fmt`` names; ValueError when the bytes are
+    not that codec or their header holds no size."""
+    codec = compressed_codec(fmt)
+    view = memoryview(data).cast("B")
+    if codec == "png":
+        size = _png_size(bytes(view[:24])) if bytes(view[:8]) == PNG_SIGNATURE else None
+    else:
+        size = _jpeg_size(view) if bytes(view[:2]) == b"\xff\xd8" else None
+    if size is None:
+        raise ValueError(f"format {fmt!r}: {len(view)} bytes are not a {codec} image with a "
+                         "readable size in its header")
+    return size
+
+
+def message_image_size(msg: Any) -> tuple[int, int]:
     """(width, height) of an Image or CompressedImage message, read without decoding it."""
     if hasattr(msg, "format"):
-        return compressed_image_size(msg.data)
+        return compressed_image_size(msg.format, msg.data)
     return int(msg.width), int(msg.height)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
+from flowfeat_core.data.image_size import DECODER_MAX_PIXELS
 from flowfeat_core.hub.errors import CheckpointError
 from flowfeat_core.hub.loading import check_model_source
 from flowfeat_core.inference.backends import BACKENDS
@@ -118,7 +119,8 @@ DESCRIPTORS: dict[str, ParameterDescriptor] = {
     "max_rate_hz": _descriptor("upper bound on processed frames per second (0: as fast as the "
                                "model)", low=0.0, high=1000.0),
     "max_input_pixels": _descriptor("input frames with more pixels are refused with a warning "
-                                    "before decoding (default 32 MP)", low=1, high=2**31 - 1),
+                                    "before decoding (default 32 MP)", low=1,
+                                    high=DECODER_MAX_PIXELS),
     "max_aspect_ratio": _descriptor("input frames whose long side exceeds this many times the "
                                     "short side are refused (the network input would explode)",
                                     low=1.0, high=100.0),

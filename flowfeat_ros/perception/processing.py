@@ -93,8 +93,7 @@ class FrameProcessor:
         label = camera.label
         with self.stats.stage("decode"):
             try:
-                size = message_image_size(pending.msg)
-                too_large = limits.problem(*size) if size else None
+                too_large = limits.problem(*message_image_size(pending.msg))
                 if too_large:
                     self._refuse(TOO_LARGE, label, too_large)
                     return None

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 from rosbags.typesys import Stores, get_typestore
 
+from flowfeat_core.data.image_size import DECODER_MAX_PIXELS, compressed_image_size
 from flowfeat_ros.recording.topics import COMPRESSED_IMAGE, IMAGE
 
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
@@ -48,7 +49,14 @@ def _raw_thumbnail(msg) -> np.ndarray:
 
 
 def _compressed_thumbnail(msg) -> np.ndarray:
-    """1/8-scale grayscale decode of a JPEG/PNG CompressedImage."""
+    """1/8-scale grayscale decode of a JPEG/PNG CompressedImage (its header checked first: the
+    frame is recorded as it came, but a decompression bomb is not decoded)."""
+    try:
+        width, height = compressed_image_size(msg.format, msg.data)
+    except ValueError as error:
+        raise ThumbnailError(f"motion gate: {error}") from None
+    if width * height > DECODER_MAX_PIXELS:
+        raise ThumbnailError(f"motion gate: CompressedImage declares {width}x{height}; not decoded")
     decoded = cv2.imdecode(msg.data, cv2.IMREAD_REDUCED_GRAYSCALE_8) if msg.data.size else None
     if decoded is None:
         raise ThumbnailError(f"motion gate: cannot decode CompressedImage format {msg.format!r}")
