@@ -7,9 +7,23 @@ takes effect; passing every argument with a default would silently override the 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
+
+#: A ROS 2 topic name (design doc "Topic and Service name mapping to DDS"): tokens of letters,
+#: digits and underscores, not starting with a digit, separated by single slashes; an optional
+#: leading ``/`` or ``~/``.
+TOPIC_NAME = re.compile(r"^(~/|/)?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+def check_topic_name(argument: str, name: str) -> None:
+    """Raise ValueError when the launch argument ``argument`` is not a valid topic name (the
+    node would fail to parse its remapping rule with a traceback)."""
+    if not TOPIC_NAME.match(name):
+        raise ValueError(f"{argument} {name!r} is not a valid ROS 2 topic name (letters, digits, "
+                         "underscores and single slashes; no token may start with a digit)")
 
 #: Perception parameters the launchers accept as arguments of the same name.
 OVERRIDABLE_PARAMETERS = ("checkpoint", "device")

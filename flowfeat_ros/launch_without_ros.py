@@ -24,6 +24,7 @@ from flowfeat_ros.dds_profile import use_large_message_profile
 from flowfeat_ros.launch_overrides import (
     OVERRIDABLE_PARAMETERS,
     check_parameter_file,
+    check_topic_name,
     perception_overrides,
 )
 from flowfeat_ros.package_paths import config_dir
@@ -148,6 +149,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error(str(error))
     if args.video and not Path(args.video).expanduser().exists():
         p.error(f"video {args.video} does not exist")
+    for argument in ("camera_topic", "camera_info_topic"):
+        try:
+            check_topic_name(argument, getattr(args, argument))
+        except ValueError as error:
+            p.error(str(error))
     for param in args.param:
         if ":=" not in param:
             p.error(f"--param {param!r} must look like NAME:=VALUE")

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,11 @@ def declare_parameter_table(
     for name, (default, descriptor) in table.items():
         node.declare_parameter(name, default, descriptor)
     return {name: node.get_parameter(name).value for name in table}
+
+
+def _without_source_locations(error: Exception) -> str:
+    """rcl's messages end each clause with ``, at /project/src/rcl/<file>.c:<line>``."""
+    return re.sub(r", at [^ ,]+\.c:\d+", "", str(error))
 
 
 def _import_node_class(path: str) -> type:
@@ -80,17 +86,24 @@ def _run(stop: StopSignals, program: str, node_class_path: str, args: list[str] 
     import rclpy  # after the handlers: importing takes long enough to be interrupted
     from rclpy.exceptions import ParameterException
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.impl.implementation_singleton import rclpy_implementation
     from rclpy.signals import SignalHandlerOptions
+
+    RCLError = rclpy_implementation.RCLError
 
     if stop.requested:
         return
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    try:
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    except RCLError as error:  # e.g. a remap rule to an invalid topic name
+        print(f"{program}: bad arguments: {_without_source_locations(error)}", file=sys.stderr)
+        sys.exit(2)
     try:
         node = node_class()
-    except (ValueError, ParameterException) as error:
+    except (ValueError, ParameterException, RCLError) as error:
         if stop.requested:
             return rclpy.try_shutdown()
-        print(f"{program}: bad parameter: {error}", file=sys.stderr)
+        print(f"{program}: bad parameter: {_without_source_locations(error)}", file=sys.stderr)
         rclpy.try_shutdown()
         sys.exit(2)
     except Exception:

@@ -23,6 +23,7 @@ from flowfeat_ros.dds_profile import PROFILE_NAME, PROFILE_VARIABLES, profile_va
 from flowfeat_ros.launch_overrides import (
     OVERRIDABLE_PARAMETERS,
     check_parameter_file,
+    check_topic_name,
     perception_overrides,
 )
 from flowfeat_ros.package_paths import config_dir
@@ -86,6 +87,8 @@ def _nodes(context: LaunchContext, use_sim_time: ParameterValue) -> list[Node]:
         return [config, {"use_sim_time": use_sim_time}]
 
     camera_topic = argument("camera_topic")
+    for name in ("camera_topic", "camera_info_topic"):
+        check_topic_name(name, argument(name))
     camera = [("image", camera_topic), ("image/compressed", f"{camera_topic}/compressed"),
               ("camera_info", argument("camera_info_topic"))]
     given = {name: argument(name) for name in OVERRIDABLE_PARAMETERS}

@@ -26,6 +26,7 @@ from flowfeat_ros.dds_profile import profile_variable
 from flowfeat_ros.launch_overrides import (
     OVERRIDABLE_PARAMETERS,
     check_parameter_file,
+    check_topic_name,
     perception_overrides,
 )
 from flowfeat_ros.launch_without_ros import build_commands, parse_args
@@ -284,3 +285,25 @@ def test_rviz_config_shows_the_node_outputs_with_matching_displays():
     assert shown["/flowfeat/points"]["Color Transformer"] == "RGB8"  # the cloud's packed rgb field
     camera_frame = PLAYBACK_PARAMETERS["frame_id"][0]  # what video_publisher stamps by default
     assert rviz["Visualization Manager"]["Global Options"]["Fixed Frame"] == camera_frame
+
+
+@pytest.mark.parametrize("topic", ["bad topic!", "/cam//image", "/cam/2d", "cam/", ""])
+def test_an_invalid_camera_topic_is_refused_in_one_line(topic):
+    with pytest.raises(ValueError, match="not a valid ROS 2 topic name"):
+        check_topic_name("camera_topic", topic)
+    result = subprocess.run([sys.executable, "-m", "flowfeat_ros.launch_without_ros",
+                             "--camera-topic", topic], capture_output=True, text=True, cwd=REPO,
+                            env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=60)
+    assert result.returncode == 2 and "not a valid ROS 2 topic name" in result.stderr
+    for valid in ("/camera/image_raw", "image", "~/image", "/robot_1/cam_front/image_raw"):
+        check_topic_name("camera_topic", valid)
+
+
+def test_a_node_given_an_unparsable_remapping_exits_2_without_a_traceback():
+    result = subprocess.run([sys.executable, "-m", "flowfeat_ros.perception_node", "--ros-args",
+                             "-r", "image:=bad topic!"], capture_output=True, text=True, cwd=REPO,
+                            env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "perception_node: bad arguments: failed to initialize rcl: Couldn't parse remap rule")
