@@ -20,8 +20,8 @@ the perception worker's inference 10-20x.
 Bad parameters (``ValueError`` / ``ParameterException`` from the node's constructor) print one
 line ``<program>: bad parameter: <reason>`` on stderr and exit with status 2.
 
-This module imports only the standard library and the signal rule (flowfeat_core.cli.stop_signals)
-at load time, so it can guard those imports.
+This module imports only the standard library and standard-library-only helpers at load time,
+so it can guard the heavy imports.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING, Any
 
 from flowfeat_core.cli.stop_signals import StopSignals
 from flowfeat_core.data.image_size import DECODER_LIMIT_VARIABLE, DECODER_MAX_PIXELS
+from flowfeat_ros.dds_profile import use_large_message_profile
+from flowfeat_ros.package_paths import config_dir
 
 #: Longest wait between two checks of the stop request and of the parent process.
 SPIN_PERIOD_S = 0.1
@@ -74,6 +76,9 @@ def run_node(program: str, node_class_path: str, args: list[str] | None) -> None
     stop.install()
     # OpenCV reads its decoder pixel cap once, when it loads: before the node imports cv2
     os.environ.setdefault(DECODER_LIMIT_VARIABLE, str(DECODER_MAX_PIXELS))
+    # Fast DDS reads its profile when the participant is created: a node started alone
+    # (`ros2 run`) gets the large-message profile too, unless the user chose one
+    use_large_message_profile(config_dir())
     try:
         _run(stop, program, node_class_path, args)
     finally:

@@ -22,17 +22,20 @@ from test_perception_support import (
 from flowfeat_ros.dds_profile import PROFILE_VARIABLES, profile_variable, use_large_message_profile
 
 pytestmark = pytest.mark.ros
+BUILTIN_TRANSPORTS_PROFILE = Path(__file__).parent / "data" / "fastdds_builtin_transports.xml"
 __all__ = ["checkpoint", "peer"]  # fixtures used by this module
 
 COUNT_FRAMES = textwrap.dedent(
     """
-    import subprocess, sys, time
+    import os, subprocess, sys, time
     import rclpy
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
     video = sys.argv[1]
+    bare = {k: v for k, v in os.environ.items() if not k.endswith("_DEFAULT_PROFILES_FILE")}
     publisher = subprocess.Popen([sys.executable, "-m", "flowfeat_ros.video_publisher", "--ros-args",
-                                  "-p", f"source:={video}", "-p", "loop:=true", "-p", "rate:=10.0"])
+                                  "-p", f"source:={video}", "-p", "loop:=true", "-p", "rate:=10.0"],
+                                 env=bare)  # as `ros2 run` starts it: no profile variable
     rclpy.init()
     node = rclpy.create_node("frame_counter")
     times = []
@@ -65,6 +68,9 @@ def test_profile_is_used_unless_the_user_chose_one(repo_root: Path) -> None:
 
 
 def test_full_size_images_arrive_at_camera_rate_over_best_effort(repo_root: Path, sample_video: Path) -> None:
+    """video_publisher started on its own (``ros2 run``) used to starve the subscriber (1.7 of 10
+    Hz): every node now uses the shipped profile unless the user chose one. The subscriber here
+    is given it, as the perception node gives it to itself."""
     environ = {key: value for key, value in os.environ.items() if key not in PROFILE_VARIABLES}
     use_large_message_profile(repo_root / "config", environ)
     result = subprocess.run(
@@ -77,9 +83,11 @@ def test_full_size_images_arrive_at_camera_rate_over_best_effort(repo_root: Path
 
 
 def _environment(profile: bool, repo_root: Path) -> dict[str, str]:
+    """Without the profile variable (every node then uses the shipped profile by itself), or
+    with the user's own profile that keeps Fast DDS's built-in transports."""
     environ = {key: value for key, value in os.environ.items() if key not in PROFILE_VARIABLES}
-    if profile:
-        use_large_message_profile(repo_root / "config", environ)
+    if not profile:
+        environ[profile_variable(environ)] = str(BUILTIN_TRANSPORTS_PROFILE)
     return environ
 
 
