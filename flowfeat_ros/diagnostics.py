@@ -5,8 +5,14 @@ different namespaces apart), string values, floats with 3 decimals, stamped with
 from __future__ import annotations
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.publisher import Publisher
+
+#: The clock of every periodic job that must run whatever the node clock does: with
+#: use_sim_time and no /clock (yet), ROS-time timers never fire, and /diagnostics would go silent
+#: exactly when something is wrong.
+WALL_CLOCK = Clock(clock_type=ClockType.STEADY_TIME)
 
 
 def diagnostic_status(name: str, hardware_id: str, values: dict[str, object],

@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rosgraph_msgs.msg import Clock
 from test_perception_support import (
     Camera,
     Diagnostics,
@@ -17,6 +18,8 @@ from test_perception_support import (
     PerceptionProcess,
     base_params,
     checkpoint,
+    connected_camera,
+    connected_outputs,
     peer,
     read_frames,
     spin_for,
@@ -150,3 +153,40 @@ def test_cameras_share_batches_and_unwatched_outputs_are_not_computed(peer, chec
     batches = int(diagnostics.values["batches"]) - first[1]
     assert float(diagnostics.values["stage_model_ms"]) > 0
     assert processed > batches, (processed, batches)  # some batches held both cameras
+
+
+def test_sim_time_diagnostics_run_before_clock_and_latencies_wait_for_it(peer, checkpoint,
+                                                                          tmp_path):
+    """With use_sim_time and no /clock, /diagnostics used to stay silent (ROS-time timers never
+    fire), and frames processed before /clock gave latency_stamp_ms_median = -1.8e12."""
+    node = PerceptionProcess(tmp_path / "sim.log", base_params(checkpoint, use_sim_time="true"),
+                             "/sim")
+    try:
+        diagnostics = Diagnostics(peer, "/sim/perception")
+        spin_until(peer, lambda: diagnostics.level >= 0, 60, "/diagnostics without /clock", node)
+        camera = connected_camera(peer, node, "/sim")
+        outputs = connected_outputs(peer, node, "/sim", ("flowfeat/features/pca",))
+        frame = np.full((120, 160, 3), 100, np.uint8)
+        for _ in range(3):
+            before = outputs.count("flowfeat/features/pca")
+            camera.send(frame)
+            spin_until(peer, lambda b=before: outputs.count("flowfeat/features/pca") > b, 30,
+                       "an output before /clock", node)
+        spin_until(peer, lambda: int(diagnostics.values.get("processed_frames", 0)) >= 3, 10,
+                   "the frames in /diagnostics", node)
+        assert "latency_stamp_ms_median" not in diagnostics.values, diagnostics.values
+        clock = peer.create_publisher(Clock, "/clock", 10)
+        for _ in range(5):
+            clock.publish(Clock(clock=peer.get_clock().now().to_msg()))  # sim time = wall time
+            spin_for(peer, 0.1)
+        for _ in range(3):
+            clock.publish(Clock(clock=peer.get_clock().now().to_msg()))
+            before = outputs.count("flowfeat/features/pca")
+            camera.send(frame)
+            spin_until(peer, lambda b=before: outputs.count("flowfeat/features/pca") > b, 30,
+                       "an output after /clock", node)
+        spin_until(peer, lambda: "latency_stamp_ms_median" in diagnostics.values, 10,
+                   "a stamp latency once the clock runs", node)
+        assert -1000.0 < float(diagnostics.values["latency_stamp_ms_median"]) < 30000.0
+    finally:
+        assert node.stop() == 0, node.output()

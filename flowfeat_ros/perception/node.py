@@ -26,7 +26,7 @@ from rclpy.parameter import Parameter
 from std_srvs.srv import Trigger
 
 from flowfeat_core.inference.device import cpu_inference_threads
-from flowfeat_ros.diagnostics import publish_status
+from flowfeat_ros.diagnostics import WALL_CLOCK, publish_status
 from flowfeat_ros.perception.camera_io import CameraIO
 from flowfeat_ros.perception.frame_mailbox import FrameMailbox
 from flowfeat_ros.perception.input_health import starvation_reason
@@ -90,8 +90,9 @@ class PerceptionNode(Node):
         # loads the model (the worker keeps running); a checkpoint parameter change does not block.
         self.create_service(Trigger, "~/reload", self._on_reload)
         self.diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_timer(self.settings.diagnostics_period_s, self._publish_diagnostics)
-        self.create_timer(self.settings.watch_period_s, self._watch_files)
+        self.create_timer(self.settings.diagnostics_period_s, self._publish_diagnostics,
+                          clock=WALL_CLOCK)
+        self.create_timer(self.settings.watch_period_s, self._watch_files, clock=WALL_CLOCK)
         self._last_start = -float("inf")
         self._failing_since: float | None = None
         self._last_failure = ""
@@ -171,8 +172,10 @@ class PerceptionNode(Node):
         self.manager.request(self.settings, force=True)
 
     # -- worker -----------------------------------------------------------------------------
-    def _clock_seconds(self) -> float:
-        return self.get_clock().now().nanoseconds * 1e-9
+    def _clock_seconds(self) -> float | None:
+        """The node clock in seconds; None while it reads 0 (use_sim_time before /clock)."""
+        nanoseconds = self.get_clock().now().nanoseconds
+        return nanoseconds * 1e-9 if nanoseconds else None
 
     def _work_step(self) -> None:
         """Process the newest frames once (waits briefly when there are none)."""

@@ -47,12 +47,14 @@ class PipelineStats:
                 self.batches += 1
             self._batch = {}
 
-    def record_frame(self, stamp_latency_s: float, internal_latency_s: float) -> None:
-        """One frame's outputs were published."""
+    def record_frame(self, stamp_latency_s: float | None, internal_latency_s: float) -> None:
+        """One frame's outputs were published (``stamp_latency_s`` None: the node clock is not
+        running yet, so there is no latency to the stamp)."""
         now = time.monotonic()
         with self._lock:
             self.processed += 1
-            self._stamp_latency_ms.append(stamp_latency_s * 1e3)
+            if stamp_latency_s is not None:
+                self._stamp_latency_ms.append(stamp_latency_s * 1e3)
             self._internal_latency_ms.append(internal_latency_s * 1e3)
             self._output_times.append(now)
 

@@ -61,7 +61,7 @@ class FrameProcessor:
     """Turns batches of pending frames into published outputs (runs on the worker thread)."""
 
     def __init__(self, cameras: dict[str, CameraIO], stats: PipelineStats,
-                 problems: ProblemReporter, now: Callable[[], float]) -> None:
+                 problems: ProblemReporter, now: Callable[[], float | None]) -> None:
         self.cameras = cameras
         self.stats = stats
         self.problems = problems
@@ -134,7 +134,8 @@ class FrameProcessor:
             with self.stats.stage("publish"):
                 for name, msg in messages:
                     frame.camera.publish(name, msg)
-            self.stats.record_frame(self.now() - _stamp_seconds(frame.header),
+            now = self.now()
+            self.stats.record_frame(None if now is None else now - _stamp_seconds(frame.header),
                                     time.monotonic() - frame.received)
 
     def _projection_for(self, dense: torch.Tensor, settings: PerceptionSettings,

@@ -20,7 +20,7 @@ from rclpy.subscription import Subscription
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_srvs.srv import SetBool, Trigger
 
-from flowfeat_ros.diagnostics import publish_status
+from flowfeat_ros.diagnostics import WALL_CLOCK, publish_status
 from flowfeat_ros.node_main import declare_parameter_table
 from flowfeat_ros.recording.bag_sequence import BagFormat, BagSequence, SplitLimits
 from flowfeat_ros.recording.disk_guard import (
@@ -139,8 +139,8 @@ class RecorderNode(Node):
         self.diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_service(SetBool, "~/set_recording", self._on_set_recording)
         self.create_service(Trigger, "~/split", self._on_split)
-        self.create_timer(p["flush_interval_s"], self._housekeeping)
-        self.create_timer(1.0, self._publish_diagnostics)
+        self.create_timer(p["flush_interval_s"], self._housekeeping, clock=WALL_CLOCK)
+        self.create_timer(1.0, self._publish_diagnostics, clock=WALL_CLOCK)
         self._check_disk()
         self.get_logger().info(
             f"recording {[s.name for s in self.specs]} to {self.output_dir} "

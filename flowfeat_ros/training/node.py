@@ -30,7 +30,7 @@ from std_srvs.srv import Trigger
 from flowfeat_core.continual.deployment import Deployment, DeploymentError
 from flowfeat_core.continual.loop import ContinualLoop
 from flowfeat_core.continual.training_round import STATE_FILE, RoundResult
-from flowfeat_ros.diagnostics import publish_status
+from flowfeat_ros.diagnostics import WALL_CLOCK, publish_status
 from flowfeat_ros.node_main import declare_parameter_table
 from flowfeat_ros.training.parameters import PARAMETERS, loop_settings
 from flowfeat_ros.training.perception_link import (
@@ -76,8 +76,8 @@ class TrainerNode(Node):
         self.create_service(Trigger, "~/train_now", self._on_train_now)
         self.create_service(Trigger, "~/rollback", self._on_rollback)
         self.diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_timer(1.0, self._publish_diagnostics)
-        self.create_timer(p["check_period_s"], self._wake.set)
+        self.create_timer(1.0, self._publish_diagnostics, clock=WALL_CLOCK)
+        self.create_timer(p["check_period_s"], self._wake.set, clock=WALL_CLOCK)
         self._thread = threading.Thread(target=self._work, name="rounds", daemon=True)
         self._thread.start()
         self.get_logger().info(
