@@ -224,8 +224,8 @@ def test_bad_inputs_are_skipped_with_warnings_and_the_node_keeps_running(peer, n
         "step 100 is smaller": lambda: raw(camera.header(), "rgb8", 320, 240, 100, 100 * 240),
         "expected >= 230400": lambda: raw(camera.header(), "rgb8", 320, 240, 960, 1000),
         "zero-size image": lambda: raw(camera.header(), "rgb8", 0, 0, 0, 0),
-        "not a decodable jpeg": lambda: CompressedImage(header=camera.header(), format="jpeg",
-                                                        data=b"\xff\xd8 definitely not a jpeg"),
+        "not a jpeg image": lambda: CompressedImage(header=camera.header(), format="jpeg",
+                                                    data=b"\xff\xd8 definitely not a jpeg"),
     }
     for problem, make_message in bad_messages.items():
         spin_for(peer, 0.6)  # one warning per problem class and warn_period_s (0.5 s)
@@ -295,6 +295,14 @@ def test_depth_and_segmentation_probes_load_at_run_time_and_publish(peer, node, 
         task="segmentation", head="linear", dense_channels=128, encoder_channels=0,
         class_names=("ground", "person", "wall"),
         class_colors=((0, 0, 255), (255, 0, 0), (0, 255, 0)))))
+    probe_topics = ("/pn/flowfeat/depth", "/pn/flowfeat/depth/relative", "/pn/flowfeat/points",
+                    "/pn/flowfeat/segmentation", "/pn/flowfeat/segmentation/overlay")
+
+    def advertised() -> set[str]:
+        return {t for t in probe_topics if peer.get_publishers_info_by_topic(t)}
+
+    assert advertised() == set(), "no probe loaded: its topics are not offered"
+    assert peer.get_publishers_info_by_topic("/pn/flowfeat/features/pca")
     [wrong_task] = set_parameters(peer, NODE, depth_probe=str(seg_file))
     assert wrong_task.successful  # exists; the loader finds the wrong task and reverts
     spin_until(peer, lambda: "not a depth probe" in node.output(), 30, "wrong-task error", node)
@@ -303,6 +311,10 @@ def test_depth_and_segmentation_probes_load_at_run_time_and_publish(peer, node, 
     assert all(r.successful for r in results)
     spin_until(peer, lambda: f"segmentation={seg_file}" in node.output(), 30, "probes loaded",
                node)
+    spin_until(peer, lambda: advertised() == {"/pn/flowfeat/depth", "/pn/flowfeat/points",
+                                              "/pn/flowfeat/segmentation",
+                                              "/pn/flowfeat/segmentation/overlay"}, 10,
+               "the metric depth and segmentation topics", node)
     probes = Outputs(peer, "/pn", ("flowfeat/depth", "flowfeat/depth/colored",
                                    "flowfeat/segmentation", "flowfeat/segmentation/overlay"))
     spin_until(peer, probes.connected, 20, "probe outputs", node)
@@ -317,6 +329,7 @@ def test_depth_and_segmentation_probes_load_at_run_time_and_publish(peer, node, 
     assert np.isfinite(depth_values).all() and (depth_values > 0).all()  # exp(log-depth)
     assert image_msg_to_array(seg).max() <= 2
     assert set_parameters(peer, NODE, depth_probe="", segmentation_probe="")[0].successful
+    spin_until(peer, lambda: advertised() == set(), 30, "the probe topics withdrawn", node)
 
 
 def read_point_cloud(msg: PointCloud2) -> np.ndarray:
@@ -368,22 +381,20 @@ def test_point_cloud_is_the_pinhole_unprojection_of_metric_depth(peer, node, cam
 
 
 def test_relative_depth_is_published_apart_from_metres(peer, node, camera, frames, tmp_path):
-    """REP 118: flowfeat/depth carries metres, so a scale-free probe publishes elsewhere."""
+    """REP 118: flowfeat/depth carries metres, so a scale-free probe publishes elsewhere, and
+    the metre topics (depth, points) are not even offered."""
     relative_file = save_probe(tmp_path / "relative.safetensors", Probe(ProbeSpec(
         task="depth", head="linear", dense_channels=128, encoder_channels=0, metric=False)))
     assert set_parameters(peer, NODE, depth_probe=str(relative_file))[0].successful
     spin_until(peer, lambda: f"depth={relative_file}" in node.output(), 30, "probe loaded", node)
     outputs = Outputs(peer, "/pn", ("flowfeat/depth/relative", "flowfeat/depth/colored"))
-    metres = Outputs(peer, "/pn", ("flowfeat/depth", "flowfeat/points"))
-    spin_until(peer, lambda: outputs.connected() and metres.connected(), 20, "outputs", node)
+    spin_until(peer, outputs.connected, 20, "outputs", node)
     for index in (6, 7):
         send_and_receive(peer, camera, outputs, frames[index], node)
-    spin_for(peer, 0.5)
     relative = outputs.messages["flowfeat/depth/relative"][-1]
     assert relative.encoding == "32FC1" and (relative.width, relative.height) == (160, 120)
-    assert metres.count("flowfeat/depth") == metres.count("flowfeat/points") == 0
-    assert "flowfeat/points is subscribed but not published: the depth probe is relative" in (
-        node.output())
+    for metres in ("/pn/flowfeat/depth", "/pn/flowfeat/points"):
+        assert not peer.get_publishers_info_by_topic(metres), metres
     assert set_parameters(peer, NODE, depth_probe="")[0].successful
 
 

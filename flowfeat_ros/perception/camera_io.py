@@ -3,12 +3,15 @@ output publishers that report which outputs anyone subscribes to."""
 
 from __future__ import annotations
 
+import threading
+
 from rclpy.event_handler import (
     QoSMessageLostInfo,
     SubscriptionEventCallbacks,
     UnsupportedEventTypeError,
 )
 from rclpy.node import Node
+from rclpy.publisher import Publisher
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.subscription import Subscription
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
@@ -72,10 +75,22 @@ class CameraIO:
             self._subscribe_images(node, CompressedImage, _topic(camera, "image/compressed"),
                                    store, qos)
         node.create_subscription(CameraInfo, _topic(camera, "camera_info"), self._on_info, qos)
-        output_qos = QoSProfile(depth=settings.output_qos_depth,
-                                reliability=ReliabilityPolicy.RELIABLE)
-        self.publishers = {name: node.create_publisher(msg_type, _topic(camera, topic), output_qos)
-                           for name, (msg_type, topic) in OUTPUT_TOPICS.items()}
+        self._node = node
+        self._output_qos = QoSProfile(depth=settings.output_qos_depth,
+                                      reliability=ReliabilityPolicy.RELIABLE)
+        self._publishers_lock = threading.Lock()  # the loader thread advertises, the worker publishes
+        self.publishers: dict[str, Publisher] = {}
+
+    def advertise(self, outputs: frozenset[str]) -> None:
+        """Offer exactly ``outputs`` (names of OUTPUT_TOPICS): publishers are created for new
+        ones and destroyed for the others (a probe was unloaded)."""
+        with self._publishers_lock:
+            for name in set(self.publishers) - outputs:
+                self._node.destroy_publisher(self.publishers.pop(name))
+            for name in sorted(outputs - set(self.publishers)):
+                msg_type, topic = OUTPUT_TOPICS[name]
+                self.publishers[name] = self._node.create_publisher(
+                    msg_type, _topic(self.name, topic), self._output_qos)
 
     def _subscribe_images(self, node: Node, msg_type: type, topic: str, store, qos) -> None:
         """Subscribe with the middleware's lost-sample reports when it has them."""
@@ -101,9 +116,13 @@ class CameraIO:
 
     def wanted(self) -> frozenset[str]:
         """Outputs that at least one subscriber listens to (the others are not computed)."""
-        return frozenset(name for name, pub in self.publishers.items()
-                         if pub.get_subscription_count() > 0)
+        with self._publishers_lock:
+            return frozenset(name for name, pub in self.publishers.items()
+                             if pub.get_subscription_count() > 0)
 
     def publish(self, name: str, msg: Image | CameraInfo | PointCloud2) -> None:
-        """Publish ``msg`` on output ``name``."""
-        self.publishers[name].publish(msg)
+        """Publish ``msg`` on output ``name`` (dropped if it stopped being advertised meanwhile)."""
+        with self._publishers_lock:
+            publisher = self.publishers.get(name)
+            if publisher is not None:
+                publisher.publish(msg)

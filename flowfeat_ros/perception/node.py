@@ -41,6 +41,7 @@ from flowfeat_ros.perception.parameters import (
     validate_settings,
 )
 from flowfeat_ros.perception.pipeline_stats import PipelineStats
+from flowfeat_ros.perception.probe_outputs import available_outputs
 from flowfeat_ros.perception.problems import PROCESSING_ERROR, ProblemReporter
 from flowfeat_ros.perception.processing import FrameProcessor
 from flowfeat_ros.perception.runtime import (
@@ -82,6 +83,7 @@ class PerceptionNode(Node):
         names = self.settings.cameras or ("",)
         self.cameras = {name: CameraIO(self, name, self.settings, self.mailbox, self.problems)
                         for name in names}
+        self._advertise(runtime)
         self.processor = FrameProcessor(self.cameras, self.stats, self.problems,
                                         self._clock_seconds)
         self.add_on_set_parameters_callback(self._validate_change)
@@ -141,7 +143,13 @@ class PerceptionNode(Node):
         if revert:
             self.set_parameters(revert)
 
+    def _advertise(self, runtime: Runtime) -> None:
+        outputs = available_outputs(runtime)
+        for camera in self.cameras.values():
+            camera.advertise(outputs)
+
     def _on_swap(self, runtime: Runtime) -> None:
+        self._advertise(runtime)
         self._seen_file_times = dict(runtime.file_times)
         self.get_logger().info(f"now running {runtime.description} on {runtime.predictor.device}")
 

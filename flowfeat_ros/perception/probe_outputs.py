@@ -18,6 +18,21 @@ from flowfeat_ros.point_cloud import point_cloud_msg, unproject
 
 DEPTH_CONSUMERS = frozenset({"depth", "depth_relative", "depth_colored", "points"})
 SEGMENTATION_CONSUMERS = frozenset({"segmentation", "segmentation_overlay", "points"})
+#: Outputs every model gives, probe or not.
+MODEL_ONLY_OUTPUTS = frozenset({"features", "pca", "camera_info"})
+
+
+def available_outputs(runtime: Runtime) -> frozenset[str]:
+    """The outputs ``runtime`` can fill: a topic nobody can ever receive on is not advertised
+    (a silent flowfeat/depth looks like a stalled node to anyone who subscribes)."""
+    outputs = set(MODEL_ONLY_OUTPUTS)
+    if runtime.depth_probe is not None:
+        metric = bool(runtime.depth_probe.metric)
+        outputs |= {"depth", "depth_colored", "points"} if metric else {"depth_relative",
+                                                                         "depth_colored"}
+    if runtime.segmentation_probe is not None:
+        outputs |= {"segmentation", "segmentation_overlay"}
+    return frozenset(outputs)
 
 
 @dataclass
