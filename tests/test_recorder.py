@@ -324,6 +324,32 @@ def test_disk_full_keeps_the_bag_readable_and_the_recorder_alive(ros_node, frame
     assert [m.header.stamp.sec for _, _, m in read_rosbags(newest)] == [1100, 1101, 1102]
 
 
+def test_a_disk_filled_between_frames_closes_the_bag_readable_at_once(ros_node, frames,
+                                                                    start_recorder,
+                                                                    small_filesystem):
+    """Another writer filled the disk while no frame was being written: the low-space check
+    closed the bag with the close reserve still held, the close failed (ENOSPC), and the bag
+    stayed unreadable until a restart, with only a WARN."""
+    recorder = start_recorder("topics:=[/between/image_raw]", "min_free_mb:=2.0", "quota_mb:=0.0",
+                              "flush_interval_s:=0.2", *RELIABLE_ARGS,
+                              output_dir=small_filesystem / "bags")
+    pub = ros_node.create_publisher(Image, "/between/image_raw", QOS)
+    diagnostics = Diagnostics(ros_node)
+    wait_ready(ros_node, [pub], recorder, diagnostics)
+    publish_frames(pub, frames, range(6))
+    spin_until(ros_node, lambda: diagnostics.kept() == 6, 15, "6 kept frames", recorder)
+    filler = fill_disk(small_filesystem)
+    spin_until(ros_node, lambda: diagnostics.values.get("current_bag") == "", 15,
+               "the bag closed for low space", recorder)
+    assert diagnostics.level in (1, 2), diagnostics.message
+    (bag,) = recorder.bags()
+    assert (bag / "metadata.yaml").is_file(), recorder.output()  # readable now, no restart
+    assert [m.header.stamp.sec for _, _, m in read_rosbags(bag)] == list(range(1000, 1006))
+    assert "cannot close" not in recorder.output(), recorder.output()
+    filler.unlink()
+    assert recorder.stop() == 0, recorder.output()
+
+
 def test_sigterm_sqlite3_zstd_bag(ros_node, frames, start_recorder):
     recorder = start_recorder("topics:=[/sql/image_raw]", "storage:=sqlite3",
                               "compression:=zstd", *RELIABLE_ARGS)

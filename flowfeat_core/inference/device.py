@@ -35,12 +35,13 @@ def select_device(device: str) -> torch.device:
     device type is a ValueError."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    unsupported = ValueError(f"device {device!r} is not supported (use auto, cpu or cuda[:N])")
     try:
         resolved = torch.device(device)
-    except RuntimeError as error:
-        raise ValueError(f"device {device!r}: {error}") from error
+    except RuntimeError:  # torch's message lists its twenty device types, not ours
+        raise unsupported from None
     if resolved.type not in ("cpu", "cuda"):
-        raise ValueError(f"device {device!r} is not supported (use auto, cpu or cuda[:index])")
+        raise unsupported
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} requested but CUDA is not available")
     return resolved

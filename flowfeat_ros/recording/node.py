@@ -264,6 +264,7 @@ class RecorderNode(Node):
         has_room = free >= self.min_free_bytes and self.reserve.hold()
         if not has_room:
             if not self.paused_reason:
+                self.reserve.release()  # the room the close needs: another writer took the rest
                 self._close_bag()
             self.paused_reason = self.disk_error or (
                 f"low disk space: {free / MB:.0f} MB free < min_free_mb "
@@ -272,6 +273,8 @@ class RecorderNode(Node):
             self.get_logger().warning(f"recording paused, {self.paused_reason}",
                                       throttle_duration_sec=WARN_PERIOD_S)
         elif self.paused_reason:
+            if self.bags.current_path is None:
+                self._recover_unfinished_bags()  # a close that failed even so: finish it now
             self.get_logger().info("free space recovered, recording resumed")
             self.paused_reason = self.disk_error = ""
 
@@ -300,7 +303,8 @@ class RecorderNode(Node):
         try:
             closed = self.bags.close()
         except DiskWriteError as error:
-            self.get_logger().error(f"{error}; it is completed at the next start (recover)")
+            self.disk_error = f"bag left unfinished, completed once there is room: {error}"
+            self.get_logger().error(f"{error}; the bag is completed once there is room (recover)")
             return str(error)
         if closed is None:
             return "no bag open"
