@@ -270,3 +270,28 @@ def test_a_worse_candidate_is_refused_and_the_trainer_survives_kills(peer, tmp_p
         assert deployed.read_bytes() == good
     finally:
         stop_all(started)
+
+
+def test_a_damaged_deployed_file_without_history_is_recreated_then_restored(peer, tmp_path):
+    """Before any deploy the history was empty: a damaged deployed file was logged as a
+    CheckpointError every check, forever, although the initial model is known."""
+    deployed = tmp_path / "deployed.safetensors"
+    deployed.write_bytes(b"\x00" * 4096)  # damaged before the trainer ever deployed anything
+    (tmp_path / "bags").mkdir()
+    params = {**SMALL_ROUND, "bags_dir": tmp_path / "bags", "work_dir": tmp_path / "work",
+              "deployed": deployed, "perception_node": "''"}
+    trainer = TrainerProcess(tmp_path / "trainer.log", params, "/norepair")
+    try:
+        spin_until(peer, lambda: "created it from initial model 'default'" in trainer.output(),
+                   120, "the deployed file recreated from the initial model", trainer)
+        assert "damaged" in trainer.output()
+        spin_until(peer, lambda: (deployed.with_name(deployed.name + ".history")
+                                  / "000001.safetensors").is_file(), 30, "a history entry", trainer)
+        good = deployed.read_bytes()
+        deployed.write_bytes(good[: len(good) // 3])  # damaged again: now the history has it
+        spin_until(peer, lambda: "restored 000001.safetensors" in trainer.output(), 30,
+                   "the restore from the history", trainer)
+        assert deployed.read_bytes() == good
+        assert "CheckpointError" not in trainer.output(), trainer.output()
+    finally:
+        stop_all([trainer.proc])

@@ -115,7 +115,8 @@ def test_round_command_creates_the_deployed_file_runs_rounds_and_reports(tmp_pat
                "--heldout-pairs", "4"]
     first = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr
-    assert f"created {tmp_path / 'deployed.safetensors'} from default" in first.stdout
+    assert (f"deployed file {tmp_path / 'deployed.safetensors'} was missing; created it from "
+            "initial model 'default'") in first.stdout
     assert "round_0001: training on 2 bags, held-out 1 bags" in first.stdout
     assert re.search(r"round_0001: 6 steps in \d+ s; 4 held-out pairs: loss .*; (deployed|refused: )",
                      first.stdout)

@@ -97,8 +97,9 @@ def _run(args: argparse.Namespace, thresholds: GateThresholds, stop: StopSignals
     reason = loop.blocker()
     if reason:
         raise ValueError(f"{args.work}: {reason}")
-    if loop.ensure_deployed():
-        print(f"created {args.deployed} from {args.initial}")
+    repaired = loop.repair_deployed()
+    if repaired:
+        print(repaired)
     folder = loop.next_round()
     print(f"{folder.name}: training on {len(loop.store.train_bags())} bags, held-out "
           f"{len(loop.store.heldout_bags())} bags", flush=True)

@@ -39,7 +39,7 @@ def file_digest(path: Path) -> str:
         return hashlib.file_digest(stream, "sha256").hexdigest()
 
 
-def _load_error(path: Path) -> str | None:
+def load_error(path: Path) -> str | None:
     """Why ``path`` is not a loadable checkpoint (half-written, foreign, missing), or None."""
     try:
         load_checkpoint(path)
@@ -78,7 +78,7 @@ class Deployment:
         """Make ``candidate`` the deployed model; returns its history entry. With ``expected``
         (a :func:`file_digest`), only if the deployed file still has that content."""
         candidate = Path(candidate)
-        error = _load_error(candidate)  # a half-written or foreign file is never deployed
+        error = load_error(candidate)  # a half-written or foreign file is never deployed
         if error is not None:
             raise DeploymentError(f"candidate {candidate} cannot be deployed: {error}")
         with self._locked():
@@ -111,10 +111,19 @@ class Deployment:
         no history. A loadable file replaced by hand is left alone."""
         with self._locked():
             entries = self.history()
-            if not entries or _load_error(self.path) is None:
+            if not entries or load_error(self.path) is None:
                 return None
             copy_atomically(entries[-1], self.path)
         return entries[-1]
+
+    def track(self) -> Path | None:
+        """Record a loadable deployed file that the history does not hold yet (the initial
+        model, or one deployed before this tool), so a later damage can be restored; returns
+        the new entry, or None."""
+        with self._locked():
+            if self.history() or load_error(self.path) is not None:
+                return None
+            return self._record(self.path)
 
     def _record(self, source: Path) -> Path:
         entries = self.history()

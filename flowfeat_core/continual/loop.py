@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flowfeat_core.continual.bag_sets import finished_bags
-from flowfeat_core.continual.deployment import Deployment
+from flowfeat_core.continual.deployment import Deployment, load_error
 from flowfeat_core.continual.replay_store import DISK_FULL, AdmitReport, ReplayStore, StoreLimits
 from flowfeat_core.continual.training_round import (
     RESULT_FILE,
@@ -60,6 +60,15 @@ def round_number(folder: Path) -> int:
     return int(folder.name[len(ROUND_PREFIX):])
 
 
+def _file_signature(path: Path) -> tuple[int, int] | None:
+    """(size, mtime in ns) of ``path``, or None when it does not exist."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_size, stat.st_mtime_ns
+
+
 def round_folder(work: Path) -> Path:
     """The newest round if it has no result yet (it was stopped or killed), else a new one."""
     rounds = round_folders(work)
@@ -91,6 +100,7 @@ class ContinualLoop:
                              "flowfeat_round") from None
         self.deployed = Path(deployed).expanduser().resolve()
         self.initial = initial
+        self._verified: tuple[int, int] | None = None  # (size, mtime) of the file last loaded
         self.settings = settings
         cache = self.work_dir / "cache"
         self.caches = RoundCaches(frames=cache / "frames", flow=cache / "flow")
@@ -121,15 +131,37 @@ class ContinualLoop:
         return (f"{len(train)} training and {len(heldout)} held-out bag(s) kept; a round needs at "
                 "least one of each")
 
-    def ensure_deployed(self) -> bool:
-        """Create the deployed file from ``initial`` if it does not exist; True if it did so."""
-        if self.deployed.is_file():
-            return False
+    def repair_deployed(self) -> str:
+        """Make the deployed file loadable and tracked in the history: create it from
+        ``initial`` when missing; when damaged, put back the newest history entry, or recreate it
+        from ``initial`` when there is no history yet. Returns what was done ('' = nothing).
+        Cheap when nothing changed: the file is only loaded again after its size or mtime did."""
+        signature = _file_signature(self.deployed)
+        if signature is not None and signature == self._verified:
+            return ""
+        deployment = Deployment(self.deployed, self.settings.keep)
+        problem = load_error(self.deployed) if signature is not None else "missing"
+        done = ""
+        if problem is not None:
+            entry = deployment.restore()
+            if entry is not None:
+                done = f"deployed file {self.deployed} was damaged ({problem}); restored {entry.name}"
+            else:
+                self._create_from_initial()
+                state = "missing" if signature is None else f"damaged ({problem}) with no history"
+                done = (f"deployed file {self.deployed} was {state}; created it from initial "
+                        f"model {self.initial!r}")
+        entry = deployment.track()
+        if entry is not None and not done:
+            done = f"deployed file {self.deployed} recorded in its history as {entry.name}"
+        self._verified = _file_signature(self.deployed)
+        return done
+
+    def _create_from_initial(self) -> None:
         from flowfeat_core.hub.checkpoint import save_checkpoint
         from flowfeat_core.hub.loading import load_model
 
         save_checkpoint(self.deployed, load_model(self.initial), {"source": self.initial})
-        return True
 
     def next_round(self) -> Path:
         """The folder the next :meth:`run_round` works in (an unfinished round is resumed)."""
@@ -141,8 +173,7 @@ class ContinualLoop:
         bags it started with when resumed; a deployed file damaged on disk is restored first."""
         folder = self.next_round()
         plan = self._plan(folder)
-        Deployment(self.deployed, self.settings.keep).restore()
-        self.ensure_deployed()
+        self.repair_deployed()
         result = run_round(self.deployed, plan["train"], plan["heldout"], folder,
                            self.settings.round, self.settings.keep, should_stop, self.caches)
         if not result.stopped:

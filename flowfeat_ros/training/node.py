@@ -124,6 +124,7 @@ class TrainerNode(Node):
             if self._stop.is_set():
                 break
             try:
+                self._check_deployed_file()
                 self._keep_perception_on_deployed()
                 self._take_in_bags()
                 self.last_error = ""
@@ -140,6 +141,14 @@ class TrainerNode(Node):
                     self.last_error = message
                 self.get_logger().error(message, throttle_duration_sec=WARN_PERIOD_S)
             self.state = "idle"
+
+    def _check_deployed_file(self) -> None:
+        """Every damage found and every repair is logged (the file is only re-read after it
+        changed on disk)."""
+        repaired = self.loop.repair_deployed()
+        if repaired:
+            self.get_logger().warning(repaired)
+            self.serving = repaired
 
     def _keep_perception_on_deployed(self) -> None:
         """Move a perception node that reports another model (e.g. it was restarted with its
