@@ -1,5 +1,4 @@
-"""What every node process shares: ``run_node`` (signals, init, build, spin, clean up) and the
-parameter table.
+"""What every node process shares: ``run_node`` (signals, init, build, spin, clean up).
 
 Signals follow the one rule of flowfeat_core.cli.stop_signals: the first SIGINT or SIGTERM asks
 the node to stop; any later one (a terminal's Ctrl-C reaches the whole process group and
@@ -30,8 +29,6 @@ import importlib
 import os
 import re
 import sys
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
 
 from flowfeat_core.cli.stop_signals import StopSignals
 from flowfeat_core.data.image_size import DECODER_LIMIT_VARIABLE, DECODER_MAX_PIXELS
@@ -40,18 +37,6 @@ from flowfeat_ros.package_paths import config_dir
 
 #: Longest wait between two checks of the stop request and of the parent process.
 SPIN_PERIOD_S = 0.1
-
-if TYPE_CHECKING:
-    from rcl_interfaces.msg import ParameterDescriptor
-    from rclpy.node import Node
-
-def declare_parameter_table(
-    node: Node, table: Mapping[str, tuple[Any, ParameterDescriptor]]
-) -> dict[str, Any]:
-    """Declare ``name -> (default, descriptor)`` on ``node``; returns the values it starts with."""
-    for name, (default, descriptor) in table.items():
-        node.declare_parameter(name, default, descriptor)
-    return {name: node.get_parameter(name).value for name in table}
 
 
 def _without_source_locations(error: Exception) -> str:

@@ -96,7 +96,8 @@ def _camera(namespace: str, video: Path, profile: bool, repo_root: Path) -> subp
     return subprocess.Popen(
         [sys.executable, "-m", "flowfeat_ros.video_publisher", "--ros-args", "-r", f"__ns:={namespace}",
          "-r", "camera/image_raw:=image", "-r", "camera/camera_info:=camera_info",
-         "-p", f"source:={video}", "-p", "loop:=true", "-p", "rate:=15.0", "-p", "qos:=sensor_data"],
+         "-p", f"source:={video}", "-p", "loop:=true", "-p", "rate:=15.0",
+         "-p", "qos_reliability:=best_effort"],
         env=_environment(profile, repo_root), cwd=repo_root,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip

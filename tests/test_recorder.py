@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 VIDEO = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-RELIABLE_ARGS = ("qos:=reliable", "qos_depth:=50", "max_rate_hz:=0.0", "motion_threshold:=0.0")
+RELIABLE_ARGS = ("qos_reliability:=reliable", "qos_depth:=50", "max_rate_hz:=0.0", "motion_threshold:=0.0")
 
 
 @pytest.fixture(scope="module")
@@ -391,7 +391,7 @@ def test_split_by_size_and_quota_deletes_oldest(ros_node, frames, start_recorder
 
 
 def test_motion_gate_skips_repeated_frames(ros_node, frames, start_recorder):
-    recorder = start_recorder("topics:=[/gate/image_raw]", "qos:=reliable", "max_rate_hz:=0.0",
+    recorder = start_recorder("topics:=[/gate/image_raw]", "qos_reliability:=reliable", "max_rate_hz:=0.0",
                               "motion_threshold:=3.0")
     pub = ros_node.create_publisher(Image,
                                     "/gate/image_raw", QOS)
@@ -479,7 +479,7 @@ def test_low_disk_space_pauses_with_diagnostics(ros_node, frames, start_recorder
         (("max_rate_hz:=-1.0",), "max_rate_hz out of range"),
         (("max_rate_hz:=5",), "expecting type 'DOUBLE'"),
         (("quota_mb:=10.0", "max_bag_size_mb:=100.0"), "quota_mb (10.0) must be >="),
-        (("qos:=fast",), "qos must be one of"),
+        (("qos_reliability:=fast",), "qos_reliability must be one of"),
         (("topics:=[/a/image_raw,/a/image_raw]",), "duplicates"),
     ],
 )

@@ -145,7 +145,7 @@ def test_rosbag_source(ros_node, tmp_path):
     time_type = TYPESTORE.types["builtin_interfaces/msg/Time"]
     for i, frame in enumerate(frames):
         msg = msg_type(header=header_type(stamp=time_type(sec=i, nanosec=0), frame_id="x"),
-                       format="jpeg", data=np.frombuffer(encode_compressed(frame, "png"),
+                       format="png", data=np.frombuffer(encode_compressed(frame, "png"),
                                                          dtype=np.uint8))
         bags.write(topic, TYPESTORE.serialize_cdr(msg, msg_type.__msgtype__), i * 100_000_000)
     bag = bags.close()

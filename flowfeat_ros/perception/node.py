@@ -20,20 +20,17 @@ from concurrent.futures import TimeoutError as FutureTimeout
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from std_srvs.srv import Trigger
 
 from flowfeat_core.inference.device import cpu_inference_threads
 from flowfeat_ros.diagnostics import WALL_CLOCK, publish_status
+from flowfeat_ros.parameter_declarations import declare_settings
 from flowfeat_ros.perception.camera_io import CameraIO
 from flowfeat_ros.perception.frame_mailbox import FrameMailbox
 from flowfeat_ros.perception.input_health import starvation_reason
 from flowfeat_ros.perception.parameters import (
-    DEFAULTS,
-    DESCRIPTORS,
-    PARAMETER_NAMES,
     RUNTIME_PARAMETERS,
     PerceptionSettings,
     check_against_model,
@@ -66,7 +63,7 @@ class PerceptionNode(Node):
     def __init__(self) -> None:
         """Declare and validate parameters, load the model, wire topics, start the worker."""
         super().__init__("perception")
-        self.settings = self._declare_parameters()
+        self.settings = declare_settings(self, PerceptionSettings)
         reason = validate_settings(self.settings)
         if reason:
             raise ValueError(reason)
@@ -106,20 +103,6 @@ class PerceptionNode(Node):
             f"{list(names)}")
 
     # -- parameters -------------------------------------------------------------------------
-    def _declare_parameters(self) -> PerceptionSettings:
-        values = {}
-        for name in PARAMETER_NAMES:
-            default = getattr(DEFAULTS, name)
-            if name == "cameras":
-                self.declare_parameter(name, Parameter.Type.STRING_ARRAY, DESCRIPTORS[name])
-                try:
-                    values[name] = self.get_parameter(name).value
-                except ParameterUninitializedException:
-                    values[name] = ()
-                continue
-            values[name] = self.declare_parameter(name, default, DESCRIPTORS[name]).value
-        return settings_from_values(values)
-
     def _validate_change(self, params: list[Parameter]) -> SetParametersResult:
         values = {**self.settings.__dict__, **{p.name: p.value for p in params}}
         candidate = settings_from_values(values)

@@ -7,10 +7,8 @@ the background (see runtime.py), where a checkpoint that still fails is rejected
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
-
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
 from flowfeat_core.data.image_size import DECODER_MAX_PIXELS
 from flowfeat_core.hub.errors import CheckpointError
@@ -18,6 +16,7 @@ from flowfeat_core.hub.loading import check_model_source
 from flowfeat_core.inference.backends import BACKENDS
 from flowfeat_core.inference.device import PRECISIONS, check_precision, select_device
 from flowfeat_core.inference.pca import FeaturePCA
+from flowfeat_core.settings import declared, range_problem, setting
 
 RELIABILITY_CHOICES = ("best_effort", "reliable")
 TRANSPORT_CHOICES = ("raw", "compressed", "both")
@@ -25,44 +24,79 @@ TRANSPORT_CHOICES = ("raw", "compressed", "both")
 MAX_NETWORK_SIDE = 2048
 MAX_OUTPUT_SIDE = 4096
 
-# What a parameter change reloads (dataclass field metadata): the model, or a probe.
-MODEL = {"loads": "model"}
-PROBE = {"loads": "probe"}
+# What a parameter change reloads (a setting's tag): the model, or a probe.
+MODEL = "loads-model"
+PROBE = "loads-probe"
 
 
 @dataclass(frozen=True)
 class PerceptionSettings:
-    """A consistent snapshot of every parameter (the worker reads one snapshot per batch)."""
+    """Every parameter of the perception node, declared once (see flowfeat_core.settings); an
+    instance is a consistent snapshot (the worker reads one snapshot per batch)."""
 
-    checkpoint: str = field(default="default", metadata=MODEL)
-    device: str = field(default="auto", metadata=MODEL)
-    precision: str = field(default="fp32", metadata=MODEL)
-    backend: str = field(default="torch", metadata=MODEL)
-    cpu_threads: int = 0
-    input_short_side: int = field(default=0, metadata=MODEL)
-    input_width: int = field(default=0, metadata=MODEL)
-    input_height: int = field(default=0, metadata=MODEL)
-    output_width: int = 0
-    output_height: int = 0
-    feature_channels: int = 0
-    pca_basis: str = ""
-    depth_probe: str = field(default="", metadata=PROBE)
-    segmentation_probe: str = field(default="", metadata=PROBE)
-    depth_min: float = 0.0
-    depth_max: float = 0.0
-    overlay_alpha: float = 0.5
-    max_rate_hz: float = 0.0
-    max_input_pixels: int = 33_554_432
-    max_aspect_ratio: float = 8.0
-    cameras: tuple[str, ...] = ()
-    input_transport: str = "raw"
-    qos_reliability: str = "best_effort"
-    qos_depth: int = 1
-    output_qos_depth: int = 1
-    diagnostics_period_s: float = 1.0
-    watch_checkpoint: bool = False
-    watch_period_s: float = 1.0
-    warn_period_s: float = 5.0
+    checkpoint: str = setting("default", "model: 'default' (embedded EfficientNet-Lite0), a "
+                              ".safetensors checkpoint, an official .pth or a released weights "
+                              "name", tags=(MODEL,))
+    device: str = setting("auto", "auto, cpu, cuda or cuda:<index>", tags=(MODEL,))
+    precision: str = setting("fp32", f"{', '.join(PRECISIONS)} (fp16 needs CUDA)",
+                             choices=PRECISIONS, tags=(MODEL,))
+    backend: str = setting("torch", "how the model runs; a new one is checked against eager "
+                           "PyTorch when it loads and refused if it disagrees", choices=BACKENDS,
+                           tags=(MODEL,))
+    cpu_threads: int = setting(0, "torch threads for CPU inference (0: one less than the CPU "
+                               "cores, at least 1, leaving a core for message handling)",
+                               low=0, high=1024, read_only=True)
+    input_short_side: int = setting(0, "network input: shorter side in pixels (0: the model's "
+                                    "preferred size)", low=0, high=MAX_NETWORK_SIDE, tags=(MODEL,))
+    input_width: int = setting(0, "exact network input width (with input_height; 0: use "
+                               "input_short_side)", low=0, high=MAX_NETWORK_SIDE, tags=(MODEL,))
+    input_height: int = setting(0, "exact network input height (with input_width; 0: use "
+                                "input_short_side)", low=0, high=MAX_NETWORK_SIDE, tags=(MODEL,))
+    output_width: int = setting(0, "output width (0 and output_height 0: network resolution; one "
+                                "of them 0: keep the input aspect)", low=0, high=MAX_OUTPUT_SIDE)
+    output_height: int = setting(0, "output height (see output_width)", low=0,
+                                 high=MAX_OUTPUT_SIDE)
+    feature_channels: int = setting(0, "channels on flowfeat/features (0: all; fewer: fixed PCA "
+                                    "projection)", low=0, high=4096)
+    pca_basis: str = setting("", "FeaturePCA file (.safetensors) for colours and channel "
+                             "reduction; empty: fit once on the first processed frame")
+    depth_probe: str = setting("", "depth probe file; empty: depth outputs disabled",
+                               tags=(PROBE,))
+    segmentation_probe: str = setting("", "segmentation probe file; empty: segmentation "
+                                      "disabled", tags=(PROBE,))
+    depth_min: float = setting(0.0, "depth mapped to the first colour (0 with depth_max 0: "
+                               "per-frame 2nd percentile)", low=0.0, high=1.0e4)
+    depth_max: float = setting(0.0, "depth mapped to the last colour (0: per-frame 98th "
+                               "percentile)", low=0.0, high=1.0e4)
+    overlay_alpha: float = setting(0.5, "weight of class colours in segmentation/overlay",
+                                   low=0.0, high=1.0)
+    max_rate_hz: float = setting(0.0, "upper bound on processed frames per second (0: as fast "
+                                 "as the model)", low=0.0, high=1000.0)
+    max_input_pixels: int = setting(33_554_432, "input frames with more pixels are refused "
+                                    "with a warning before decoding (32 MP)", low=1,
+                                    high=DECODER_MAX_PIXELS)
+    max_aspect_ratio: float = setting(8.0, "input frames whose long side exceeds this many "
+                                      "times the short side are refused (the network input "
+                                      "would explode)", low=1.0, high=100.0)
+    cameras: tuple[str, ...] = setting((), "camera names; each gets <name>/image, "
+                                       "<name>/camera_info inputs and <name>/flowfeat/* outputs, "
+                                       "equal-size frames share a batch (empty: one camera, no "
+                                       "prefix)", read_only=True)
+    input_transport: str = setting("raw", "raw (image), compressed (image/compressed) or both",
+                                   choices=TRANSPORT_CHOICES, read_only=True)
+    qos_reliability: str = setting("best_effort", "input QoS: best_effort (sensor data) or "
+                                   "reliable", choices=RELIABILITY_CHOICES, read_only=True)
+    qos_depth: int = setting(1, "input QoS history depth", low=1, high=100, read_only=True)
+    output_qos_depth: int = setting(1, "output QoS history depth (reliable)", low=1, high=100,
+                                    read_only=True)
+    diagnostics_period_s: float = setting(1.0, "period of /diagnostics messages", low=0.1,
+                                          high=60.0, read_only=True)
+    watch_checkpoint: bool = setting(False, "reload when the checkpoint or probe files change "
+                                     "on disk")
+    watch_period_s: float = setting(1.0, "how often watch_checkpoint polls file times", low=0.1,
+                                    high=3600.0, read_only=True)
+    warn_period_s: float = setting(5.0, "throttle period of bad-input warnings", low=0.1,
+                                   high=3600.0, read_only=True)
 
     def model_key(self) -> tuple:
         """The values of the settings a loaded predictor depends on (``MODEL_PARAMETERS``)."""
@@ -73,81 +107,13 @@ class PerceptionSettings:
         return tuple(getattr(self, name) for name in RUNTIME_PARAMETERS)
 
 
-def _descriptor(description: str, *, low: float | None = None, high: float | None = None,
-                read_only: bool = False) -> ParameterDescriptor:
-    descriptor = ParameterDescriptor(description=description, read_only=read_only)
-    if isinstance(low, int) and isinstance(high, int):
-        descriptor.integer_range = [IntegerRange(from_value=low, to_value=high)]
-    elif low is not None:
-        descriptor.floating_point_range = [FloatingPointRange(from_value=float(low),
-                                                              to_value=float(high))]
-    return descriptor
-
-
-DESCRIPTORS: dict[str, ParameterDescriptor] = {
-    "checkpoint": _descriptor("model: 'default' (embedded EfficientNet-Lite0), a .safetensors "
-                              "checkpoint, an official .pth or a released weights name"),
-    "device": _descriptor("auto, cpu, cuda or cuda:<index>"),
-    "precision": _descriptor(f"{', '.join(PRECISIONS)} (fp16 needs CUDA)"),
-    "backend": _descriptor(f"{', '.join(BACKENDS)}: how the model runs; a new one is checked "
-                           "against eager PyTorch when it loads and refused if it disagrees"),
-    "cpu_threads": _descriptor("torch threads for CPU inference (0: one less than the CPU cores, "
-                               "at least 1, leaving a core for message handling)", low=0, high=1024,
-                               read_only=True),
-    "input_short_side": _descriptor("network input: shorter side in pixels (0: the model's "
-                                    "preferred size)", low=0, high=MAX_NETWORK_SIDE),
-    "input_width": _descriptor("exact network input width (with input_height; 0: use "
-                               "input_short_side)", low=0, high=MAX_NETWORK_SIDE),
-    "input_height": _descriptor("exact network input height (with input_width; 0: use "
-                                "input_short_side)", low=0, high=MAX_NETWORK_SIDE),
-    "output_width": _descriptor("output width (0 and output_height 0: network resolution; one "
-                                "of them 0: keep the input aspect)", low=0, high=MAX_OUTPUT_SIDE),
-    "output_height": _descriptor("output height (see output_width)", low=0,
-                                 high=MAX_OUTPUT_SIDE),
-    "feature_channels": _descriptor("channels on flowfeat/features (0: all; fewer: fixed PCA "
-                                    "projection)", low=0, high=4096),
-    "pca_basis": _descriptor("FeaturePCA file (.safetensors) for colours and channel "
-                             "reduction; empty: fit once on the first processed frame"),
-    "depth_probe": _descriptor("depth probe file; empty: depth outputs disabled"),
-    "segmentation_probe": _descriptor("segmentation probe file; empty: segmentation disabled"),
-    "depth_min": _descriptor("depth mapped to the first colour (0 with depth_max 0: per-frame "
-                             "2nd percentile)", low=0.0, high=1.0e4),
-    "depth_max": _descriptor("depth mapped to the last colour (0: per-frame 98th percentile)",
-                             low=0.0, high=1.0e4),
-    "overlay_alpha": _descriptor("weight of class colours in segmentation/overlay",
-                                 low=0.0, high=1.0),
-    "max_rate_hz": _descriptor("upper bound on processed frames per second (0: as fast as the "
-                               "model)", low=0.0, high=1000.0),
-    "max_input_pixels": _descriptor("input frames with more pixels are refused with a warning "
-                                    "before decoding (default 32 MP)", low=1,
-                                    high=DECODER_MAX_PIXELS),
-    "max_aspect_ratio": _descriptor("input frames whose long side exceeds this many times the "
-                                    "short side are refused (the network input would explode)",
-                                    low=1.0, high=100.0),
-    "cameras": _descriptor("camera names; each gets <name>/image, <name>/camera_info inputs and "
-                           "<name>/flowfeat/* outputs, equal-size frames share a batch (empty: "
-                           "one camera, no prefix)", read_only=True),
-    "input_transport": _descriptor("raw (image), compressed (image/compressed) or both",
-                                   read_only=True),
-    "qos_reliability": _descriptor("input QoS: best_effort (sensor data) or reliable",
-                                   read_only=True),
-    "qos_depth": _descriptor("input QoS history depth", low=1, high=100, read_only=True),
-    "output_qos_depth": _descriptor("output QoS history depth (reliable)", low=1, high=100,
-                                    read_only=True),
-    "diagnostics_period_s": _descriptor("period of /diagnostics messages", low=0.1, high=60.0,
-                                        read_only=True),
-    "watch_checkpoint": _descriptor("reload when the checkpoint or probe files change on disk"),
-    "watch_period_s": _descriptor("how often watch_checkpoint polls file times", low=0.1,
-                                  high=3600.0, read_only=True),
-    "warn_period_s": _descriptor("throttle period of bad-input warnings", low=0.1, high=3600.0,
-                                 read_only=True),
-}
 DEFAULTS = PerceptionSettings()
-PARAMETER_NAMES = tuple(f.name for f in fields(PerceptionSettings))
+SETTINGS = {item.name: item for item in declared(PerceptionSettings)}
+PARAMETER_NAMES = tuple(SETTINGS)
 #: Parameters whose change reloads the model; with the probes, those whose change reloads anything.
-MODEL_PARAMETERS = tuple(f.name for f in fields(PerceptionSettings) if f.metadata == MODEL)
+MODEL_PARAMETERS = tuple(name for name, item in SETTINGS.items() if MODEL in item.info.tags)
 RUNTIME_PARAMETERS = MODEL_PARAMETERS + tuple(
-    f.name for f in fields(PerceptionSettings) if f.metadata == PROBE
+    name for name, item in SETTINGS.items() if PROBE in item.info.tags
 )
 
 
@@ -173,10 +139,6 @@ def _check_device_and_precision(device: str, precision: str) -> str | None:
     except ValueError as error:
         return str(error)
     return None
-
-
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> str | None:
-    return None if value in choices else f"{name} must be one of {list(choices)}, got {value!r}"
 
 
 def _check_pca_basis(path: str, channels: int, model_fdim: int | None) -> str | None:
@@ -219,11 +181,12 @@ def _check_probe(name: str, path: str) -> str | None:
 def validate_settings(settings: PerceptionSettings, model_fdim: int | None = None) -> str | None:
     """The first problem with ``settings`` as a one-line reason, or None when they are valid;
     with ``model_fdim`` (the running model's channels) also what must fit that model."""
+    for name, item in SETTINGS.items():  # declared ranges and choices
+        reason = range_problem(item, getattr(settings, name))
+        if reason:
+            return reason
     checks = (
-        lambda: _check_choice("input_transport", settings.input_transport, TRANSPORT_CHOICES),
-        lambda: _check_choice("qos_reliability", settings.qos_reliability, RELIABILITY_CHOICES),
         lambda: _check_device_and_precision(settings.device, settings.precision),
-        lambda: _check_choice("backend", settings.backend, BACKENDS),
         lambda: ("input_width and input_height must be both 0 or both positive"
                  if (settings.input_width == 0) != (settings.input_height == 0) else None),
         lambda: ("depth_max must be greater than depth_min (or both 0 for automatic range)"

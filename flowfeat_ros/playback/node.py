@@ -13,57 +13,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import cv2
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
 from flowfeat_core.data.image_codec import encode_compressed
 from flowfeat_ros.image_conversion import rgb8_to_msg, scale_camera_info
-from flowfeat_ros.node_main import declare_parameter_table
+from flowfeat_ros.parameter_declarations import declare_settings
 from flowfeat_ros.playback.frame_source import (
     FrameLoader,
     FrameSource,
     load_calibration,
     pinhole_camera_info,
 )
-
-
-def _descriptor(description: str, low: float | None = None, high: float | None = None,
-                integer: bool = False) -> ParameterDescriptor:
-    descriptor = ParameterDescriptor(description=description, read_only=True)
-    if integer:
-        descriptor.integer_range = [IntegerRange(from_value=int(low), to_value=int(high))]
-    elif low is not None:
-        descriptor.floating_point_range = [FloatingPointRange(from_value=low, to_value=high)]
-    return descriptor
-
-
-PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
-    "source": ("", _descriptor("video file, image folder or rosbag2 directory")),
-    "bag_topic": ("", _descriptor("image topic to play from a bag (default: first one)")),
-    "rate": (0.0, _descriptor("frames per second (0: the source's rate)", 0.0, 1000.0)),
-    "loop": (False, _descriptor("restart at the end of the source")),
-    "max_frames": (0, _descriptor("stop after this many frames (0: no limit)", 0, 2**31 - 1,
-                                  integer=True)),
-    "width": (0, _descriptor("output width (0: keep / keep aspect)", 0, 16384, integer=True)),
-    "height": (0, _descriptor("output height (0: keep / keep aspect)", 0, 16384, integer=True)),
-    "encoding": ("rgb8", _descriptor("rgb8 or bgr8")),
-    "frame_id": ("camera_optical_frame", _descriptor("header.frame_id")),
-    "fov_deg": (60.0, _descriptor("horizontal field of view of the synthetic pinhole", 1.0,
-                                  179.0)),
-    "calibration_file": ("", _descriptor("camera_calibration YAML (overrides fov_deg)")),
-    "compressed": (False, _descriptor("also publish JPEG on camera/image_raw/compressed")),
-    "jpeg_quality": (90, _descriptor("JPEG quality", 1, 100, integer=True)),
-    # REP 2003: camera drivers publish with the system default QoS (reliable); subscribers pick
-    # best effort (sensor data) or reliable and both match a reliable publisher.
-    "qos": ("reliable", _descriptor("reliable (REP 2003 driver default) or sensor_data "
-                                    "(best effort)")),
-    "wait_for_subscribers": (0, _descriptor(
-        "hold the first frame until every output topic has this many subscribers", 0, 1000,
-        integer=True)),
-}
+from flowfeat_ros.playback.settings import PlaybackSettings
+from flowfeat_ros.qos import qos_profile
 
 
 def _output_size(width: int, height: int, src_w: int, src_h: int) -> tuple[int, int]:
@@ -80,27 +44,21 @@ class VideoPublisher(Node):
     def __init__(self) -> None:
         """Declare parameters, open the source, create publishers and the frame timer."""
         super().__init__("video_publisher")
-        p = declare_parameter_table(self, PARAMETERS)
-        if p["encoding"] not in ("rgb8", "bgr8"):
-            raise ValueError(f"encoding must be 'rgb8' or 'bgr8', got {p['encoding']!r}")
-        if p["qos"] not in ("sensor_data", "reliable"):
-            raise ValueError(f"qos must be 'sensor_data' or 'reliable', got {p['qos']!r}")
-        if not p["source"]:
+        p = declare_settings(self, PlaybackSettings)
+        if not p.source:
             raise ValueError("parameter 'source' is required (video file, image folder or bag)")
         self.params = p
-        self.source = FrameSource(p["source"], p["bag_topic"])
-        rate = p["rate"] or self.source.fps
+        self.source = FrameSource(p.source, p.bag_topic)
+        rate = p.rate or self.source.fps
         if not rate:
             raise ValueError(f"{self.source.path} has no frame rate; set the 'rate' parameter")
-        self.calibration = (load_calibration(Path(p["calibration_file"]).expanduser())
-                            if p["calibration_file"] else None)
-        reliability = (ReliabilityPolicy.BEST_EFFORT if p["qos"] == "sensor_data"
-                       else ReliabilityPolicy.RELIABLE)
-        qos = QoSProfile(depth=5, reliability=reliability)
+        self.calibration = (load_calibration(Path(p.calibration_file).expanduser())
+                            if p.calibration_file else None)
+        qos = qos_profile(p.qos_reliability, 5)
         self.image_pub = self.create_publisher(Image, "camera/image_raw", qos)
         self.info_pub = self.create_publisher(CameraInfo, "camera/camera_info", qos)
         self.jpeg_pub = (self.create_publisher(CompressedImage, "camera/image_raw/compressed", qos)
-                         if p["compressed"] else None)
+                         if p.compressed else None)
         self.frames = self.source.frames()
         self.published = 0
         self.finished = False
@@ -111,7 +69,7 @@ class VideoPublisher(Node):
 
     def _next_frame(self) -> FrameLoader | None:
         loader = next(self.frames, None)
-        if loader is None and self.params["loop"] and self.published:
+        if loader is None and self.params.loop and self.published:
             self.frames = self.source.frames()
             loader = next(self.frames, None)
         return loader
@@ -120,7 +78,7 @@ class VideoPublisher(Node):
         if self._info_template is None or (self._info_template.width,
                                            self._info_template.height) != (width, height):
             if self.calibration is None:
-                self._info_template = pinhole_camera_info(width, height, self.params["fov_deg"])
+                self._info_template = pinhole_camera_info(width, height, self.params.fov_deg)
             else:
                 self._info_template = scale_camera_info(self.calibration, width, height)
         return self._info_template
@@ -132,13 +90,13 @@ class VideoPublisher(Node):
 
     def _subscribers_ready(self) -> bool:
         publishers = [self.image_pub, self.info_pub, self.jpeg_pub]
-        wanted = self.params["wait_for_subscribers"]
+        wanted = self.params.wait_for_subscribers
         return all(p.get_subscription_count() >= wanted for p in publishers if p is not None)
 
     def _publish_next(self) -> None:
         if self.published == 0 and not self._subscribers_ready():
             return
-        max_frames = self.params["max_frames"]
+        max_frames = self.params.max_frames
         if max_frames and self.published >= max_frames:
             self._finish("max_frames reached")
             return
@@ -151,20 +109,20 @@ class VideoPublisher(Node):
         except ValueError as error:  # includes ImageDecodeError
             self.get_logger().warning(f"skipping a frame: {error}", throttle_duration_sec=5.0)
             return
-        width, height = _output_size(self.params["width"], self.params["height"],
+        width, height = _output_size(self.params.width, self.params.height,
                                      rgb.shape[1], rgb.shape[0])
         if (width, height) != (rgb.shape[1], rgb.shape[0]):
             rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
-        header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.params["frame_id"])
-        pixels = rgb if self.params["encoding"] == "rgb8" else rgb[:, :, ::-1]
-        self.image_pub.publish(rgb8_to_msg(pixels, header, self.params["encoding"]))
+        header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.params.frame_id)
+        pixels = rgb if self.params.encoding == "rgb8" else rgb[:, :, ::-1]
+        self.image_pub.publish(rgb8_to_msg(pixels, header, self.params.encoding))
         info = self._camera_info(width, height)
         info.header = header
         self.info_pub.publish(info)
         if self.jpeg_pub is not None:
             jpeg = CompressedImage(header=header,
-                                   format=f"{self.params['encoding']}; jpeg compressed bgr8")
-            jpeg.data = encode_compressed(rgb, "jpeg", self.params["jpeg_quality"])
+                                   format=f"{self.params.encoding}; jpeg compressed bgr8")
+            jpeg.data = encode_compressed(rgb, "jpeg", self.params.jpeg_quality)
             self.jpeg_pub.publish(jpeg)
         self.published += 1
 

@@ -13,15 +13,15 @@ import time
 from pathlib import Path
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import QoSProfile
 from rclpy.subscription import Subscription
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_srvs.srv import SetBool, Trigger
 
 from flowfeat_ros.diagnostics import WALL_CLOCK, publish_status
-from flowfeat_ros.node_main import declare_parameter_table
+from flowfeat_ros.parameter_declarations import declare_settings
+from flowfeat_ros.qos import qos_profile
 from flowfeat_ros.recording.bag_sequence import BagFormat, BagSequence, SplitLimits
 from flowfeat_ros.recording.disk_guard import (
     SpaceReserve,
@@ -37,6 +37,7 @@ from flowfeat_ros.recording.motion_gate import (
     thumbnail_from_cdr,
 )
 from flowfeat_ros.recording.recover import RECOVERY_ERRORS, recover_bag
+from flowfeat_ros.recording.settings import RecorderSettings
 from flowfeat_ros.recording.topics import CAMERA_INFO, COMPRESSED_IMAGE, TopicSpec, classify_topic
 
 MB = 1024 * 1024
@@ -45,7 +46,6 @@ MB = 1024 * 1024
 CLOSE_RESERVE_BYTES = 4 * MB
 RESERVE_NAME = ".flowfeat_close_reserve"
 ROS_TYPES = {CAMERA_INFO: CameraInfo, COMPRESSED_IMAGE: CompressedImage}
-QOS_CHOICES = ("sensor_data", "reliable")
 WARN_PERIOD_S = 10.0
 #: A recorded topic silent this long (no publisher matched, or nothing arriving) turns
 #: /diagnostics to WARN: a wrong topic name must not look like a healthy recording.
@@ -55,72 +55,29 @@ SILENT_WARN_S = 5.0
 EVENT_VISIBLE_S = 30.0
 
 
-def _float_param(description: str, low: float, high: float) -> ParameterDescriptor:
-    return ParameterDescriptor(description=description, read_only=True,
-                               floating_point_range=[FloatingPointRange(from_value=low,
-                                                                        to_value=high)])
-
-
-PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
-    "output_dir": ("~/flowfeat_bags", ParameterDescriptor(
-        description="directory receiving one sub-directory per bag", read_only=True)),
-    "bag_prefix": ("flowfeat", ParameterDescriptor(
-        description="bag directory name prefix; only bags with it are deleted by the quota",
-        read_only=True)),
-    "topics": (["image", "camera_info"], ParameterDescriptor(
-        description="topics to record (relative names follow remapping, as perception's do): "
-                    "'.../compressed' = CompressedImage, '.../camera_info' = CameraInfo, "
-                    "anything else = Image", read_only=True)),
-    "storage": ("mcap", ParameterDescriptor(description="mcap or sqlite3", read_only=True)),
-    "compression": ("none", ParameterDescriptor(description="none or zstd", read_only=True)),
-    "max_bag_size_mb": (1024.0, _float_param("split when a bag's payload exceeds this (0=off)",
-                                             0.0, 1.0e6)),
-    "max_bag_duration_s": (300.0, _float_param("split after this many seconds (0=off)",
-                                               0.0, 86400.0)),
-    "quota_mb": (20000.0, _float_param("delete oldest bags beyond this total (0=off)",
-                                       0.0, 1.0e9)),
-    "min_free_mb": (1024.0, _float_param("pause recording below this free space", 0.0, 1.0e9)),
-    "max_rate_hz": (5.0, _float_param("max frames kept per second per image topic (0=all)",
-                                      0.0, 1000.0)),
-    "motion_threshold": (2.0, _float_param(
-        "min mean abs grey-level change (0-255) vs. last kept frame to keep one (0=off)",
-        0.0, 255.0)),
-    "flush_interval_s": (1.0, _float_param("write buffered data to disk this often", 0.1, 60.0)),
-    "qos": ("sensor_data", ParameterDescriptor(description="sensor_data or reliable",
-                                               read_only=True)),
-    "qos_depth": (10, ParameterDescriptor(description="subscription queue depth", read_only=True,
-                                          integer_range=[IntegerRange(from_value=1,
-                                                                      to_value=1000)])),
-    "start_recording": (True, ParameterDescriptor(
-        description="record from start-up (else wait for ~/set_recording)", read_only=True)),
-}
-
-
 class RecorderNode(Node):
     """Records raw camera messages into a sequence of rosbag2 bags; see module docstring."""
 
     def __init__(self) -> None:
         """Declare and validate parameters, subscribe, start timers and services."""
         super().__init__("recorder")
-        p = declare_parameter_table(self, PARAMETERS)
-        self.specs = self._topic_specs(p["topics"])
-        if p["qos"] not in QOS_CHOICES:
-            raise ValueError(f"qos must be one of {list(QOS_CHOICES)}, got {p['qos']!r}")
-        if 0 < p["quota_mb"] < p["max_bag_size_mb"]:
-            raise ValueError(f"quota_mb ({p['quota_mb']}) must be >= max_bag_size_mb "
-                             f"({p['max_bag_size_mb']}) or 0")
-        self.output_dir = Path(p["output_dir"]).expanduser()
-        self.prefix = str(p["bag_prefix"])
+        p = declare_settings(self, RecorderSettings)
+        self.specs = self._topic_specs(p.topics)
+        if 0 < p.quota_mb < p.max_bag_size_mb:
+            raise ValueError(f"quota_mb ({p.quota_mb}) must be >= max_bag_size_mb "
+                             f"({p.max_bag_size_mb}) or 0")
+        self.output_dir = Path(p.output_dir).expanduser()
+        self.prefix = str(p.bag_prefix)
         _require_writable_directory(self.output_dir)
         self._recover_unfinished_bags()
         self.reserve = SpaceReserve(self.output_dir / RESERVE_NAME, CLOSE_RESERVE_BYTES)
         self.disk_error = ""
         self.bags = BagSequence(
-            self.output_dir, self.prefix, BagFormat(p["storage"], p["compression"]),
-            SplitLimits(int(p["max_bag_size_mb"] * MB), int(p["max_bag_duration_s"] * 1e9)))
-        self.quota_bytes = int(p["quota_mb"] * MB)
-        self.min_free_bytes = int(p["min_free_mb"] * MB)
-        self.recording = bool(p["start_recording"])
+            self.output_dir, self.prefix, BagFormat(p.storage, p.compression),
+            SplitLimits(int(p.max_bag_size_mb * MB), int(p.max_bag_duration_s * 1e9)))
+        self.quota_bytes = int(p.quota_mb * MB)
+        self.min_free_bytes = int(p.min_free_mb * MB)
+        self.recording = bool(p.start_recording)
         self.paused_reason = ""
         self.counters = {"kept": 0, "skipped_rate": 0, "skipped_motion": 0, "skipped_paused": 0,
                          "bags_deleted": 0}
@@ -129,22 +86,20 @@ class RecorderNode(Node):
         self._last_received: dict[str, float] = {}
         self._events: list[tuple[float, str]] = []
 
-        reliability = (ReliabilityPolicy.BEST_EFFORT if p["qos"] == "sensor_data"
-                       else ReliabilityPolicy.RELIABLE)
-        qos = QoSProfile(depth=p["qos_depth"], reliability=reliability)
+        qos = qos_profile(p.qos_reliability, p.qos_depth)
         self.subscriptions_by_topic: dict[str, Subscription] = {}
         for spec in self.specs:
-            self._subscribe(spec, qos, RateCap(p["max_rate_hz"]),
-                            MotionGate(p["motion_threshold"]) if spec.is_image else None)
+            self._subscribe(spec, qos, RateCap(p.max_rate_hz),
+                            MotionGate(p.motion_threshold) if spec.is_image else None)
         self.diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_service(SetBool, "~/set_recording", self._on_set_recording)
         self.create_service(Trigger, "~/split", self._on_split)
-        self.create_timer(p["flush_interval_s"], self._housekeeping, clock=WALL_CLOCK)
+        self.create_timer(p.flush_interval_s, self._housekeeping, clock=WALL_CLOCK)
         self.create_timer(1.0, self._publish_diagnostics, clock=WALL_CLOCK)
         self._check_disk()
         self.get_logger().info(
             f"recording {[s.name for s in self.specs]} to {self.output_dir} "
-            f"({p['storage']}, compression {p['compression']}); recording={self.recording}")
+            f"({p.storage}, compression {p.compression}); recording={self.recording}")
 
     def _topic_specs(self, names: list[str]) -> list[TopicSpec]:
         """Topics as recorded: the name after namespace and remapping (``image`` becomes the

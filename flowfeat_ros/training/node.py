@@ -31,8 +31,8 @@ from flowfeat_core.continual.deployment import Deployment, DeploymentError
 from flowfeat_core.continual.loop import ContinualLoop
 from flowfeat_core.continual.training_round import STATE_FILE, RoundResult
 from flowfeat_ros.diagnostics import WALL_CLOCK, publish_status
-from flowfeat_ros.node_main import declare_parameter_table
-from flowfeat_ros.training.parameters import PARAMETERS, loop_settings
+from flowfeat_ros.parameter_declarations import declare_settings
+from flowfeat_ros.training.parameters import TrainerSettings
 from flowfeat_ros.training.perception_link import (
     PerceptionLink,
     PerceptionRefusedError,
@@ -49,17 +49,17 @@ class TrainerNode(Node):
     def __init__(self) -> None:
         """Declare parameters, open the work folder, start the round thread."""
         super().__init__("trainer")
-        p = declare_parameter_table(self, PARAMETERS)
+        p = declare_settings(self, TrainerSettings)
         self.params = p
-        self.loop = ContinualLoop(Path(p["bags_dir"]), Path(p["work_dir"]), Path(p["deployed"]),
-                                  p["initial"], loop_settings(p))
-        self.deployment = Deployment(self.loop.deployed, p["keep_deployed"])
-        if p["nice"]:
-            os.nice(p["nice"])
-        torch.set_num_threads(p["cpu_threads"])
+        self.loop = ContinualLoop(Path(p.bags_dir), Path(p.work_dir), Path(p.deployed),
+                                  p.initial, p.loop_settings(progress_bar=False))
+        self.deployment = Deployment(self.loop.deployed, p.keep_deployed)
+        if p.nice:
+            os.nice(p.nice)
+        torch.set_num_threads(p.cpu_threads)
         self._stop = threading.Event()
-        self.link = (PerceptionLink(self, p["perception_node"], self._stop)
-                     if p["perception_node"] else None)
+        self.link = (PerceptionLink(self, p.perception_node, self._stop)
+                     if p.perception_node else None)
         self._wake = threading.Event()
         self._serve_lock = threading.Lock()
         self._train_now = False
@@ -77,13 +77,13 @@ class TrainerNode(Node):
         self.create_service(Trigger, "~/rollback", self._on_rollback)
         self.diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(1.0, self._publish_diagnostics, clock=WALL_CLOCK)
-        self.create_timer(p["check_period_s"], self._wake.set, clock=WALL_CLOCK)
+        self.create_timer(p.check_period_s, self._wake.set, clock=WALL_CLOCK)
         self._thread = threading.Thread(target=self._work, name="rounds", daemon=True)
         self._thread.start()
         self.get_logger().info(
             f"training on bags from {self.loop.bags_dir} in {self.loop.work_dir}, deploying to "
-            f"{self.loop.deployed} (perception node: {p['perception_node'] or 'none'}; "
-            f"{p['cpu_threads']} CPU threads, nice +{p['nice']})")
+            f"{self.loop.deployed} (perception node: {p.perception_node or 'none'}; "
+            f"{p.cpu_threads} CPU threads, nice +{p.nice})")
 
     # -- services ---------------------------------------------------------------------------
     def _on_train_now(self, _request: Trigger.Request, response: Trigger.Response
@@ -129,7 +129,7 @@ class TrainerNode(Node):
                 self._take_in_bags()
                 self.last_error = ""
                 forced, self._train_now = self._train_now, False
-                due = 0 < self.params["min_new_bags"] <= self.loop.store.new_training_bags()
+                due = 0 < self.params.min_new_bags <= self.loop.store.new_training_bags()
                 if forced or due or resume or self.round_error:
                     resume = False
                     self._round()
@@ -198,7 +198,7 @@ class TrainerNode(Node):
     def _should_stop(self) -> bool:
         """Polled every training step: True to stop; waits while perception is too slow."""
         self.progress += 1
-        bound = self.params["max_perception_latency_ms"]
+        bound = self.params.max_perception_latency_ms
         while not (self._stop.is_set() or self._abandon_round):
             latency = self.link.latency_ms() if self.link and bound > 0 else None
             if latency is None or latency <= bound:
@@ -257,7 +257,7 @@ class TrainerNode(Node):
 
     def _reload_and_confirm(self, reload: bool = True) -> str | None:
         """None when perception serves the deployed file healthily, else what went wrong."""
-        timeout = self.params["confirm_timeout_s"]
+        timeout = self.params.confirm_timeout_s
         try:
             self.link.serve(self.loop.deployed, timeout, reload)
             return self.link.confirm(self.loop.deployed, timeout)
@@ -286,7 +286,7 @@ class TrainerNode(Node):
                    (f"bag rejected: {list(rejected)[-1]}" if recent_rejection else self.state))
         values = {
             "state": self.state, "paused_reason": self.paused_reason,
-            "round_steps_this_run": self.progress, "round_steps": self.params["steps"],
+            "round_steps_this_run": self.progress, "round_steps": self.params.steps,
             "training_bags": len(store.train_bags()), "heldout_bags": len(store.heldout_bags()),
             "new_training_bags": store.new_training_bags(), "rejected_bags": len(rejected),
             "last_rejected": "; ".join(f"{n}: {r}" for n, r in list(rejected.items())[-3:]),
