@@ -15,6 +15,11 @@ from rclpy.publisher import Publisher
 WALL_CLOCK = Clock(clock_type=ClockType.STEADY_TIME)
 
 
+def level_value(level: bytes | int) -> int:
+    """A DiagnosticStatus level as an int (rclpy gives the byte field as ``bytes``)."""
+    return int.from_bytes(level, "little") if isinstance(level, bytes) else int(level)
+
+
 def diagnostic_status(name: str, hardware_id: str, values: dict[str, object],
                       level: bytes, message: str) -> DiagnosticStatus:
     """A DiagnosticStatus with string key/values (floats with 3 decimals)."""

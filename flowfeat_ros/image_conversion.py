@@ -16,6 +16,8 @@ from builtin_interfaces.msg import Time
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
+from flowfeat_core.data.image_codec import unpack_rows
+
 _HOST_IS_BIGENDIAN = sys.byteorder == "big"
 _FLOAT_CHANNELS = re.compile(r"^32FC(\d+)$")
 
@@ -117,16 +119,8 @@ def image_msg_to_array(msg: Image) -> np.ndarray:
     Supports 32FC<n>, mono8, 16UC1/mono16, rgb8 and bgr8; rows may be padded (step > width*pixel).
     """
     dtype, channels = _dtype_and_channels(msg.encoding)
-    dtype = dtype.newbyteorder(">" if msg.is_bigendian else "<")
-    row_bytes = msg.width * channels * dtype.itemsize
-    if msg.step < row_bytes or len(msg.data) < msg.step * msg.height:
-        raise ValueError(f"{msg.encoding} image {msg.width}x{msg.height} has step {msg.step} and "
-                         f"{len(msg.data)} bytes; needs step >= {row_bytes}")
-    raw = np.frombuffer(msg.data, dtype=np.uint8, count=msg.step * msg.height)
-    rows = raw.reshape(msg.height, msg.step)[:, :row_bytes]
-    pixels = np.ascontiguousarray(rows).view(dtype).astype(dtype.newbyteorder("="), copy=False)
-    shape = (msg.height, msg.width) if channels == 1 else (msg.height, msg.width, channels)
-    return pixels.reshape(shape)
+    return unpack_rows(msg.data, msg.height, msg.width, msg.step, channels, dtype,
+                       bool(msg.is_bigendian), f"{msg.encoding} image {msg.width}x{msg.height}")
 
 
 def camera_info_problem(info: CameraInfo, width: int, height: int) -> str | None:

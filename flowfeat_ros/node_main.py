@@ -1,6 +1,6 @@
 """What every node process shares: ``run_node`` (signals, init, build, spin, clean up).
 
-Signals follow the one rule of flowfeat_core.cli.stop_signals: the first SIGINT or SIGTERM asks
+Signals follow the one rule of flowfeat_core.process.stop_signals: the first SIGINT or SIGTERM asks
 the node to stop; any later one (a terminal's Ctrl-C reaches the whole process group and
 ``ros2 launch`` forwards another) is noted once on stderr and ignored, so clean-up such as closing
 a bag always completes and no ``KeyboardInterrupt`` traceback is printed. The handlers are
@@ -30,8 +30,9 @@ import os
 import re
 import sys
 
-from flowfeat_core.cli.stop_signals import StopSignals
 from flowfeat_core.data.image_size import DECODER_LIMIT_VARIABLE, DECODER_MAX_PIXELS
+from flowfeat_core.inference.allocator import retain_freed_memory
+from flowfeat_core.process.stop_signals import StopSignals
 from flowfeat_ros.dds_profile import use_large_message_profile
 from flowfeat_ros.package_paths import config_dir
 
@@ -59,6 +60,7 @@ def run_node(program: str, node_class_path: str, args: list[str] | None) -> None
     """
     stop = StopSignals(program)
     stop.install()
+    retain_freed_memory()  # a process-wide malloc policy: set once, at program start
     # OpenCV reads its decoder pixel cap once, when it loads: before the node imports cv2
     os.environ.setdefault(DECODER_LIMIT_VARIABLE, str(DECODER_MAX_PIXELS))
     # Fast DDS reads its profile when the participant is created: a node started alone

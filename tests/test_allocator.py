@@ -1,4 +1,4 @@
-"""The malloc policy Predictor sets: a large freed block stays in the process for the next frame
+"""The malloc policy every node sets at start: a large freed block stays in the process for the next frame
 instead of going back to the kernel (glibc; each case in its own process, as the policy is
 process-wide)."""
 

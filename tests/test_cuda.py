@@ -13,10 +13,11 @@ import torch
 from skimage import data as skimage_data
 
 from flowfeat_core.hub.loading import load_model
-from flowfeat_core.inference.backends import TOLERANCE, BackendError
+from flowfeat_core.inference.backends import BackendError
+from flowfeat_core.inference.numerics import TOLERANCE
 from flowfeat_core.inference.predictor import Predictor
-from flowfeat_core.models.config import ModelConfig
 from flowfeat_core.models.flowfeat import FlowFeat
+from flowfeat_core.models.registry import model_config
 
 pytestmark = [
     pytest.mark.cuda,
@@ -70,7 +71,7 @@ def test_onnxruntime_on_cuda_matches_cpu_fp32_or_names_the_missing_provider(
 
 def test_vit_model_on_cuda_batches_like_single_frames(photo) -> None:
     torch.manual_seed(0)
-    model = FlowFeat(ModelConfig.for_encoder("dinov2_vits14"))
+    model = FlowFeat(model_config("dinov2_vits14"))
     predictor = Predictor(model, device="cuda", precision="bf16", input_hw=(224, 224))
     flipped = np.ascontiguousarray(photo[:, ::-1])
     batch = predictor.predict([photo, flipped])

@@ -20,6 +20,7 @@ from flowfeat_core.hub.checkpoint import save_checkpoint
 from flowfeat_core.hub.loading import load_model
 from flowfeat_core.models.config import ModelConfig
 from flowfeat_core.models.flowfeat import FlowFeat
+from flowfeat_core.models.registry import model_config
 
 
 def run_export(*args: str) -> subprocess.CompletedProcess:
@@ -61,7 +62,7 @@ def test_vit_checkpoint_exports_at_a_fixed_size_only(tmp_path: Path) -> None:
     second, since the position embeddings are resampled while tracing."""
     torch.manual_seed(0)
     checkpoint = save_checkpoint(tmp_path / "vit.safetensors",
-                                 FlowFeat(ModelConfig.for_encoder("dinov2_vits14")))
+                                 FlowFeat(model_config("dinov2_vits14")))
     fixed = run_export("--checkpoint", str(checkpoint), "--out", str(tmp_path / "vit16.onnx"),
                        "--height", "56", "--width", "84", "--precision", "fp16")
     assert fixed.returncode == 0, fixed.stderr

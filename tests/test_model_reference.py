@@ -12,9 +12,8 @@ from flowfeat_core import FlowFeat, ViTSpec
 from flowfeat_core.hub.errors import CheckpointError
 from flowfeat_core.hub.loading import load_model
 from flowfeat_core.hub.official import load_official_checkpoint
-from flowfeat_core.models.config import ModelConfig
 from flowfeat_core.models.encoders.vit import DinoViT, resample_position_embedding
-from flowfeat_core.models.registry import VIT_SPECS
+from flowfeat_core.models.registry import VIT_SPECS, model_config
 
 TINY_SPEC = ViTSpec(
     patch_size=14, embed_dim=64, depth=4, num_heads=2, pretrain_img_size=518, hooks=(0, 1, 2, 3)
@@ -82,7 +81,7 @@ def released_layout(reference_dir: Path, name: str) -> dict[str, tuple[int, ...]
 
 @pytest.mark.parametrize("name", ["dinov2_vits14", "dinov2_vitb14"])
 def test_released_key_layouts_match(reference_dir: Path, name: str) -> None:
-    model = FlowFeat(ModelConfig.for_encoder(name))
+    model = FlowFeat(model_config(name))
     ours = {key: tuple(value.shape) for key, value in model.state_dict().items()}
     assert ours == released_layout(reference_dir, name)
 
@@ -109,7 +108,7 @@ def test_loads_a_checkpoint_in_the_released_vits14_layout(reference_dir: Path, t
 
 
 def test_dino_v1_layout_has_no_layerscale_or_mask_token(tmp_path: Path) -> None:
-    model = FlowFeat(ModelConfig.for_encoder("dino_vits16"))
+    model = FlowFeat(model_config("dino_vits16"))
     keys = model.state_dict().keys()
     assert "encoder.mask_token" not in keys and not any(".ls1." in key for key in keys)
     path = tmp_path / "dino_s16_flowfeat_yt.pth"

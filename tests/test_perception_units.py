@@ -175,3 +175,18 @@ def test_a_worker_that_ends_anyway_is_restarted_and_reported():
         assert time.monotonic() < deadline, "the restarted worker does not run"
         time.sleep(0.01)
     worker.stop(timeout=2)
+
+
+def test_the_status_keys_the_trainer_reads_are_the_ones_perception_writes():
+    """perception_link used to parse hand-typed key strings: a renamed key broke the loop
+    silently. Both sides now use flowfeat_ros.perception.status_keys."""
+    from flowfeat_ros.perception.pipeline_stats import PipelineStats
+    from flowfeat_ros.perception.status_keys import PROCESSED_FRAMES, STAMP_LATENCY_MEDIAN
+
+    stats = PipelineStats()
+    stats.record_frame(0.050, 0.010)
+    summary = stats.summary()
+    assert summary[PROCESSED_FRAMES] == 1
+    assert summary[STAMP_LATENCY_MEDIAN] == 50.0
+    stats.record_frame(None, 0.010)  # no running clock: no stamp latency recorded
+    assert stats.summary()[STAMP_LATENCY_MEDIAN] == 50.0 and stats.summary()[PROCESSED_FRAMES] == 2

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import statistics
 import subprocess
@@ -38,10 +37,10 @@ import torch
 
 from flowfeat_core.inference.allocator import retain_freed_memory
 from flowfeat_core.inference.backends import BACKENDS, make_runner
-from flowfeat_core.inference.device import available_cores
+from flowfeat_core.inference.device import machine_summary
 from flowfeat_core.inference.predictor import Predictor
-from flowfeat_core.models.config import ModelConfig
 from flowfeat_core.models.flowfeat import FlowFeat
+from flowfeat_core.models.registry import model_config
 
 #: Benchmarked models and the size each runs at: (model, height, width).
 MODELS = {"default": (240, 320), "dinov2_vits14": (224, 224)}
@@ -87,7 +86,7 @@ def build_model(model: str) -> FlowFeat:
         from flowfeat_core.hub.embedded import load_embedded_default
 
         return load_embedded_default()
-    return FlowFeat(ModelConfig.for_encoder(model))
+    return FlowFeat(model_config(model))
 
 
 def photo_batch(model: FlowFeat, height: int, width: int) -> torch.Tensor:
@@ -150,29 +149,6 @@ def measure(config: BenchConfig, runs: int, warmup: int, device: str, cache_dir:
     }
 
 
-def machine_description(device: str) -> str:
-    """CPU/GPU model, cores, threads, torch version."""
-    if device.startswith("cuda"):
-        processor = torch.cuda.get_device_name(torch.device(device))
-    else:
-        processor = _cpu_model()
-    return (
-        f"{processor}; {torch.get_num_threads()} torch threads on {available_cores()} cores; "
-        f"torch {torch.__version__}; Python {platform.python_version()}"
-    )
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def _row_in_subprocess(config: BenchConfig, args: argparse.Namespace, cache_dir: Path) -> dict:
     command = [sys.executable, "-m", "flowfeat_core.cli.bench", "--one", json.dumps(config.__dict__),
                "--runs", str(args.runs), "--warmup", str(args.warmup), "--device", args.device,
@@ -219,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
                 status = row.get("failed") or f"{row['latency_ms']:.1f} ms"
                 print(f"pass {repeat + 1}/{args.repeats} {config.name}: {status}", file=sys.stderr,
                       flush=True)
-    print(f"machine: {machine_description(args.device)}; batch 1; per process the median of "
+    print(f"machine: {machine_summary(torch.device(args.device))}; batch 1; per process the median of "
           f"{args.runs} runs after {args.warmup} warm-up, {args.repeats} processes per row; error of "
           f"the dense features vs eager fp32 NCHW on a real photo")
     columns = ("build s", "ms", "range ms", "fps", "peak MB", "rel L2", "max rel")

@@ -23,6 +23,7 @@ from flowfeat_core.cli.errors import reports_user_errors
 from flowfeat_core.inference.feature_stats import FeatureStats, feature_stats, median_stats, warn_if_collapsed
 from flowfeat_core.inference.predictor import Predictor
 from flowfeat_core.probes.baselines import FEATURE_SETS, FeatureSets
+from flowfeat_core.probes.heads import TASKS
 from flowfeat_core.probes.metrics import DepthMetrics, SegmentationMetrics
 from flowfeat_core.probes.propagation import PropagationConfig, jf_scores, propagate_labels
 from flowfeat_core.probes.real_images import real_images
@@ -34,7 +35,6 @@ from flowfeat_core.synthetic.flow_scores import score_teacher
 from flowfeat_core.synthetic.textures import CLASS_COLORS, CLASS_NAMES
 from flowfeat_core.training.teacher_flow import make_teacher_flow, raft_weights_path
 
-TASKS = ("depth", "segmentation")
 #: A probe reads one feature map; its spec is built as for dense-only features.
 PROBE_CHOICE = "flowfeat"
 

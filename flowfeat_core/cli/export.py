@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 
 from flowfeat_core.cli.errors import reports_user_errors
-from flowfeat_core.export.onnx_export import PRECISIONS, ExportError, export_onnx, verify_onnx
-from flowfeat_core.inference.backends import TOLERANCE
+from flowfeat_core.export.onnx_export import ExportError, export_onnx, verify_onnx
+from flowfeat_core.inference.numerics import ONNX_PRECISIONS, TOLERANCE
 
 
 def parser() -> argparse.ArgumentParser:
@@ -33,10 +33,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=0, help="export width (see --height)")
     p.add_argument("--dynamic", action="store_true",
                    help="symbolic batch, height and width (multiples of the size multiple)")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    p.add_argument("--precision", choices=ONNX_PRECISIONS, default="fp32")
     p.add_argument("--tolerance", type=float, default=None,
                    help="largest accepted relative error (default "
-                        f"{ {name: TOLERANCE[name] for name in PRECISIONS} })")
+                        f"{ {name: TOLERANCE[name] for name in ONNX_PRECISIONS} })")
     return p
 
 

@@ -9,7 +9,7 @@ import logging
 import sys
 
 from flowfeat_core.cli.errors import reports_user_errors
-from flowfeat_core.cli.stop_signals import StopSignals
+from flowfeat_core.process.stop_signals import StopSignals
 from flowfeat_core.training.config import TrainConfig, parse_args
 from flowfeat_core.training.distributed import shutdown_distributed
 

@@ -19,8 +19,8 @@ import sys
 from pathlib import Path
 
 from flowfeat_core.cli.errors import reports_user_errors
-from flowfeat_core.cli.stop_signals import StopSignals
 from flowfeat_core.continual.parameters import LoopParameters
+from flowfeat_core.process.stop_signals import StopSignals
 from flowfeat_core.settings import add_arguments, from_arguments
 
 

@@ -3,7 +3,7 @@
 The deployed file is the one the perception node's ``checkpoint`` parameter names. Every deploy
 first checks that the candidate loads, copies it into the history folder beside the deployed file
 (``<name>.history/000001.safetensors``, ...), then replaces the deployed file by an atomic,
-fsync'ed rename (:func:`flowfeat_core.hub.atomic_io.write_atomically`): a reader, or a crash at
+fsync'ed rename (:func:`flowfeat_core.process.atomic_io.write_atomically`): a reader, or a crash at
 any moment, sees the old file or the new one, never a torn one. The newest history entry is
 always the deployed model, so a rollback restores the entry before it.
 
@@ -21,9 +21,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from flowfeat_core.hub.atomic_io import copy_atomically
 from flowfeat_core.hub.checkpoint import load_checkpoint
 from flowfeat_core.hub.errors import CheckpointError
+from flowfeat_core.process.atomic_io import copy_atomically
 
 
 class DeploymentError(RuntimeError):

@@ -33,7 +33,7 @@ from flowfeat_core.continual.training_round import (
     run_round,
 )
 from flowfeat_core.data.sources import build_frame_sequences
-from flowfeat_core.hub.atomic_io import write_json_atomically
+from flowfeat_core.process.atomic_io import write_json_atomically
 
 ROUND_PREFIX = "round_"
 PLAN_FILE = "plan.json"

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flowfeat_core.hub.atomic_io import write_json_atomically
+from flowfeat_core.process.atomic_io import write_json_atomically
 
 STATE_FILE = "store.json"
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)

@@ -19,9 +19,9 @@ from pathlib import Path
 from flowfeat_core.continual.deployment import Deployment, DeploymentError, file_digest
 from flowfeat_core.continual.gates import GateDecision, GateThresholds, judge_candidate
 from flowfeat_core.data.sources import build_frame_sequences
-from flowfeat_core.hub.atomic_io import write_json_atomically
 from flowfeat_core.hub.loading import load_model
 from flowfeat_core.models.flowfeat import FlowFeat
+from flowfeat_core.process.atomic_io import write_json_atomically
 from flowfeat_core.training.config import TrainConfig
 from flowfeat_core.training.heldout import (
     HeldOutScores,

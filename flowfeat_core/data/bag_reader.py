@@ -28,16 +28,14 @@ from mcap.stream_reader import (
 )
 from rosbags.rosbag2 import Reader, ReaderError
 from rosbags.serde import SerdeError
-from rosbags.typesys import Stores, get_typestore
 
 from flowfeat_core.data.errors import DataError
+from flowfeat_core.data.ros_types import TYPESTORE
 
 LOG = logging.getLogger(__name__)
 
 IMAGE_MSGTYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 BAG_FILE_SUFFIXES = (".mcap", ".db3")
-# sensor_msgs/Image and CompressedImage are identical from Humble to Kilted.
-TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 ROSBAGS_ERRORS = (ReaderError, sqlite3.Error, OSError, KeyError, ValueError, AssertionError)
 
 

@@ -69,7 +69,24 @@ def decode_raw_image(
     if height <= 0 or width <= 0:
         raise ImageDecodeError(f"{label}: zero-size image")
     channel_bytes, channels = SUPPORTED_ENCODINGS[encoding]
-    row_bytes = width * channel_bytes * channels
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    pixels = unpack_rows(buffer, height, width, step, channels, np.dtype(f"u{channel_bytes}"),
+                         is_bigendian, label).astype(np.dtype(to_cvtype(encoding)[2]), copy=False)
+    try:
+        rgb = convert_color(pixels, encoding, "rgb8")
+    except (ImageError, cv2.error) as error:
+        raise ImageDecodeError(f"{label}: conversion to rgb8 failed: {error}") from None
+    if np.may_share_memory(rgb, buffer):
+        rgb = rgb.copy()
+    return np.ascontiguousarray(rgb, dtype=np.uint8)
+
+
+def unpack_rows(data: Any, height: int, width: int, step: int, channels: int, dtype: np.dtype,
+                is_bigendian: bool, label: str) -> np.ndarray:
+    """The HxW (one channel) or HxWxC array, in native byte order, that a sensor_msgs/Image's
+    ``data`` holds: rows ``step`` bytes apart (padding dropped), ``dtype`` elements in the
+    message's byte order. The one reading of ``step`` and ``is_bigendian`` in this package."""
+    row_bytes = width * channels * dtype.itemsize
     if step < row_bytes:
         raise ImageDecodeError(f"{label}: step {step} is smaller than width*bytes_per_pixel "
                                f"= {row_bytes}")
@@ -78,18 +95,9 @@ def decode_raw_image(
         raise ImageDecodeError(f"{label}: data has {buffer.size} bytes, expected >= "
                                f"{step * height}")
     rows = np.ascontiguousarray(buffer[: step * height].reshape(height, step)[:, :row_bytes])
-    byte_order = ">" if is_bigendian else "<"
-    pixels = rows.view(np.dtype(f"{byte_order}u{channel_bytes}")).astype(
-        np.dtype(to_cvtype(encoding)[2]), copy=False
-    )
-    pixels = pixels.reshape((height, width, channels) if channels > 1 else (height, width))
-    try:
-        rgb = convert_color(pixels, encoding, "rgb8")
-    except (ImageError, cv2.error) as error:
-        raise ImageDecodeError(f"{label}: conversion to rgb8 failed: {error}") from None
-    if np.may_share_memory(rgb, buffer):
-        rgb = rgb.copy()
-    return np.ascontiguousarray(rgb, dtype=np.uint8)
+    ordered = dtype.newbyteorder(">" if is_bigendian else "<")
+    pixels = rows.view(ordered).astype(ordered.newbyteorder("="), copy=False)
+    return pixels.reshape((height, width, channels) if channels > 1 else (height, width))
 
 
 def decode_compressed_image(fmt: str, data: Any,

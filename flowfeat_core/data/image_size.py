@@ -83,6 +83,17 @@ def compressed_image_size(fmt: str, data: Any) -> tuple[int, int]:
     return size
 
 
+def requested_size(width: int, height: int, source_hw: tuple[int, int]) -> tuple[int, int]:
+    """(height, width) asked for by a ``width`` x ``height`` setting for a source of
+    ``source_hw``: both 0 keep the source size; one 0 keeps the source's aspect ratio."""
+    src_h, src_w = source_hw
+    if width and not height:
+        height = max(1, round(src_h * width / src_w))
+    elif height and not width:
+        width = max(1, round(src_w * height / src_h))
+    return height or src_h, width or src_w
+
+
 def message_image_size(msg: Any) -> tuple[int, int]:
     """(width, height) of an Image or CompressedImage message, read without decoding it."""
     if hasattr(msg, "format"):

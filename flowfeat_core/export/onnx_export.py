@@ -22,10 +22,9 @@ import numpy as np
 import torch
 
 from flowfeat_core.error_text import first_line
-from flowfeat_core.inference.backends import TOLERANCE
+from flowfeat_core.inference.numerics import ONNX_PRECISIONS, TOLERANCE, relative_error
 from flowfeat_core.models.flowfeat import FlowFeat
 
-PRECISIONS = ("fp32", "fp16")
 INPUT_NAME = "image"
 OUTPUT_NAMES = ("encoder", "features")
 
@@ -73,8 +72,8 @@ def export_metadata(model: FlowFeat, precision: str, dynamic: bool,
 def export_onnx(model: FlowFeat, path: Path, height: int, width: int, precision: str = "fp32",
                 dynamic: bool = False, dynamic_batch: bool = False) -> Path:
     """Write ``model`` as ONNX to ``path`` (traced at ``height`` x ``width``)."""
-    if precision not in PRECISIONS:
-        raise ExportError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+    if precision not in ONNX_PRECISIONS:
+        raise ExportError(f"precision must be one of {list(ONNX_PRECISIONS)}, got {precision!r}")
     multiple = model.size_multiple
     if height % multiple or width % multiple:
         raise ExportError(f"height and width must be multiples of the model's size multiple "
@@ -132,7 +131,7 @@ def verify_onnx(model: FlowFeat, path: Path, images: torch.Tensor,
             raise ExportError(f"{name}: ONNX Runtime gives shape {got.shape}, PyTorch {want.shape}")
         error = np.abs(got.astype(np.float32) - want)
         max_abs[name] = float(error.max())
-        max_rel[name] = max_abs[name] / max(float(np.abs(want).max()), 1e-12)
+        max_rel[name] = relative_error(got, want)
         mean_abs[name] = float(error.mean())
     return Verification(max_abs, max_rel, mean_abs, tolerance if tolerance is not None
                         else TOLERANCE[precision])

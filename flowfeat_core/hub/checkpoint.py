@@ -10,12 +10,12 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from flowfeat_core.hub.atomic_io import save_safetensors
 from flowfeat_core.hub.errors import CheckpointError
 from flowfeat_core.hub.official import check_state_dict
 from flowfeat_core.hub.safetensors_header import read_tagged_metadata
 from flowfeat_core.models.config import ModelConfig
 from flowfeat_core.models.flowfeat import FlowFeat
+from flowfeat_core.process.atomic_io import save_safetensors
 
 FORMAT_KEY = "flowfeat_format"
 FORMAT_VERSION = "1"

@@ -11,11 +11,11 @@ from pathlib import Path
 
 from safetensors.torch import load_file
 
-from flowfeat_core.hub.atomic_io import save_safetensors
 from flowfeat_core.hub.checkpoint import read_checkpoint_metadata, write_metadata
 from flowfeat_core.hub.official import check_state_dict
 from flowfeat_core.models.flowfeat import FlowFeat
 from flowfeat_core.models.registry import DEFAULT_ENCODER
+from flowfeat_core.process.atomic_io import save_safetensors
 
 EMBEDDED_DECODER = (
     Path(__file__).parent.parent / "weights" / "efficientnet_lite0_flowfeat_decoder.safetensors"

@@ -10,10 +10,9 @@ import torch
 
 from flowfeat_core.error_text import first_line
 from flowfeat_core.hub.errors import CheckpointError
-from flowfeat_core.models.config import ModelConfig
 from flowfeat_core.models.encoders.vit import ViTSpec
 from flowfeat_core.models.flowfeat import FlowFeat
-from flowfeat_core.models.registry import VIT_SPECS
+from flowfeat_core.models.registry import VIT_SPECS, model_config
 
 _WRAPPER_KEYS = ("state_dict", "model")
 #: How torch.save files begin: a zip archive (PyTorch >= 1.6) or a pickle (protocol 2+ opcode).
@@ -91,7 +90,7 @@ def load_official_checkpoint(
     the encoder is inferred from the tensors and ``fdim`` read from the decoder when not given."""
     state = read_torch_state_dict(path)
     encoder = encoder or infer_official_encoder(state)
-    model = FlowFeat(ModelConfig.for_encoder(encoder, fdim or official_feature_dim(state)))
+    model = FlowFeat(model_config(encoder, fdim or official_feature_dim(state)))
     check_state_dict(state, model.state_dict(), f"checkpoint {path}")
     model.load_state_dict(state)
     return model.eval()

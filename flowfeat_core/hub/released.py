@@ -9,8 +9,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from flowfeat_core.hub.atomic_io import write_atomically
 from flowfeat_core.hub.errors import WeightsUnavailableError
+from flowfeat_core.process.atomic_io import write_atomically
 
 RELEASE_URL = "https://cvg.cit.tum.de/webshare/g/papers/flowfeat/"
 

@@ -17,7 +17,9 @@ import torch
 from torch import nn
 
 from flowfeat_core.error_text import first_line
+from flowfeat_core.export.onnx_export import OUTPUT_NAMES, export_onnx
 from flowfeat_core.inference.device import AUTOCAST_DTYPES, Precision
+from flowfeat_core.inference.numerics import ONNX_PRECISIONS, TOLERANCE, relative_error
 from flowfeat_core.models.flowfeat import FlowFeat, pad_to_multiple
 from flowfeat_core.models.registry import encoder_entry
 
@@ -27,7 +29,6 @@ BACKENDS = ("torch", "torch-compile", "onnxruntime")
 #: share. fp16 keeps 11 significant bits and its rounding accumulates through the encoder: the
 #: default model's ONNX features on the CPU measured 1.5e-2 at 96x128 but 0.111 at 240x320 (mean
 #: absolute error 2.7e-3), which the check refuses.
-TOLERANCE = {"fp32": 1e-3, "bf16": 5e-2, "fp16": 5e-2}
 #: ONNX files (and TensorRT engines) are cached here unless FLOWFEAT_BACKEND_CACHE says otherwise.
 DEFAULT_CACHE = Path(os.environ.get("FLOWFEAT_BACKEND_CACHE",
                                     Path.home() / ".cache" / "flowfeat" / "backends"))
@@ -117,16 +118,15 @@ def onnxruntime_runner(model: FlowFeat, device: torch.device, precision: Precisi
         import onnxruntime
     except ImportError as error:
         raise BackendError("the onnxruntime backend needs the onnxruntime package") from error
-    if precision not in ("fp32", "fp16"):
-        raise BackendError(f"the onnxruntime backend runs fp32 or fp16, not {precision}")
+    if precision not in ONNX_PRECISIONS:
+        raise BackendError(f"the onnxruntime backend runs {' or '.join(ONNX_PRECISIONS)}, not "
+                           f"{precision}")
     providers = onnxruntime_providers(device, cache_dir, precision)
     digest = model_digest(model, precision)
     input_dtype = np.float16 if precision == "fp16" else np.float32
     sessions: dict[tuple[int, int], onnxruntime.InferenceSession] = {}
 
     def session_for(height: int, width: int) -> onnxruntime.InferenceSession:
-        from flowfeat_core.export.onnx_export import export_onnx
-
         path = cache_dir / f"flowfeat-{digest}-{height}x{width}.onnx"
         if not path.is_file():
             partial = path.with_suffix(".partial.onnx")
@@ -135,8 +135,6 @@ def onnxruntime_runner(model: FlowFeat, device: torch.device, precision: Precisi
         return onnxruntime.InferenceSession(str(path), providers=providers)
 
     def run(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        from flowfeat_core.export.onnx_export import OUTPUT_NAMES
-
         height, width = images.shape[-2:]
         # graphs take multiples of the size multiple: pad (and crop the features) as the model's
         # own forward does for other sizes
@@ -203,7 +201,7 @@ def compare_with_eager(backend: str, got: tuple[torch.Tensor, torch.Tensor], mod
     want = torch_runner(model, images.device, "fp32")(images)
     worst = 0.0
     for name, a, b in zip(("encoder", "features"), got, want, strict=True):
-        error = float((a - b).abs().max()) / max(float(b.abs().max()), 1e-12)
+        error = relative_error(a.detach().float().cpu().numpy(), b.detach().float().cpu().numpy())
         worst = max(worst, error)
         if not error <= TOLERANCE[precision]:
             raise BackendError(f"{backend} ({precision}) disagrees with eager PyTorch fp32 at "

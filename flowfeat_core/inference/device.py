@@ -1,8 +1,10 @@
-"""Where and how inference runs: device, numeric precision and CPU threads."""
+"""Where and how inference runs: device, numeric precision and CPU threads, and the one
+description of the machine that benchmarks and trained weights record."""
 
 from __future__ import annotations
 
 import os
+import platform
 from typing import Literal, get_args
 
 import torch
@@ -53,3 +55,39 @@ def check_precision(precision: str, device: torch.device) -> None:
         raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
     if precision == "fp16" and device.type != "cuda":
         raise ValueError("precision fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def describe_machine(device: torch.device) -> dict[str, object]:
+    """What a measurement or a training run ran on (stored with trained weights)."""
+    described: dict[str, object] = {
+        "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "cpu_count": available_cores(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": str(device),
+    }
+    if device.type == "cuda":
+        described["gpu"] = torch.cuda.get_device_name(device)
+    return described
+
+
+def machine_summary(device: torch.device) -> str:
+    """:func:`describe_machine` as one line for benchmark reports."""
+    facts = describe_machine(device)
+    processor = facts.get("gpu", facts["cpu"])
+    return (f"{processor}; {facts['torch_threads']} torch threads on {facts['cpu_count']} cores; "
+            f"torch {facts['torch']}; Python {facts['python']}")

@@ -19,7 +19,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from flowfeat_core.inference.allocator import retain_freed_memory
 from flowfeat_core.inference.backends import DEFAULT_CACHE, make_runner
 from flowfeat_core.inference.device import Precision, check_precision, select_device
 from flowfeat_core.models.flowfeat import FlowFeat
@@ -59,9 +58,9 @@ class Predictor:
     ) -> None:
         """``backend``: torch (eager), torch-compile or onnxruntime (see inference/backends.py);
         a non-eager backend is checked against eager fp32 here and refused (BackendError, a
-        ValueError) when it disagrees. Creating a Predictor sets the process's malloc policy
-        (inference/allocator.py): per-frame maps reuse retained memory instead of new pages."""
-        retain_freed_memory()
+        ValueError) when it disagrees. A program that runs a Predictor every frame should call
+        ``inference.allocator.retain_freed_memory()`` once at start (the nodes and the bench do):
+        per-frame maps then reuse retained memory instead of new pages."""
         self.device = select_device(device)
         check_precision(precision, self.device)
         if input_short_side < 0:

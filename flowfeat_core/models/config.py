@@ -1,16 +1,17 @@
-"""ModelConfig: everything needed to rebuild a FlowFeat network (stored in our checkpoints)."""
+"""ModelConfig: everything needed to rebuild a FlowFeat network (stored in our checkpoints).
+
+Plain data: it validates its own fields and knows nothing of the encoder registry, which makes
+configs (``registry.model_config``) and checks encoder names when a network is built."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
 from flowfeat_core.models.encoders.vit import ViTSpec
-from flowfeat_core.models.registry import CUSTOM_VIT, DEFAULT_ENCODER, ENCODERS, encoder_entry
 from flowfeat_core.models.validation import require_floats, require_int
 
 # Keys written by earlier versions that carry no information; accepted when reading old files.
 _LEGACY_EMPTY_KEYS = ("extra",)
-_DEFAULT = ENCODERS[DEFAULT_ENCODER]
 #: Integer fields and their allowed ranges.
 INT_FIELDS = {"fdim": (1, 4096), "decoder_width": (1, 4096), "decoder_head_width": (1, 4096),
               "input_short_side": (16, 4096)}
@@ -22,39 +23,28 @@ class ModelConfig:
     fixes the decoder kind; ``vit_spec`` describes a ViT encoder's architecture;
     ``decoder_width`` / ``decoder_head_width`` size the fusion decoder; ``mean``/``std`` normalise
     the input; ``input_short_side`` is the preferred network input (shorter image side).
-    Build one with :meth:`for_encoder` to get the entry's defaults.
+    Build one with ``registry.model_config`` to get the entry's values.
     """
 
-    encoder: str = DEFAULT_ENCODER
+    encoder: str
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    input_short_side: int
     fdim: int = 128
     vit_spec: ViTSpec | None = None
     decoder_width: int = 64
     decoder_head_width: int = 32
-    mean: tuple[float, float, float] = _DEFAULT.mean
-    std: tuple[float, float, float] = _DEFAULT.std
-    input_short_side: int = _DEFAULT.input_short_side
 
     def __post_init__(self) -> None:
         """Reject impossible values with the field's name (configs come from checkpoint files)."""
-        if not isinstance(self.encoder, str) or self.encoder not in ENCODERS:
-            raise ValueError(f"ModelConfig.encoder must be one of {sorted(ENCODERS)}, got {self.encoder!r}")
+        if not isinstance(self.encoder, str) or not self.encoder:
+            raise ValueError(f"ModelConfig.encoder must be an encoder name, got {self.encoder!r}")
         for name, (low, high) in INT_FIELDS.items():
             require_int("ModelConfig", name, getattr(self, name), low, high)
         object.__setattr__(self, "mean", require_floats("ModelConfig", "mean", self.mean, 3))
         object.__setattr__(self, "std", require_floats("ModelConfig", "std", self.std, 3, positive=True))
         if self.vit_spec is not None and not isinstance(self.vit_spec, ViTSpec):
             raise ValueError(f"ModelConfig.vit_spec must be a ViTSpec, got {type(self.vit_spec).__name__}")
-
-    @classmethod
-    def for_encoder(cls, encoder: str | ViTSpec, fdim: int = 128) -> ModelConfig:
-        """The configuration of ``encoder`` (a registry name, or a ViTSpec for a custom ViT)."""
-        if isinstance(encoder, ViTSpec):
-            entry, spec = ENCODERS[CUSTOM_VIT], encoder
-        else:
-            entry = encoder_entry(encoder)
-            spec = entry.vit_spec
-        return cls(encoder=entry.name, fdim=fdim, vit_spec=spec, mean=entry.mean, std=entry.std,
-                   input_short_side=entry.input_short_side)
 
     def to_dict(self) -> dict:
         """JSON-friendly form."""

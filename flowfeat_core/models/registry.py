@@ -9,18 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from torch import nn
 
+from flowfeat_core.models.config import ModelConfig
 from flowfeat_core.models.decoders.dpt import DPTDecoder
 from flowfeat_core.models.decoders.fusion import FusionDecoder
 from flowfeat_core.models.encoders.efficientnet import EfficientNetEncoder
 from flowfeat_core.models.encoders.vit import DINO_HOOKS, DinoViT, ViTSpec
 from flowfeat_core.models.normalization import IMAGENET_MEAN, IMAGENET_STD
-
-if TYPE_CHECKING:
-    from flowfeat_core.models.config import ModelConfig
 
 EncoderBuilder = Callable[["ModelConfig", bool], nn.Module]
 DecoderBuilder = Callable[["ModelConfig", tuple[int, ...]], nn.Module]
@@ -94,6 +91,17 @@ DEFAULT_ENCODER = "efficientnet_lite0"
 
 #: Encoders with a fixed ViT architecture, by name (the released FlowFeat encoders).
 VIT_SPECS: dict[str, ViTSpec] = {name: e.vit_spec for name, e in ENCODERS.items() if e.vit_spec}
+
+
+def model_config(encoder: str | ViTSpec, fdim: int = 128) -> ModelConfig:
+    """The configuration of ``encoder`` (a registry name, or a ViTSpec for a custom ViT)."""
+    if isinstance(encoder, ViTSpec):
+        entry, spec = ENCODERS[CUSTOM_VIT], encoder
+    else:
+        entry = encoder_entry(encoder)
+        spec = entry.vit_spec
+    return ModelConfig(encoder=entry.name, fdim=fdim, vit_spec=spec, mean=entry.mean,
+                       std=entry.std, input_short_side=entry.input_short_side)
 
 
 def encoder_entry(name: str) -> EncoderEntry:

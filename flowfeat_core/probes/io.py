@@ -8,9 +8,9 @@ from pathlib import Path
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from flowfeat_core.hub.atomic_io import save_safetensors
 from flowfeat_core.hub.safetensors_header import read_tagged_metadata
 from flowfeat_core.probes.heads import Probe, ProbeSpec
+from flowfeat_core.process.atomic_io import save_safetensors
 
 FORMAT_KEY = "flowfeat_probe_format"
 FORMAT_VERSION = "1"

@@ -15,11 +15,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 from rosbags.rosbag2 import StoragePlugin, Writer
-from rosbags.typesys import Stores, get_typestore
 
+from flowfeat_core.data.ros_types import TYPESTORE
 from flowfeat_core.synthetic.benchmark import SyntheticSequence
 
-TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 IMAGE_MSGTYPE = "sensor_msgs/msg/Image"
 START_STAMP_NS = 1_700_000_000_000_000_000
 

@@ -1,6 +1,6 @@
 """On-disk cache of teacher optical flow, one float16 .npy file per frame pair.
 
-Writes are atomic (``hub.atomic_io.write_atomically``), so concurrent data-loader
+Writes are atomic (``process.atomic_io.write_atomically``), so concurrent data-loader
 workers never see half-written files; a file that is corrupt or truncated anyway (e.g. after a crash
 of the file system) reads as a miss and is replaced by the next ``put``.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flowfeat_core.hub.atomic_io import write_atomically
+from flowfeat_core.process.atomic_io import write_atomically
 
 _LOG = logging.getLogger(__name__)
 

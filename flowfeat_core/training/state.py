@@ -11,8 +11,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open
 
-from flowfeat_core.hub.atomic_io import save_safetensors
 from flowfeat_core.hub.errors import CheckpointError
+from flowfeat_core.process.atomic_io import save_safetensors
 
 
 @dataclass

@@ -6,7 +6,6 @@ import copy
 import logging
 import math
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +21,7 @@ from flowfeat_core.data.pairs import FramePairDataset
 from flowfeat_core.data.sources import build_frame_sequences
 from flowfeat_core.hub.checkpoint import save_checkpoint
 from flowfeat_core.hub.loading import load_model
-from flowfeat_core.inference.device import select_device
+from flowfeat_core.inference.device import describe_machine, select_device
 from flowfeat_core.inference.feature_stats import CollapseWatch, feature_stats
 from flowfeat_core.inference.predictor import Predictor
 from flowfeat_core.models.flowfeat import FlowFeat
@@ -63,32 +62,6 @@ def build_model(config: TrainConfig) -> FlowFeat:
         return load_model(config.init)
     torch.manual_seed(config.seed)
     return FlowFeat.embedded_default()
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine_description(device: torch.device) -> dict:
-    """What the run ran on, for the checkpoint's provenance."""
-    described = {
-        "platform": platform.platform(),
-        "cpu": _cpu_name(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "device": str(device),
-    }
-    if device.type == "cuda":
-        described["gpu"] = torch.cuda.get_device_name(device)
-    return described
 
 
 class Trainer:
@@ -314,7 +287,7 @@ class Trainer:
             "train_config": self.config.to_dict(),
             "world_size": self.context.world_size,
             "wall_seconds": round(self.train_seconds(), 1),
-            "machine": machine_description(self.device),
+            "machine": describe_machine(self.device),
             "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
 

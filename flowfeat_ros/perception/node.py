@@ -48,6 +48,7 @@ from flowfeat_ros.perception.runtime import (
     build_runtime,
     file_times,
 )
+from flowfeat_ros.perception.status_keys import CHECKPOINT, LAST_LOAD_ERROR, STATUS_KIND
 from flowfeat_ros.perception.worker import InferenceWorker
 
 RELOAD_TIMEOUT_S = 300.0
@@ -208,8 +209,8 @@ class PerceptionNode(Node):
         values["backend"] = runtime.predictor.backend
         values["cpu_threads"] = torch.get_num_threads()
         values["model"] = runtime.description
-        values["checkpoint"] = runtime.settings.checkpoint
-        values["last_load_error"] = self.manager.last_error
+        values[CHECKPOINT] = runtime.settings.checkpoint
+        values[LAST_LOAD_ERROR] = self.manager.last_error
         values.update(self.problems.diagnostic_values())
         values["worker_errors"] = self.worker.errors
         values["worker_restarts"] = self.worker.restarts
@@ -227,7 +228,7 @@ class PerceptionNode(Node):
             problems.insert(0, f"inference worker ended ({self.worker.last_exit}) and was "
                                f"restarted ({self.worker.restarts} restarts)")
         message = "; ".join(problems) or f"running {runtime.description}"
-        publish_status(self, self.diagnostics, "perception", level, message, values,
+        publish_status(self, self.diagnostics, STATUS_KIND, level, message, values,
                        hardware_id=str(runtime.predictor.device))
 
     def _input_problems(self, values: dict[str, object]) -> list[str]:

@@ -10,6 +10,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from flowfeat_ros.perception.status_keys import PROCESSED_FRAMES, STAMP_LATENCY
+
 STAGES = ("decode", "preprocess", "model", "postprocess", "publish")
 RATE_WINDOW_S = 5.0
 
@@ -78,9 +80,9 @@ class PipelineStats:
         rate = self.output_rate_hz()
         with self._lock:
             values: dict[str, float | int] = {
-                "output_rate_hz": rate, "processed_frames": self.processed,
+                "output_rate_hz": rate, PROCESSED_FRAMES: self.processed,
                 "invalid_frames": self.invalid, "batches": self.batches}
-            for label, samples in (("latency_stamp_ms", self._stamp_latency_ms),
+            for label, samples in ((STAMP_LATENCY, self._stamp_latency_ms),
                                    ("latency_internal_ms", self._internal_latency_ms)):
                 if samples:
                     values[f"{label}_median"] = float(np.median(samples))

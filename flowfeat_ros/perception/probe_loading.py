@@ -7,8 +7,6 @@ from typing import Any
 
 from flowfeat_core.probes.io import load_probe
 
-PROBE_TASKS = ("depth", "segmentation")
-
 
 class ProbeLoadError(ValueError):
     """A probe cannot be used; the message is one line naming the file and the problem."""

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from flowfeat_core.data.image_size import requested_size
 from flowfeat_core.inference.pca import FeaturePCA
 
 
@@ -18,12 +19,7 @@ def output_size(width: int, height: int, input_hw: tuple[int, int],
     """(height, width) of the outputs: both 0 = network size; one 0 = keep the input aspect."""
     if not width and not height:
         return network_hw
-    in_h, in_w = input_hw
-    if not height:
-        height = max(1, round(in_h * width / in_w))
-    elif not width:
-        width = max(1, round(in_w * height / in_h))
-    return height, width
+    return requested_size(width, height, input_hw)
 
 
 def resize_maps(maps: torch.Tensor, size_hw: tuple[int, int]) -> torch.Tensor:

@@ -12,6 +12,8 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
+from flowfeat_ros.perception.status_keys import STATUS_KIND
+
 RELIABLE = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
 SENSOR_DATA = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
 
@@ -49,7 +51,7 @@ class StreamMonitor:
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
-            if status.name.endswith(": perception"):
+            if status.name.endswith(f": {STATUS_KIND}"):
                 self.diagnostics = {kv.key: kv.value for kv in status.values}
 
     def reset(self) -> None:

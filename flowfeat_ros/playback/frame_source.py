@@ -13,12 +13,9 @@ import yaml
 from rosbags.rosbag2 import Reader
 from sensor_msgs.msg import CameraInfo
 
+from flowfeat_core.data.bag_reader import image_topic_counts, iter_image_messages, select_image_topics
 from flowfeat_core.data.image_codec import decode_image_message
-from flowfeat_ros.recording.motion_gate import TYPESTORE
-from flowfeat_ros.recording.topics import COMPRESSED_IMAGE, IMAGE
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
-
+from flowfeat_core.data.image_folder import list_image_files
 
 # Sources yield one loader per frame, so a frame that fails to decode is skipped (the loader
 # raises ValueError) without ending the iteration.
@@ -51,18 +48,17 @@ def _folder_frames(files: list[Path]) -> Iterator[FrameLoader]:
 
 
 def _bag_frames(path: Path, topic: str) -> Iterator[FrameLoader]:
-    with Reader(path) as reader:
-        connections = [c for c in reader.connections if c.topic == topic]
-        for connection, _, raw in reader.messages(connections=connections):
-            msg = TYPESTORE.deserialize_cdr(raw, connection.msgtype)
-            yield lambda msg=msg: decode_image_message(msg)
+    for _, msg in iter_image_messages(path, topic):  # the training reader: CRC-checked chunks
+        yield lambda msg=msg: decode_image_message(msg)
 
 
 class FrameSource:
     """A replayable sequence of RGB frames with its native frame rate (None if it has none)."""
 
     def __init__(self, source: str, bag_topic: str = "") -> None:
-        """Open ``source``: a video file, a folder of images, or a rosbag2 directory."""
+        """Open ``source``: a video file, a folder of images, or a rosbag2 directory (read by
+        flowfeat_core.data, so playback and training see the same frames in the same order).
+        Raises ValueError (DataError) when it cannot be played."""
         path = Path(source).expanduser()
         self.path = path
         self.fps: float | None = None
@@ -71,9 +67,7 @@ class FrameSource:
         if (path / "metadata.yaml").is_file():
             self.bag_topic = self._pick_bag_topic(path, bag_topic)
         elif path.is_dir():
-            self.files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-            if not self.files:
-                raise ValueError(f"folder {path} holds no {sorted(IMAGE_SUFFIXES)} images")
+            self.files = list_image_files(path)  # natural order, as training reads folders
         else:
             capture = cv2.VideoCapture(str(path))
             if not capture.isOpened():
@@ -83,19 +77,13 @@ class FrameSource:
             self.fps = fps if fps and math.isfinite(fps) and fps > 0 else None
 
     def _pick_bag_topic(self, path: Path, wanted: str) -> str:
+        """``wanted``, or the image topic with most frames (as training picks it)."""
+        (topic,) = select_image_topics(path, [wanted] if wanted else None)
+        count = image_topic_counts(path)[topic]
         with Reader(path) as reader:
-            images = {c.topic: c for c in reader.connections
-                      if c.msgtype in (IMAGE, COMPRESSED_IMAGE)}
-            if wanted and wanted not in images:
-                raise ValueError(f"bag {path} has no image topic {wanted!r} "
-                                 f"(image topics: {sorted(images)})")
-            if not images:
-                raise ValueError(f"bag {path} has no Image/CompressedImage topic")
-            topic = wanted or sorted(images)[0]
-            count = images[topic].msgcount
             if count > 1 and reader.duration > 0:
                 self.fps = (count - 1) / (reader.duration * 1e-9)
-            return topic
+        return topic
 
     def frames(self) -> Iterator[FrameLoader]:
         """A fresh iterator over loaders of all frames, from the start."""

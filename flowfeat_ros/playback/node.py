@@ -18,6 +18,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
 from flowfeat_core.data.image_codec import encode_compressed
+from flowfeat_core.data.image_size import requested_size
 from flowfeat_ros.image_conversion import rgb8_to_msg, scale_camera_info
 from flowfeat_ros.parameter_declarations import declare_settings
 from flowfeat_ros.playback.frame_source import (
@@ -28,14 +29,6 @@ from flowfeat_ros.playback.frame_source import (
 )
 from flowfeat_ros.playback.settings import PlaybackSettings
 from flowfeat_ros.qos import qos_profile
-
-
-def _output_size(width: int, height: int, src_w: int, src_h: int) -> tuple[int, int]:
-    if width and not height:
-        height = max(1, round(src_h * width / src_w))
-    elif height and not width:
-        width = max(1, round(src_w * height / src_h))
-    return (width or src_w, height or src_h)
 
 
 class VideoPublisher(Node):
@@ -109,8 +102,7 @@ class VideoPublisher(Node):
         except ValueError as error:  # includes ImageDecodeError
             self.get_logger().warning(f"skipping a frame: {error}", throttle_duration_sec=5.0)
             return
-        width, height = _output_size(self.params.width, self.params.height,
-                                     rgb.shape[1], rgb.shape[0])
+        height, width = requested_size(self.params.width, self.params.height, rgb.shape[:2])
         if (width, height) != (rgb.shape[1], rgb.shape[0]):
             rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
         header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.params.frame_id)

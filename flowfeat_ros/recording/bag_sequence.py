@@ -16,9 +16,9 @@ from pathlib import Path
 from rosbags.interfaces import Connection
 from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
 
+from flowfeat_core.data.ros_types import TYPESTORE
 from flowfeat_ros.recording.chunk_crc import write_chunk_crcs
 from flowfeat_ros.recording.durability import DiskWriteError, flush_to_disk, undo_on_failure
-from flowfeat_ros.recording.motion_gate import TYPESTORE
 from flowfeat_ros.recording.topics import TopicSpec
 
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}

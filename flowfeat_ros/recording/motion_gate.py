@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from rosbags.typesys import Stores, get_typestore
 
 from flowfeat_core.data.image_size import DECODER_MAX_PIXELS, compressed_image_size
+from flowfeat_core.data.ros_types import TYPESTORE
 from flowfeat_ros.recording.topics import COMPRESSED_IMAGE, IMAGE
 
-TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 THUMB_WIDTH = 80  # pixels across a thumbnail (about)
 _CHANNELS_8BIT = {"mono8": 1, "8UC1": 1, "rgb8": 3, "bgr8": 3, "8UC3": 3, "rgba8": 4, "bgra8": 4,
                   "8UC4": 4}

@@ -23,8 +23,8 @@ from backports import zstd
 from mcap.exceptions import McapError
 from mcap.reader import NonSeekingReader
 
+from flowfeat_core.data.ros_types import TYPESTORE
 from flowfeat_ros.recording.bag_sequence import BagFormat
-from flowfeat_ros.recording.motion_gate import TYPESTORE
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 RawMessage = tuple[str, str, int, bytes]  # topic, msgtype, timestamp ns, CDR bytes

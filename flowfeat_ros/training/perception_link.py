@@ -18,9 +18,17 @@ from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
 from std_srvs.srv import Trigger
 
+from flowfeat_ros.diagnostics import level_value
+from flowfeat_ros.perception.status_keys import (
+    CHECKPOINT,
+    LAST_LOAD_ERROR,
+    PROCESSED_FRAMES,
+    STAMP_LATENCY_MEDIAN,
+    STATUS_KIND,
+)
+
 #: A perception status older than this is not used to pause training (the node may be gone).
 FRESH_S = 5.0
-ERROR_LEVEL = 2  # DiagnosticStatus.ERROR
 
 
 class PerceptionUnavailableError(RuntimeError):
@@ -44,11 +52,6 @@ class PerceptionStatus:
     latency_ms: float | None
 
 
-def _level(status: DiagnosticStatus) -> int:
-    level = status.level
-    return int.from_bytes(level, "little") if isinstance(level, bytes) else int(level)
-
-
 def _same_file(checkpoint: str, deployed: Path) -> bool:
     return bool(checkpoint) and Path(checkpoint).expanduser().resolve() == deployed.resolve()
 
@@ -62,7 +65,7 @@ class PerceptionLink:
         self._stop = stop
         namespace = node.get_namespace().rstrip("/")
         self.name = name if name.startswith("/") else f"{namespace}/{name}"
-        self._status_name = f"{self.name}: perception"
+        self._status_name = f"{self.name}: {STATUS_KIND}"
         self._status: PerceptionStatus | None = None
         self._processed = 0
         self._lock = threading.Lock()
@@ -75,14 +78,14 @@ class PerceptionLink:
             if status.name != self._status_name:
                 continue
             values = {kv.key: kv.value for kv in status.values}
-            latency = values.get("latency_stamp_ms_median")
-            processed = int(values.get("processed_frames", 0))
+            latency = values.get(STAMP_LATENCY_MEDIAN)
+            processed = int(values.get(PROCESSED_FRAMES, 0))
             with self._lock:
                 previous = self._status
                 self._status = PerceptionStatus(
                     time.monotonic(), previous.number + 1 if previous else 0,
-                    previous is not None and processed > self._processed, _level(status),
-                    values.get("checkpoint", ""), values.get("last_load_error", ""),
+                    previous is not None and processed > self._processed, level_value(status.level),
+                    values.get(CHECKPOINT, ""), values.get(LAST_LOAD_ERROR, ""),
                     float(latency) if latency else None)
                 self._processed = processed
 
@@ -153,7 +156,7 @@ class PerceptionLink:
                     return f"serves {status.checkpoint or 'an unknown model'}, not {deployed}"
                 if status.load_error:
                     return f"load error: {status.load_error}"
-                if status.level >= ERROR_LEVEL:
+                if status.level >= level_value(DiagnosticStatus.ERROR):
                     return "its diagnostics report an error"
                 return None
             self._stop.wait(0.1)

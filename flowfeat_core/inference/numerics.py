@@ -1,0 +1,19 @@
+"""How closely a fast path must agree with eager fp32 PyTorch, measured one way everywhere
+(backends when they load, the ONNX export's verification): tolerances per precision, the
+precisions an ONNX graph can run, and the error measure."""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Largest relative error (see :func:`relative_error`) accepted per precision.
+TOLERANCE = {"fp32": 1e-3, "bf16": 5e-2, "fp16": 5e-2}
+#: Precisions an exported ONNX graph runs (ONNX Runtime has no bf16 CPU kernels for it).
+ONNX_PRECISIONS = ("fp32", "fp16")
+
+
+def relative_error(got: np.ndarray, want: np.ndarray) -> float:
+    """Max absolute error over the max absolute reference value (scale-free, 0 = identical)."""
+    got = np.asarray(got, dtype=np.float32)
+    want = np.asarray(want, dtype=np.float32)
+    return float(np.abs(got - want).max()) / max(float(np.abs(want).max()), 1e-12)
