@@ -4,7 +4,7 @@ node reloads the candidate that passed the gates; ~/rollback puts the old model 
 worse by construction (the authors' loss on a static clip, from the shipped decoder) is refused
 and the deployed model stays; the trainer is killed mid-round (SIGKILL: resumes from its saved
 state; SIGTERM: saves and exits 0); training pauses while perception, busy with a camera, is
-slower than its bound; a deployed file damaged on disk is restored when perception refuses it."""
+slower than its bound; a deployed file damaged on disk is restored from the history."""
 
 from __future__ import annotations
 
@@ -208,7 +208,9 @@ def test_a_worse_candidate_is_refused_and_the_trainer_survives_kills(peer, tmp_p
         started += [perception.proc, trainer.proc]
         spin_until(peer, lambda: "perception confirmed" in status.get("serving"), 120,
                    "the deployed file served at start-up", trainer)
-        assert "restored the deployed file from 000001" in status.get("serving")
+        # found damaged by the trainer's own check, before perception was asked to serve it
+        assert "was damaged" in trainer.output() and "restored 000001.safetensors" in (
+            trainer.output())
         assert deployed.read_bytes() == good
 
         reply = call_trigger(peer, f"{namespace}/trainer/rollback", trainer)
