@@ -25,6 +25,7 @@ def photo() -> np.ndarray:
     return np.ascontiguousarray(skimage_data.astronaut())
 
 
+@pytest.mark.slow
 def test_onnxruntime_backend_matches_eager_and_reuses_its_exports(tmp_path: Path, photo) -> None:
     eager = Predictor(load_model("default"), device="cpu", input_hw=(120, 160))
     onnx = Predictor(load_model("default"), device="cpu", input_hw=(120, 160),

@@ -6,7 +6,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from flowfeat_core.cli.bench import configurations
+
+pytestmark = pytest.mark.slow  # minutes of training or exporting on the 2-core machine
 
 
 def test_bench_prints_a_row_per_configuration_with_its_error() -> None:

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from test_packaging import BUILD_INPUTS, OPTIONAL_BUILD_INPUTS, PACKAGE_NAME, setup_py_console_scripts
 
+pytestmark = pytest.mark.slow  # minutes of training or exporting on the 2-core machine
+
 COLCON = Path(sys.executable).with_name("colcon")
 
 

@@ -22,6 +22,8 @@ from flowfeat_core.hub.loading import load_model
 from flowfeat_core.models.flowfeat import FlowFeat
 from flowfeat_core.training.heldout import HeldOutScores, evaluate_heldout, heldout_batches
 
+pytestmark = pytest.mark.slow  # minutes of training or exporting on the 2-core machine
+
 INPUT_SIZE = 96
 
 

@@ -21,7 +21,7 @@ from test_perception_support import (
 
 from flowfeat_ros.dds_profile import PROFILE_VARIABLES, profile_variable, use_large_message_profile
 
-pytestmark = pytest.mark.ros
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
 BUILTIN_TRANSPORTS_PROFILE = Path(__file__).parent / "data" / "fastdds_builtin_transports.xml"
 __all__ = ["checkpoint", "peer"]  # fixtures used by this module
 

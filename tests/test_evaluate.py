@@ -109,6 +109,7 @@ def test_evaluate_cli_tiny_json(capsys):
     assert "checkpoint not found" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_default_model_beats_its_untrained_decoder_and_bilinear_upsampling_on_real_images(capsys):
     """The decision table (README, "Real-image yardstick"), on the fast subset of the tune split
     (measured: depth R2 0.573 / 0.299 untrained / 0.568 bilinear, propagation gap 2 0.843 / 0.803
@@ -124,6 +125,7 @@ def test_default_model_beats_its_untrained_decoder_and_bilinear_upsampling_on_re
         assert real["flowfeat"][measure] > real["bilinear"][measure] + 0.01, (measure, real)
 
 
+@pytest.mark.slow
 def test_default_model_beats_its_untrained_decoder_on_the_procedural_benchmark(capsys):
     """The second table (README): on held-out procedural sequences the shipped decoder beats the
     untrained decoder on all six metrics and is not collapsed on real images."""

@@ -22,6 +22,8 @@ from flowfeat_core.models.config import ModelConfig
 from flowfeat_core.models.flowfeat import FlowFeat
 from flowfeat_core.models.registry import model_config
 
+pytestmark = pytest.mark.slow  # minutes of training or exporting on the 2-core machine
+
 
 def run_export(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "flowfeat_core.export", *args], capture_output=True,

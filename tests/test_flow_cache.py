@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import cv2
@@ -84,25 +83,3 @@ def test_rejects_bad_input(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="alphanumeric"):
         cache.get("../escape")
     assert not any(tmp_path.rglob("*"))
-
-
-def test_cache_load_is_faster_than_dis(tmp_path: Path, basketball_flow) -> None:
-    """Best of 3 on the 640 x 480 pair; prints both times (run pytest -s to see them)."""
-    frame_a, frame_b, flow = basketball_flow
-    cache = FlowCache(tmp_path)
-    key = flow_cache_key("basketball", 1, 2, "dis_medium", flow.shape[:2])
-    cache.put(key, flow)
-    dis = DISFlow()
-
-    def best_of_three(action) -> float:
-        times = []
-        for _ in range(3):
-            start = time.perf_counter()
-            action()
-            times.append(time.perf_counter() - start)
-        return min(times)
-
-    compute_s = best_of_three(lambda: dis(frame_a, frame_b))
-    load_s = best_of_three(lambda: cache.get(key))
-    print(f"DIS medium 640x480: {compute_s * 1e3:.1f} ms; cache load: {load_s * 1e3:.2f} ms")
-    assert load_s < compute_s

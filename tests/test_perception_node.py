@@ -398,6 +398,7 @@ def test_relative_depth_is_published_apart_from_metres(peer, node, camera, frame
     assert set_parameters(peer, NODE, depth_probe="")[0].successful
 
 
+@pytest.mark.slow
 def test_backend_parameter_swaps_to_onnxruntime_while_streaming(peer, node, camera, outputs,
                                                                 frames, checkpoint):
     """The backend swaps like a checkpoint (loaded and checked in the background); a bad one is

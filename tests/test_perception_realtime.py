@@ -29,7 +29,7 @@ from test_perception_support import (
 
 from flowfeat_core.inference.device import cpu_inference_threads
 
-pytestmark = pytest.mark.ros
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
 __all__ = ["checkpoint", "peer"]  # fixtures used by this module
 SENSOR_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
 

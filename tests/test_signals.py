@@ -16,7 +16,7 @@ from mcap.reader import make_reader
 from rosbags.rosbag2 import Reader
 from test_perception_support import CONFIG, REPO, VIDEO, make_checkpoint
 
-pytestmark = pytest.mark.ros
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 TRACEBACK_MARKERS = ("Traceback", "KeyboardInterrupt", "Exception ignored", "RCLError")
 

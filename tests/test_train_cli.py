@@ -20,6 +20,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from flowfeat_core.hub.checkpoint import load_checkpoint, read_checkpoint_metadata
 from flowfeat_core.training.state import load_training_state
 
+pytestmark = pytest.mark.slow  # minutes of training or exporting on the 2-core machine
+
 TINY = ["--batch-size", "2", "--input-size", "64", "--max-side", "96", "--workers", "0", "--log-every", "1"]
 
 

@@ -27,6 +27,8 @@ from flowfeat_core.data.sources import build_frame_sequences
 from flowfeat_core.hub.checkpoint import load_checkpoint
 from flowfeat_core.training.heldout import HeldOutScores, evaluate_heldout, heldout_batches
 
+pytestmark = pytest.mark.slow  # minutes of training or exporting on the 2-core machine
+
 INPUT_SIZE = 128
 STEPS = 300
 

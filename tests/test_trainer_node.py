@@ -42,7 +42,7 @@ from flowfeat_core.hub.loading import load_model
 from flowfeat_core.training.state import load_training_state
 from flowfeat_ros.image_conversion import image_msg_to_array
 
-pytestmark = pytest.mark.ros
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
 __all__ = ["peer"]  # fixture used by this module
 
 FEATURES = "flowfeat/features"

@@ -32,6 +32,8 @@ from flowfeat_core.hub.checkpoint import save_checkpoint
 from flowfeat_core.hub.loading import load_model
 from flowfeat_core.training.trainer import Trainer
 
+pytestmark = pytest.mark.slow  # minutes of training or exporting on the 2-core machine
+
 SETTINGS = RoundSettings(steps=30, batch_size=2, input_size=64, max_side=128, lr=3e-4,
                          heldout_pairs=8, save_every=10)
 #: A round from an untrained decoder (see test_a_real_gain_is_deployed).
