@@ -170,7 +170,7 @@ def test_pca_basis_is_validated_against_the_running_model(peer, node, tmp_path):
     FeaturePCA.fit(torch.randn(500, 64), n_components=3).save(narrow)  # a 64-channel basis
     [result] = set_parameters(peer, NODE, pca_basis=str(narrow))
     assert not result.successful, "a 64-channel basis must not reach a 128-channel model"
-    assert "projects 64-channel features; the running model has 128" in result.reason
+    assert "projects 64-channel features; the model has 128" in result.reason
     assert node.alive()
 
 

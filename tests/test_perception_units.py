@@ -11,6 +11,7 @@ import pytest
 import torch
 from sensor_msgs.msg import Image
 
+from flowfeat_core.inference.pca import FeaturePCA
 from flowfeat_ros.perception import rendering
 from flowfeat_ros.perception.frame_mailbox import REORDER_WINDOW_S, Arrival, FrameMailbox
 from flowfeat_ros.perception.parameters import settings_from_values, validate_settings
@@ -98,21 +99,21 @@ def test_output_size_rules():
 def test_projection_is_fixed_after_fitting():
     generator = torch.Generator().manual_seed(0)
     first = torch.randn(1, 16, 12, 10, generator=generator)
-    projection = rendering.FeatureProjection.fit(first, 4)
-    basis = projection.pca.basis.clone()
+    projection = FeaturePCA.fit(first, 4)
+    basis = projection.basis.clone()
     later = torch.randn(1, 16, 12, 10, generator=generator) * 3 + 1  # other statistics
     colours = projection.colorize(later)
-    reduced = projection.reduce(later, 4)
+    reduced = projection.project(later, 4)
     assert reduced.shape == (1, 4, 12, 10)
     # Using the projection on other frames never refits it: the basis and the outputs for the
     # first frame are what they were right after fitting.
-    assert torch.equal(projection.pca.basis, basis)
-    refit_first = rendering.FeatureProjection.fit(first, 4)
+    assert torch.equal(projection.basis, basis)
+    refit_first = FeaturePCA.fit(first, 4)
     np.testing.assert_array_equal(projection.colorize(first), refit_first.colorize(first))
     # It is the fitted basis that maps the later frame: a projection refitted on it differs.
-    expected = torch.einsum("bchw,ck->bkhw", later - projection.pca.mean.view(1, -1, 1, 1), basis[:, :4])
+    expected = torch.einsum("bchw,ck->bkhw", later - projection.mean.view(1, -1, 1, 1), basis[:, :4])
     torch.testing.assert_close(reduced, expected, rtol=1e-5, atol=1e-5)
-    refit = rendering.FeatureProjection.fit(later, 4)
+    refit = FeaturePCA.fit(later, 4)
     assert not np.array_equal(colours, refit.colorize(later))
 
 

@@ -148,14 +148,9 @@ def _check_pca_basis(path: str, channels: int, model_fdim: int | None) -> str | 
         basis = FeaturePCA.load(Path(path).expanduser())
     except (OSError, ValueError) as error:
         return f"pca_basis {path!r}: {error}"
-    wanted = max(3, channels)
-    if basis.n_components < wanted:
-        return (f"pca_basis {path!r} has {basis.n_components} components; feature_channels "
-                f"and colours need {wanted}")
-    if model_fdim is not None and basis.channels != model_fdim:
-        return (f"pca_basis {path!r} projects {basis.channels}-channel features; the running "
-                f"model has {model_fdim}")
-    return None
+    problem = basis.problem_with(basis.channels if model_fdim is None else model_fdim,
+                                 max(3, channels))
+    return f"pca_basis {path!r}: {problem}" if problem else None
 
 
 def _check_feature_channels(channels: int, model_fdim: int | None) -> str | None:

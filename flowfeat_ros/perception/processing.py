@@ -66,7 +66,7 @@ class FrameProcessor:
         self.stats = stats
         self.problems = problems
         self.now = now
-        self._projection: rendering.FeatureProjection | None = None
+        self._projection: FeaturePCA | None = None
         self._projection_key: tuple | None = None
 
     def process(self, pending: list[PendingFrame], runtime: Runtime,
@@ -139,16 +139,17 @@ class FrameProcessor:
                                     time.monotonic() - frame.received)
 
     def _projection_for(self, dense: torch.Tensor, settings: PerceptionSettings,
-                        runtime: Runtime, channels: int) -> rendering.FeatureProjection:
+                        runtime: Runtime, channels: int) -> FeaturePCA:
         key = (id(runtime.predictor), settings.pca_basis, max(3, channels))
         if self._projection_key != key:
-            self._projection = self._load_basis(settings.pca_basis, dense.shape[1])
+            self._projection = self._load_basis(settings.pca_basis, dense.shape[1],
+                                                max(3, channels))
             if self._projection is None:
-                self._projection = rendering.FeatureProjection.fit(dense, channels)
+                self._projection = FeaturePCA.fit(dense, max(3, channels))
             self._projection_key = key
         return self._projection
 
-    def _load_basis(self, path: str, channels: int) -> rendering.FeatureProjection | None:
+    def _load_basis(self, path: str, channels: int, components: int) -> FeaturePCA | None:
         """The configured basis, or None (with a warning) when there is none or it no longer
         fits the model (e.g. after a swap to a model with other channels)."""
         if not path:
@@ -158,9 +159,9 @@ class FrameProcessor:
         except (OSError, ValueError) as error:
             reason = str(error)
         else:
-            if basis.channels == channels:
-                return rendering.FeatureProjection(basis)
-            reason = f"it projects {basis.channels} channels, the model has {channels}"
+            reason = basis.problem_with(channels, components)
+            if reason is None:
+                return basis
         self.problems.warning(PCA_BASIS_UNUSABLE, "pca_basis", f"{path!r} unusable ({reason}); "
                               "fitting a basis on this frame instead")
         return None
@@ -184,7 +185,7 @@ class FrameProcessor:
             if wanted & {"features", "pca", "points"}:
                 projection = self._projection_for(features, settings, runtime, channels)
             if "features" in wanted:
-                reduced = projection.reduce(features, channels) if channels else features
+                reduced = projection.project(features, channels) if channels else features
                 maps = rendering.to_hwc(rendering.resize_maps(reduced, out_hw))[0]
                 messages.append(("features", features_to_msg(maps, header)))
             colours = None

@@ -3,15 +3,12 @@ colours and segmentation ids/overlays. Everything works on a batch (B first)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from flowfeat_core.data.image_size import requested_size
-from flowfeat_core.inference.pca import FeaturePCA
 
 
 def output_size(width: int, height: int, input_hw: tuple[int, int],
@@ -42,35 +39,6 @@ def resize_images(images: np.ndarray, size_hw: tuple[int, int],
 def to_hwc(maps: torch.Tensor) -> np.ndarray:
     """B x C x H x W tensor -> contiguous B x H x W x C float32 numpy array."""
     return maps.permute(0, 2, 3, 1).contiguous().cpu().numpy()
-
-
-@dataclass
-class FeatureProjection:
-    """A PCA fitted once: its first ``channels`` components reduce features, the first three
-    colour them. Colours and channels stay stable because the basis never changes."""
-
-    pca: FeaturePCA
-
-    @classmethod
-    def fit(cls, dense: torch.Tensor, channels: int) -> FeatureProjection:
-        """Fit on B x C x H x W features with enough components for ``channels`` and colours."""
-        return cls(FeaturePCA.fit(dense, max(3, channels)))
-
-    def reduce(self, dense: torch.Tensor, channels: int) -> torch.Tensor:
-        """B x C x H x W -> B x channels x H x W (coordinates in the PCA basis), as a 1x1
-        convolution: one pass over the features at memory speed (320x240 on one thread: 3.6 ms,
-        against 8.3 ms for a matrix product of the permuted map)."""
-        basis = self.pca.basis[:, :channels].to(dense.device, dense.dtype)
-        bias = -(self.pca.mean.to(dense.device, dense.dtype) @ basis)  # centring, after projecting
-        return F.conv2d(dense, basis.T[:, :, None, None].contiguous(), bias)
-
-    def colorize(self, dense: torch.Tensor) -> np.ndarray:
-        """B x C x H x W -> B x H x W x 3 uint8 RGB from the first three components, scaled
-        by the fitting set's 1st..99th percentiles."""
-        low, high = self.pca.low[:3].to(dense.device), self.pca.high[:3].to(dense.device)
-        projected = self.reduce(dense, 3).permute(0, 2, 3, 1)
-        scaled = ((projected - low) / (high - low).clamp_min(1e-6)).clamp(0, 1)
-        return (scaled * 255 + 0.5).to(torch.uint8).cpu().numpy()
 
 
 def colorize_depth(depth: np.ndarray, low: float, high: float) -> np.ndarray:
