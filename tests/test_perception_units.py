@@ -191,3 +191,54 @@ def test_the_status_keys_the_trainer_reads_are_the_ones_perception_writes():
     assert summary[STAMP_LATENCY_MEDIAN] == 50.0
     stats.record_frame(None, 0.010)  # no running clock: no stamp latency recorded
     assert stats.summary()[STAMP_LATENCY_MEDIAN] == 50.0 and stats.summary()[PROCESSED_FRAMES] == 2
+
+
+def _settings(**changes: object):
+    return settings_from_values({"input_width": 64, "input_height": 48, **changes})
+
+
+def test_runtime_manager_swaps_good_loads_and_keeps_the_model_on_a_bad_one(tmp_path):
+    """RuntimeManager without a node: a failed load reports and leaves the current runtime, a
+    good one is swapped in, and the probe is reused when only other settings change."""
+    from flowfeat_core.probes.heads import Probe, ProbeSpec
+    from flowfeat_core.probes.io import save_probe
+    from flowfeat_ros.perception.runtime import RuntimeLoadError, RuntimeManager, build_runtime
+
+    initial = build_runtime(_settings())
+    failures, swaps = [], []
+    manager = RuntimeManager(initial, lambda reason, _: failures.append(reason), swaps.append)
+    try:
+        broken = tmp_path / "broken.safetensors"
+        broken.write_bytes(b"not a checkpoint")
+        with pytest.raises(RuntimeLoadError):
+            manager.request(_settings(checkpoint=str(broken))).result(timeout=60)
+        assert manager.current is initial and "broken.safetensors" in failures[0]
+        assert manager.last_error == failures[0] and swaps == []
+        probe = save_probe(tmp_path / "depth.safetensors", Probe(ProbeSpec(
+            task="depth", head="linear", dense_channels=128, encoder_channels=0)))
+        with_probe = manager.request(_settings(depth_probe=str(probe))).result(timeout=60)
+        assert manager.current is with_probe and swaps == [with_probe]
+        assert with_probe.predictor is initial.predictor  # same model settings: not reloaded
+        assert manager.last_error == ""
+    finally:
+        manager.shutdown()
+
+
+def test_probe_outputs_advertised_and_computed_only_for_what_a_probe_fills(tmp_path):
+    from flowfeat_core.probes.heads import Probe, ProbeSpec
+    from flowfeat_core.probes.io import save_probe
+    from flowfeat_ros.perception.probe_outputs import available_outputs, run_probes
+    from flowfeat_ros.perception.runtime import build_runtime
+
+    bare = build_runtime(_settings())
+    assert available_outputs(bare) == {"features", "pca", "camera_info"}
+    relative = save_probe(tmp_path / "relative.safetensors", Probe(ProbeSpec(
+        task="depth", head="linear", dense_channels=128, encoder_channels=0, metric=False)))
+    runtime = build_runtime(_settings(depth_probe=str(relative)), bare)
+    assert available_outputs(runtime) == {"features", "pca", "camera_info", "depth_relative",
+                                          "depth_colored"}
+    features = torch.randn(1, 128, 12, 16)
+    encoder = torch.randn(1, 320, 2, 2)
+    assert run_probes(frozenset({"pca"}), features, encoder, runtime, (24, 32)).depth is None
+    maps = run_probes(frozenset({"depth_relative"}), features, encoder, runtime, (24, 32))
+    assert maps.depth.shape == (24, 32) and not maps.metric and maps.class_ids is None
