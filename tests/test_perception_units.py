@@ -9,7 +9,9 @@ import time
 import numpy as np
 import pytest
 import torch
+from builtin_interfaces.msg import Time
 from sensor_msgs.msg import Image
+from std_msgs.msg import Header
 
 from flowfeat_core.inference.pca import FeaturePCA
 from flowfeat_ros.perception import rendering
@@ -242,3 +244,65 @@ def test_probe_outputs_advertised_and_computed_only_for_what_a_probe_fills(tmp_p
     assert run_probes(frozenset({"pca"}), features, encoder, runtime, (24, 32)).depth is None
     maps = run_probes(frozenset({"depth_relative"}), features, encoder, runtime, (24, 32))
     assert maps.depth.shape == (24, 32) and not maps.metric and maps.class_ids is None
+
+
+def test_frame_processor_publishes_what_is_subscribed_and_refuses_bad_frames():
+    """FrameProcessor in this process on a real rclpy node (no node subprocess): a good frame
+    gives the subscribed outputs with its header; a frame whose camera_info is broken is
+    skipped and counted; outputs nobody subscribes to are not computed."""
+    from ros_peer import isolated_test_node
+    from sensor_msgs.msg import CameraInfo
+
+    from flowfeat_ros.image_conversion import rgb8_to_msg
+    from flowfeat_ros.perception.camera_io import CameraIO
+    from flowfeat_ros.perception.frame_mailbox import PendingFrame
+    from flowfeat_ros.perception.pipeline_stats import PipelineStats
+    from flowfeat_ros.perception.probe_outputs import available_outputs
+    from flowfeat_ros.perception.problems import ProblemReporter
+    from flowfeat_ros.perception.processing import FrameProcessor
+    from flowfeat_ros.perception.runtime import build_runtime
+    from flowfeat_ros.playback.frame_source import pinhole_camera_info
+
+    class Logger:
+        """The problems' sink: keeps the lines it would log."""
+
+        def __init__(self) -> None:
+            self.lines: list[str] = []
+
+        def warning(self, line: str) -> None:
+            self.lines.append(line)
+
+        error = warning
+
+    settings = _settings()
+    runtime = build_runtime(settings)
+    logger = Logger()
+    nodes = isolated_test_node("processor_unit")
+    node = next(nodes)
+    try:
+        problems = ProblemReporter(logger, 0.0)
+        camera = CameraIO(node, "", settings, FrameMailbox(), problems)
+        camera.advertise(available_outputs(runtime))
+        received = []
+        node.create_subscription(Image, "flowfeat/features/pca", received.append, 10)
+        stats = PipelineStats()
+        processor = FrameProcessor({"": camera}, stats, problems, lambda: 1000.5)
+        rgb = np.full((48, 64, 3), 120, np.uint8)
+        msg = rgb8_to_msg(rgb, Header(stamp=Time(sec=1000), frame_id="cam"))
+        camera.latest_info = pinhole_camera_info(64, 48, 60.0)
+        assert camera.wanted() == {"pca"}
+        processor.process([PendingFrame("", msg, time.monotonic())], runtime, settings)
+        deadline = time.monotonic() + 10
+        while not received and time.monotonic() < deadline:
+            node.test_executor.spin_once(timeout_sec=0.05)
+        assert len(received) == 1 and received[0].header.frame_id == "cam"
+        assert (received[0].width, received[0].height, received[0].encoding) == (64, 48, "rgb8")
+        assert stats.summary()["processed_frames"] == 1
+        assert stats.summary()["latency_stamp_ms_median"] == pytest.approx(500.0)
+        broken: CameraInfo = pinhole_camera_info(64, 48, 60.0)
+        broken.k = [float("nan"), *broken.k[1:]]
+        camera.latest_info = broken
+        processor.process([PendingFrame("", msg, time.monotonic())], runtime, settings)
+        assert stats.invalid == 1 and "camera_info K holds NaN or inf" in logger.lines[-1]
+    finally:
+        next(nodes, None)  # shuts the node and its context down
