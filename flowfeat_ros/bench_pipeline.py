@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     for param in args.param:
         command += ["-p", param]
     node_proc = subprocess.Popen(command)
-    rclpy.init()
+    rclpy.init(args=[sys.argv[0]])  # our options are not ROS arguments
     node = rclpy.create_node("flowfeat_bench")
     topics = [f"/flowfeat/{name.strip()}" for name in args.outputs.split(",")]
     monitor = StreamMonitor(node, topics)

@@ -72,7 +72,7 @@ step() {  # step TITLE SECONDS COMMAND...: run, record status, time and output i
     echo "# FlowFeat GPU check ($(date -u +%Y-%m-%dT%H:%MZ), device $DEVICE$($QUICK && echo ', quick'))"
     echo
     echo '```'
-    nvidia-smi -L 2>&1 || echo "no nvidia-smi"
+    if command -v nvidia-smi > /dev/null; then nvidia-smi -L 2>&1; else echo "no nvidia-smi"; fi
     "$PYTHON" -c "import torch, sys; print('python', sys.version.split()[0], '| torch', torch.__version__, '| cuda available', torch.cuda.is_available(), '|', torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU')"
     echo '```'
     echo
