@@ -618,3 +618,28 @@ def test_a_node_whose_launcher_is_killed_closes_its_bag_and_exits(ros_node, fram
     assert "is gone; stopping" in output
     (bag,) = sorted(p for p in bags.iterdir() if p.is_dir())
     assert [m.header.stamp.sec for _, _, m in read_rosbags(bag)] == list(range(1000, 1006))
+
+
+def test_an_output_dir_that_cannot_be_recreated_pauses_with_error_until_it_can(ros_node, frames,
+                                                                               start_recorder):
+    """output_dir deleted and a file put in its place: recreating it fails inside the message
+    callback, which must pause recording with ERROR, not end the node."""
+    recorder = start_recorder("topics:=[/blocked/image_raw]", "flush_interval_s:=0.2",
+                              *RELIABLE_ARGS)
+    pub = ros_node.create_publisher(Image, "/blocked/image_raw", QOS)
+    diagnostics = Diagnostics(ros_node)
+    wait_ready(ros_node, [pub], recorder, diagnostics)
+    publish_frames(pub, frames, range(3))
+    spin_until(ros_node, lambda: diagnostics.kept() == 3, 15, "3 kept frames", recorder)
+    shutil.rmtree(recorder.out_dir)
+    recorder.out_dir.write_text("a file where the bags went")
+    publish_frames(pub, frames, range(3, 6))
+    spin_until(ros_node, lambda: diagnostics.level == 2, 15, "ERROR on /diagnostics", recorder)
+    assert "output_dir unusable" in diagnostics.message
+    assert recorder.proc.poll() is None, recorder.output()
+    recorder.out_dir.unlink()  # the way is clear again: recording resumes by itself
+    spin_until(ros_node, lambda: diagnostics.level != 2, 15, "recording to resume", recorder)
+    publish_frames(pub, frames, range(6, 9))
+    spin_until(ros_node, lambda: diagnostics.kept() >= 6, 15, "frames after the resume", recorder)
+    assert recorder.stop() == 0, recorder.output()
+    assert "Traceback" not in recorder.output()

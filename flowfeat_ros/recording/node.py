@@ -154,7 +154,9 @@ class RecorderNode(Node):
                 spec, gate, data):
             self.counters["skipped_motion"] += 1
             return
-        self._check_output_present()
+        if not self._output_usable():
+            self.counters["skipped_paused"] += 1
+            return
         if free_bytes(self.output_dir) - len(data) < self.min_free_bytes:
             self._check_disk()  # pauses before the write could cross min_free_mb
             if self.paused_reason:
@@ -202,18 +204,30 @@ class RecorderNode(Node):
                 raise DiskWriteError.from_error(error, f"cannot recreate {self.output_dir}") from error
             self._warn_event(f"output_dir {self.output_dir} was deleted while recording; "
                              "recreated it")
-        current = self.bags.current_path
-        if current is not None and not current.is_dir():
-            self.bags.abandon()
-            self._warn_event(f"bag {current.name} was deleted while recording (what it held is "
-                             "lost); the next frame starts a new bag")
+        self._drop_deleted_bag("what it held is lost; the next frame starts a new bag")
 
-    def _check_disk(self) -> None:
+    def _drop_deleted_bag(self, consequence: str) -> bool:
+        """Give up the current bag if its directory was deleted; True if it was."""
+        current = self.bags.current_path
+        if current is None or current.is_dir():
+            return False
+        self.bags.abandon()
+        self._warn_event(f"bag {current.name} was deleted while recording ({consequence})")
+        return True
+
+    def _output_usable(self) -> bool:
+        """:meth:`_check_output_present`; an output_dir that cannot be recreated pauses
+        recording with ERROR (housekeeping retries) instead of raising in a callback."""
         try:
             self._check_output_present()
         except DiskWriteError as error:
             self.paused_reason = self.disk_error = f"output_dir unusable, recording paused: {error}"
             self.get_logger().error(self.paused_reason, throttle_duration_sec=WARN_PERIOD_S)
+            return False
+        return True
+
+    def _check_disk(self) -> None:
+        if not self._output_usable():
             return
         free = free_bytes(self.output_dir)
         has_room = free >= self.min_free_bytes and self.reserve.hold()
@@ -250,11 +264,8 @@ class RecorderNode(Node):
         self._enforce_quota()
 
     def _close_bag(self) -> str:
-        current = self.bags.current_path
-        if current is not None and not current.is_dir():
-            self.bags.abandon()
-            self._warn_event(f"bag {current.name} was deleted while recording; nothing to close")
-            return f"{current.name} was deleted"
+        if self._drop_deleted_bag("nothing left to close"):
+            return "the bag was deleted"
         try:
             closed = self.bags.close()
         except DiskWriteError as error:
