@@ -13,7 +13,7 @@ import yaml
 from rosbags.rosbag2 import Reader
 from sensor_msgs.msg import CameraInfo
 
-from flowfeat_core.data.bag_reader import image_topic_counts, iter_image_messages, select_image_topics
+from flowfeat_core.data.bag_reader import iter_image_messages, select_image_topics
 from flowfeat_core.data.image_codec import decode_image_message
 from flowfeat_core.data.image_folder import list_image_files
 
@@ -79,8 +79,8 @@ class FrameSource:
     def _pick_bag_topic(self, path: Path, wanted: str) -> str:
         """``wanted``, or the image topic with most frames (as training picks it)."""
         (topic,) = select_image_topics(path, [wanted] if wanted else None)
-        count = image_topic_counts(path)[topic]
-        with Reader(path) as reader:
+        with Reader(path) as reader:  # the mean rate, from the same reader as the count
+            count = sum(c.msgcount for c in reader.connections if c.topic == topic)
             if count > 1 and reader.duration > 0:
                 self.fps = (count - 1) / (reader.duration * 1e-9)
         return topic
