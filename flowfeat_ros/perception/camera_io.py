@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.event_handler import (
     QoSMessageLostInfo,
     SubscriptionEventCallbacks,
@@ -33,6 +34,9 @@ OUTPUT_TOPICS: dict[str, tuple[type, str]] = {
     "segmentation": (Image, "flowfeat/segmentation"),
     "segmentation_overlay": (Image, "flowfeat/segmentation/overlay"),
     "camera_info": (CameraInfo, "flowfeat/camera_info"),
+    "track_mask": (Image, "flowfeat/track/mask"),
+    "track_overlay": (Image, "flowfeat/track/overlay"),
+    "track_objects": (DiagnosticArray, "flowfeat/track/objects"),
 }
 MODEL_OUTPUTS = frozenset(OUTPUT_TOPICS) - {"camera_info"}
 
@@ -120,7 +124,7 @@ class CameraIO:
             return frozenset(name for name, pub in self.publishers.items()
                              if pub.get_subscription_count() > 0)
 
-    def publish(self, name: str, msg: Image | CameraInfo | PointCloud2) -> None:
+    def publish(self, name: str, msg: Image | CameraInfo | PointCloud2 | DiagnosticArray) -> None:
         """Publish ``msg`` on output ``name`` (dropped if it stopped being advertised meanwhile)."""
         with self._publishers_lock:
             publisher = self.publishers.get(name)

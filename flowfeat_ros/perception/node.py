@@ -49,6 +49,7 @@ from flowfeat_ros.perception.runtime import (
     file_times,
 )
 from flowfeat_ros.perception.status_keys import CHECKPOINT, LAST_LOAD_ERROR, STATUS_KIND
+from flowfeat_ros.perception.tracking import CameraTracking
 from flowfeat_ros.perception.worker import InferenceWorker
 
 RELOAD_TIMEOUT_S = 300.0
@@ -81,14 +82,18 @@ class PerceptionNode(Node):
         names = self.settings.cameras or ("",)
         self.cameras = {name: CameraIO(self, name, self.settings, self.mailbox, self.problems)
                         for name in names}
+        self.tracking = {name: CameraTracking(self, f"{name}/" if name else "", camera.label,
+                                              self.settings, self.problems)
+                         for name, camera in self.cameras.items()}
         self._advertise(runtime)
-        self.processor = FrameProcessor(self.cameras, self.stats, self.problems,
+        self.processor = FrameProcessor(self.cameras, self.tracking, self.stats, self.problems,
                                         self._clock_seconds)
         self.add_on_set_parameters_callback(self._validate_change)
         self.add_post_set_parameters_callback(self._apply_change)
         # Served by the node's single-threaded executor: camera callbacks pause while a reload
         # loads the model (the worker keeps running); a checkpoint parameter change does not block.
         self.create_service(Trigger, "~/reload", self._on_reload)
+        self.create_service(Trigger, "~/track_clear", self._on_track_clear)
         self.diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(self.settings.diagnostics_period_s, self._publish_diagnostics,
                           clock=WALL_CLOCK)
@@ -153,6 +158,12 @@ class PerceptionNode(Node):
                                 f"{time.monotonic() - start:.2f} s")
         return response
 
+    def _on_track_clear(self, request: Trigger.Request,
+                        response: Trigger.Response) -> Trigger.Response:
+        cleared = sum(tracking.clear() for tracking in self.tracking.values())
+        response.success, response.message = True, f"cleared {cleared} tracked objects"
+        return response
+
     def _watch_files(self) -> None:
         if not self.settings.watch_checkpoint:
             return
@@ -212,6 +223,8 @@ class PerceptionNode(Node):
         values[CHECKPOINT] = runtime.settings.checkpoint
         values[LAST_LOAD_ERROR] = self.manager.last_error
         values.update(self.problems.diagnostic_values())
+        for name, tracking in self.tracking.items():
+            values.update(tracking.diagnostic_values(f"{name}_" if name else ""))
         values["worker_errors"] = self.worker.errors
         values["worker_restarts"] = self.worker.restarts
         problems = self._input_problems(values)

@@ -17,6 +17,7 @@ from flowfeat_core.inference.backends import BACKENDS
 from flowfeat_core.inference.device import PRECISIONS, check_precision, select_device
 from flowfeat_core.inference.pca import FeaturePCA
 from flowfeat_core.settings import declared, range_problem, setting
+from flowfeat_core.tracking.propagation import PropagationConfig
 
 RELIABILITY_CHOICES = ("best_effort", "reliable")
 TRANSPORT_CHOICES = ("raw", "compressed", "both")
@@ -89,6 +90,23 @@ class PerceptionSettings:
     qos_depth: int = setting(1, "input QoS history depth", low=1, high=100, read_only=True)
     output_qos_depth: int = setting(1, "output QoS history depth (reliable)", low=1, high=100,
                                     read_only=True)
+    track_stride: int = setting(8, "tracking: feature pixels per side of a propagation cell",
+                                low=1, high=64, read_only=True)
+    track_radius: int = setting(6, "tracking: cells (of track_stride pixels) an object may move "
+                                "between processed frames", low=1, high=64, read_only=True)
+    track_context_frames: int = setting(3, "tracking: latest predictions propagated from besides "
+                                        "the prompted frame", low=0, high=16, read_only=True)
+    track_topk: int = setting(5, "tracking: most similar context cells each cell takes its label "
+                              "from", low=1, high=64, read_only=True)
+    track_temperature: float = setting(0.1, "tracking: softmax temperature of the neighbours' "
+                                       "weights", low=0.001, high=10.0, read_only=True)
+    track_history_frames: int = setting(30, "tracking: processed frames a stamped prompt can "
+                                        "name (kept while a track output is subscribed)",
+                                        low=1, high=300, read_only=True)
+    track_max_objects: int = setting(16, "tracking: objects followed at once", low=1, high=255,
+                                     read_only=True)
+    track_lost_fraction: float = setting(0.1, "tracking: an object is lost below this share of "
+                                         "its prompted area", low=0.0, high=1.0, read_only=True)
     diagnostics_period_s: float = setting(1.0, "period of /diagnostics messages", low=0.1,
                                           high=60.0, read_only=True)
     watch_checkpoint: bool = setting(False, "reload when the checkpoint or probe files change "
@@ -97,6 +115,11 @@ class PerceptionSettings:
                                     high=3600.0, read_only=True)
     warn_period_s: float = setting(5.0, "throttle period of bad-input warnings", low=0.1,
                                    high=3600.0, read_only=True)
+
+    def propagation(self) -> PropagationConfig:
+        """The label propagation protocol of the tracker."""
+        return PropagationConfig(self.track_context_frames, self.track_topk,
+                                 self.track_temperature, self.track_radius, self.track_stride)
 
     def model_key(self) -> tuple:
         """The values of the settings a loaded predictor depends on (``MODEL_PARAMETERS``)."""

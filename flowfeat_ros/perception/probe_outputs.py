@@ -14,12 +14,13 @@ from flowfeat_ros.image_conversion import float32_to_msg, mono8_to_msg, rgb8_to_
 from flowfeat_ros.perception import rendering
 from flowfeat_ros.perception.parameters import PerceptionSettings
 from flowfeat_ros.perception.runtime import Runtime
+from flowfeat_ros.perception.tracking import TRACK_OUTPUTS
 from flowfeat_ros.point_cloud import point_cloud_msg, unproject
 
 DEPTH_CONSUMERS = frozenset({"depth", "depth_relative", "depth_colored", "points"})
 SEGMENTATION_CONSUMERS = frozenset({"segmentation", "segmentation_overlay", "points"})
-#: Outputs every model gives, probe or not.
-MODEL_ONLY_OUTPUTS = frozenset({"features", "pca", "camera_info"})
+#: Outputs every model gives, probe or not (tracking runs on the features).
+MODEL_ONLY_OUTPUTS = frozenset({"features", "pca", "camera_info"}) | TRACK_OUTPUTS
 
 
 def available_outputs(runtime: Runtime) -> frozenset[str]:

@@ -20,8 +20,9 @@ STAMP_JUMP = "stamp_jump"
 POINTS_UNAVAILABLE = "points_unavailable"
 PCA_BASIS_UNUSABLE = "pca_basis_unusable"
 PROCESSING_ERROR = "processing_error"
+BAD_PROMPT = "bad_prompt"
 KINDS = (BAD_IMAGE, TOO_LARGE, BAD_CAMERA_INFO, STAMP_JUMP, POINTS_UNAVAILABLE,
-         PCA_BASIS_UNUSABLE, PROCESSING_ERROR)
+         PCA_BASIS_UNUSABLE, PROCESSING_ERROR, BAD_PROMPT)
 
 
 class ProblemReporter:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
@@ -38,8 +39,9 @@ from flowfeat_ros.perception.problems import (
     ProblemReporter,
 )
 from flowfeat_ros.perception.runtime import Runtime
+from flowfeat_ros.perception.tracking import TRACK_OUTPUTS, CameraTracking
 
-Message = Image | CameraInfo | PointCloud2
+Message = Image | CameraInfo | PointCloud2 | DiagnosticArray
 
 
 @dataclass
@@ -60,9 +62,11 @@ def _stamp_seconds(header: Header) -> float:
 class FrameProcessor:
     """Turns batches of pending frames into published outputs (runs on the worker thread)."""
 
-    def __init__(self, cameras: dict[str, CameraIO], stats: PipelineStats,
-                 problems: ProblemReporter, now: Callable[[], float | None]) -> None:
+    def __init__(self, cameras: dict[str, CameraIO], tracking: dict[str, CameraTracking],
+                 stats: PipelineStats, problems: ProblemReporter,
+                 now: Callable[[], float | None]) -> None:
         self.cameras = cameras
+        self.tracking = tracking
         self.stats = stats
         self.problems = problems
         self.now = now
@@ -203,4 +207,8 @@ class FrameProcessor:
                     self.problems.warning(POINTS_UNAVAILABLE, frame.camera.label,
                                           f"flowfeat/points is subscribed but not published: "
                                           f"{missing}")
+        if wanted & TRACK_OUTPUTS:
+            with self.stats.stage("track"):
+                messages += self.tracking[frame.camera.name].step(header, features, frame.rgb,
+                                                                  out_hw, wanted)
         return messages

@@ -1,0 +1,1 @@
+"""Object tracking on dense features: label propagation, prompts and the live tracker."""
