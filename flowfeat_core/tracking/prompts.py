@@ -23,6 +23,9 @@ def mask_coverage(ids: np.ndarray, object_ids: list[int], grid_hw: tuple[int, in
 
 #: A pixel prompt names a thing, not the scene: its region covers at most this share of the image.
 MAX_PIXEL_REGION_SHARE = 0.25
+#: Boundary sharpness (as a share of the sharpest) at which a smaller region is preferred;
+#: chosen on the benchmark's training split (median IoU 0.36 vs 0.20 for the sharpest alone).
+NEAR_BEST_BOUNDARY = 0.9
 
 
 def _similarity(cells: torch.Tensor, prototype: torch.Tensor) -> np.ndarray:
@@ -39,13 +42,13 @@ def _component_at(mask: np.ndarray, row: int, col: int) -> np.ndarray:
 def pixel_region(cells: torch.Tensor, row: int, col: int) -> np.ndarray:
     """h x w boolean: the cells connected to cell (row, col) whose similarity to it (to the mean
     of its 3 x 3 neighbourhood) exceeds a threshold, chosen where the region's boundary is
-    sharpest: the largest drop from the region's mean similarity to that of the cells around it
-    (regions over MAX_PIXEL_REGION_SHARE of the image excluded)."""
+    sharp: the drop from the region's mean similarity to that of the cells around it. Of the
+    thresholds within NEAR_BEST_BOUNDARY of the sharpest, the highest (smallest region) wins;
+    regions over MAX_PIXEL_REGION_SHARE of the image are not candidates."""
     seed = cells[:, max(0, row - 1):row + 2, max(0, col - 1):col + 2].mean((1, 2))
     similarity = _similarity(cells, seed)
     kernel = np.ones((3, 3), np.uint8)
-    best, best_score = np.zeros(similarity.shape, bool), -np.inf
-    best[row, col] = True
+    candidates: list[tuple[float, np.ndarray]] = []
     for threshold in np.quantile(similarity, np.linspace(0.5, 0.995, 40)):
         if similarity[row, col] < threshold:
             continue
@@ -53,10 +56,13 @@ def pixel_region(cells: torch.Tensor, row: int, col: int) -> np.ndarray:
         around = cv2.dilate(region.astype(np.uint8), kernel).astype(bool) & ~region
         if not around.any() or region.mean() > MAX_PIXEL_REGION_SHARE:
             continue
-        score = float(similarity[region].mean() - similarity[around].mean())
-        if score > best_score:
-            best, best_score = region, score
-    return best
+        candidates.append((float(similarity[region].mean() - similarity[around].mean()), region))
+    if not candidates:
+        single = np.zeros(similarity.shape, bool)
+        single[row, col] = True
+        return single
+    sharpest = max(score for score, _ in candidates)
+    return [region for score, region in candidates if score >= NEAR_BEST_BOUNDARY * sharpest][-1]
 
 
 def box_region(cells: torch.Tensor, top: int, left: int, bottom: int, right: int) -> np.ndarray:

@@ -114,15 +114,16 @@ class CameraTracking:
         self._queue(_Prompt(_stamp_ns(msg.header), ids=ids))
 
     def _on_region(self, msg: PolygonInstanceStamped) -> None:
-        points = tuple((float(p.x), float(p.y)) for p in msg.polygon.points)
+        points = tuple((float(p.x), float(p.y)) for p in msg.polygon.polygon.points)
+        object_id = int(msg.polygon.id)
         if not points:
             self._refuse("the region has no point")
         elif not np.isfinite(points).all():
             self._refuse("the region has a non-finite coordinate")
-        elif not 0 <= msg.id <= MAX_OBJECT_ID:
-            self._refuse(f"object id {msg.id} is not in 0..{MAX_OBJECT_ID}")
+        elif not 0 <= object_id <= MAX_OBJECT_ID:
+            self._refuse(f"object id {object_id} is not in 0..{MAX_OBJECT_ID}")
         else:
-            self._queue(_Prompt(_stamp_ns(msg.header), object_id=int(msg.id), points=points))
+            self._queue(_Prompt(_stamp_ns(msg.header), object_id=object_id, points=points))
 
     def _queue(self, prompt: _Prompt) -> None:
         with self._lock:
