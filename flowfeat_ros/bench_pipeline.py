@@ -1,11 +1,14 @@
-"""Benchmark (not a test): end-to-end latency and output rate of the perception node at 640x480.
+"""Benchmark (not a test): end-to-end latency and output rate of the perception node.
 
 Starts perception_node (config/perception.yaml) in a subprocess, publishes vtest.avi frames
-resized to 640x480 at ``--camera-hz``, subscribes to the chosen outputs, and after a warm-up
-reports per run: output rate, stamp->receive latency (median/p95), the node's stamp->publish
-latency and per-stage timings from /diagnostics and the share of time spent outside the model.
+resized to ``--size`` (640x480) at ``--camera-hz``, subscribes to the chosen outputs, and after a
+warm-up reports per run: output rate, stamp->receive latency (median/p95), the node's
+stamp->publish latency and per-stage timings from /diagnostics and the share of time spent
+outside the model. ``--track N`` prompts N objects (boxes side by side across the image centre)
+and subscribes to flowfeat/track/mask as well, to measure what tracking adds.
 
     python -m flowfeat_ros.bench_pipeline --checkpoint default --runs 3 --seconds 10
+    python -m flowfeat_ros.bench_pipeline --size 320x240 --track 2
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import time
 
 import cv2
 import rclpy
+from geometry_msgs.msg import Point32, PolygonInstanceStamped
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
@@ -30,15 +34,30 @@ from flowfeat_ros.perception.stream_monitor import StreamMonitor
 VIDEO = "/usr/share/doc/opencv-doc/examples/data/vtest.avi"
 
 
-def _frames(count: int) -> list:
+def _frames(count: int, size: tuple[int, int]) -> list:
     capture = cv2.VideoCapture(VIDEO)
     frames = []
     while len(frames) < count:
         ok, bgr = capture.read()
         if not ok:
             raise SystemExit(f"bench_pipeline: cannot read {VIDEO}")
-        frames.append(cv2.cvtColor(cv2.resize(bgr, (640, 480)), cv2.COLOR_BGR2RGB))
+        frames.append(cv2.cvtColor(cv2.resize(bgr, size), cv2.COLOR_BGR2RGB))
     return frames
+
+
+def _box_prompts(count: int, width: int, height: int) -> list[PolygonInstanceStamped]:
+    """``count`` boxes side by side across the middle third of the image, for the newest frame
+    (stamp zero), object ids 1..count."""
+    prompts = []
+    for index in range(count):
+        box_width = 2 * width / 3 / count
+        left = width / 6 + index * box_width
+        msg = PolygonInstanceStamped()
+        msg.polygon.id = index + 1
+        msg.polygon.polygon.points = [Point32(x=left, y=height / 3),
+                                      Point32(x=left + box_width - 1, y=2 * height / 3)]
+        prompts.append(msg)
+    return prompts
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -52,7 +71,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--outputs", default="features,features/pca",
                    help="comma-separated outputs under /flowfeat to subscribe to")
     p.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE")
+    p.add_argument("--size", default="640x480", help="camera frame WIDTHxHEIGHT")
+    p.add_argument("--track", type=int, default=0, metavar="N",
+                   help="objects to track (box prompts); 0: no tracking")
     args = p.parse_args(argv)
+    width, height = (int(side) for side in args.size.lower().split("x"))
     use_large_message_profile(config_dir())
     command = [sys.executable, "-m", "flowfeat_ros.perception_node", "--ros-args",
                "--params-file", str(config_dir() / "perception.yaml"),
@@ -63,11 +86,16 @@ def main(argv: list[str] | None = None) -> None:
     rclpy.init(args=[sys.argv[0]])  # our options are not ROS arguments
     node = rclpy.create_node("flowfeat_bench")
     topics = [f"/flowfeat/{name.strip()}" for name in args.outputs.split(",")]
+    if args.track:
+        topics.append("/flowfeat/track/mask")
     monitor = StreamMonitor(node, topics)
     camera = node.create_publisher(Image, "/image",
                                    QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
-    frames = _frames(30)
+    frames = _frames(30, (width, height))
+    prompt = node.create_publisher(PolygonInstanceStamped, "/flowfeat/track/prompt_region",
+                                   QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
     results = []
+    prompted = False
     try:
         for run in range(args.runs):
             monitor.reset()
@@ -77,6 +105,10 @@ def main(argv: list[str] | None = None) -> None:
             while time.monotonic() - start < args.warmup + args.seconds:
                 if node_proc.poll() is not None:
                     raise SystemExit(f"bench_pipeline: perception_node exited ({node_proc.returncode})")
+                if args.track and not prompted and prompt.get_subscription_count():
+                    for msg in _box_prompts(args.track, width, height):
+                        prompt.publish(msg)
+                    prompted = True
                 if not measuring and time.monotonic() - start >= args.warmup:
                     monitor.reset()
                     measuring = True
@@ -87,8 +119,8 @@ def main(argv: list[str] | None = None) -> None:
                 while time.monotonic() < deadline:
                     rclpy.spin_once(node, timeout_sec=max(0.0, deadline - time.monotonic()))
             d = monitor.diagnostics
-            median, p95 = monitor.latency_ms(topics[0])
-            result = {"rate_hz": monitor.rate_hz(topics[0]), "receive_ms": median,
+            median, p95 = monitor.latency_ms(topics[-1])  # the track mask when tracking
+            result = {"rate_hz": monitor.rate_hz(topics[-1]), "receive_ms": median,
                       "receive_p95_ms": p95,
                       "publish_ms": float(d.get("latency_stamp_ms_median", "nan")),
                       "outside_share": float(d.get("outside_model_share", "nan"))}

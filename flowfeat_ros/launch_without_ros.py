@@ -62,6 +62,7 @@ def build_commands(args: argparse.Namespace) -> list[NodeCommand]:
             sys.executable, "-m", "flowfeat_ros.video_publisher", "--ros-args", *common,
             "-p", f"source:={args.video}", "-p", "loop:=true",
             "-p", f"rate:={float(args.video_rate)}", "-p", f"width:={args.video_width}",
+            "-p", f"wait_for_subscribers:={args.video_wait_for_subscribers}",
             "-r", f"camera/image_raw:={args.camera_topic}",
             "-r", f"camera/camera_info:={args.camera_info_topic}"]))
     if args.record:
@@ -131,6 +132,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--video", help="play this video / image folder / rosbag2 as the camera")
     p.add_argument("--video-rate", type=float, default=0.0, help="frames/s (0: the video's)")
     p.add_argument("--video-width", type=int, default=0, help="resize the video (0: keep)")
+    p.add_argument("--video-wait-for-subscribers", type=int, default=0, metavar="N",
+                   help="hold the video's first frame until the camera topic has N subscribers")
     p.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
                    help="extra perception parameter override (repeatable)")
     return p

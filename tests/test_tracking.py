@@ -179,3 +179,14 @@ def test_propagator_refuses_mismatched_cells():
     propagator.set_anchor(torch.zeros(4, 5, 5), torch.ones(2, 5, 5))
     with pytest.raises(ValueError, match="do not match"):
         propagator.predict(torch.zeros(4, 6, 5))
+
+
+def test_prompts_one_after_another_on_one_frame_keep_each_other():
+    features, truth = moving_squares()
+    tracker = ObjectTracker(PropagationConfig(stride=4, radius=4))
+    cells = pool_cells(features[0], 4)
+    tracker.prompt(cells, {1: mask_coverage(truth[0], [1], cells.shape[-2:])[0]})
+    tracker.prompt(cells, {2: mask_coverage(truth[0], [2], cells.shape[-2:])[0]},
+                   tracker.anchor_labels())
+    result, _ = tracker.track(pool_cells(features[1], 4), truth[1].shape)
+    assert tracker.object_ids == [1, 2] and set(np.unique(result.ids)) == {0, 1, 2}

@@ -128,6 +128,13 @@ class ObjectTracker:
                                                     if old else 0)
         self._propagator.set_anchor(cells, soft)
 
+    def anchor_labels(self) -> tuple[list[int], torch.Tensor]:
+        """The tracked ids and the anchor frame's soft labels (what a later prompt on the
+        anchor frame paints over)."""
+        if self._propagator.anchor is None:
+            raise RuntimeError("no object is tracked")
+        return self.object_ids, self._propagator.anchor.soft
+
     def track(self, cells: torch.Tensor, size_hw: tuple[int, int]) -> tuple[TrackFrame, torch.Tensor]:
         """Propagate to ``cells``; returns the frame's labels at ``size_hw`` and its soft labels
         (K x h x w, for a later prompt on this frame). The prompted frame itself keeps its

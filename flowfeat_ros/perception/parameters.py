@@ -94,7 +94,7 @@ class PerceptionSettings:
                                 low=1, high=64, read_only=True)
     track_radius: int = setting(6, "tracking: cells (of track_stride pixels) an object may move "
                                 "between processed frames", low=1, high=64, read_only=True)
-    track_context_frames: int = setting(3, "tracking: latest predictions propagated from besides "
+    track_context_frames: int = setting(2, "tracking: latest predictions propagated from besides "
                                         "the prompted frame", low=0, high=16, read_only=True)
     track_topk: int = setting(5, "tracking: most similar context cells each cell takes its label "
                               "from", low=1, high=64, read_only=True)

@@ -12,7 +12,7 @@ import numpy as np
 
 from flowfeat_ros.perception.status_keys import PROCESSED_FRAMES, STAMP_LATENCY
 
-STAGES = ("decode", "preprocess", "model", "postprocess", "publish")
+STAGES = ("decode", "preprocess", "model", "postprocess", "track", "publish")
 RATE_WINDOW_S = 5.0
 
 

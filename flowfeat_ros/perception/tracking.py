@@ -196,6 +196,7 @@ class CameraTracking:
             coverage = {object_id: torch.from_numpy(
                 self._region(prompt.points, target, grid_hw)).float()}
         self.tracker.prompt(target.cells, coverage, target.predicted)
+        target.predicted = self.tracker.anchor_labels()  # the next prompt on it keeps these
 
     @staticmethod
     def _region(points: tuple[tuple[float, float], ...], target: _HistoryFrame,
