@@ -17,7 +17,7 @@ from flowfeat_core.inference.pca import FeaturePCA
 from flowfeat_ros.perception import rendering
 from flowfeat_ros.perception.frame_mailbox import REORDER_WINDOW_S, Arrival, FrameMailbox
 from flowfeat_ros.perception.parameters import settings_from_values, validate_settings
-from flowfeat_ros.perception.tracking import CameraTracking
+from flowfeat_ros.perception.tracking import TRACK_OUTPUTS, CameraTracking
 from flowfeat_ros.perception.worker import InferenceWorker
 
 
@@ -234,12 +234,12 @@ def test_probe_outputs_advertised_and_computed_only_for_what_a_probe_fills(tmp_p
     from flowfeat_ros.perception.runtime import build_runtime
 
     bare = build_runtime(_settings())
-    assert available_outputs(bare) == {"features", "pca", "camera_info"}
+    assert available_outputs(bare) == {"features", "pca", "camera_info", *TRACK_OUTPUTS}
     relative = save_probe(tmp_path / "relative.safetensors", Probe(ProbeSpec(
         task="depth", head="linear", dense_channels=128, encoder_channels=0, metric=False)))
     runtime = build_runtime(_settings(depth_probe=str(relative)), bare)
     assert available_outputs(runtime) == {"features", "pca", "camera_info", "depth_relative",
-                                          "depth_colored"}
+                                          "depth_colored", *TRACK_OUTPUTS}
     features = torch.randn(1, 128, 12, 16)
     encoder = torch.randn(1, 320, 2, 2)
     assert run_probes(frozenset({"pca"}), features, encoder, runtime, (24, 32)).depth is None
@@ -308,3 +308,45 @@ def test_frame_processor_publishes_what_is_subscribed_and_refuses_bad_frames():
         assert stats.invalid == 1 and "camera_info K holds NaN or inf" in logger.lines[-1]
     finally:
         next(nodes, None)  # shuts the node and its context down
+
+
+def test_camera_tracking_survives_a_frame_size_change_and_refuses_oversized_prompts():
+    """CameraTracking on a real rclpy node in this process: a mask prompt is tracked; frames of
+    another size drop the objects with a warning instead of failing every frame; a prompt larger
+    than max_input_pixels is refused before it is copied."""
+    from ros_peer import isolated_test_node
+    from std_msgs.msg import Header
+
+    from flowfeat_ros.image_conversion import mono8_to_msg
+    from flowfeat_ros.perception.problems import BAD_PROMPT, TRACK_RESET, ProblemReporter
+
+    class Logger:
+        def __init__(self) -> None:
+            self.lines: list[str] = []
+
+        def warning(self, line: str) -> None:
+            self.lines.append(line)
+
+    nodes = isolated_test_node("tracking_unit")
+    node = next(nodes)
+    try:
+        logger = Logger()
+        problems = ProblemReporter(logger, 0.0)
+        tracking = CameraTracking(node, "", "camera", _settings(track_stride=4,
+                                                                max_input_pixels=4096), problems)
+        mask = np.zeros((32, 32), np.uint8)
+        mask[8:24, 8:20] = 1
+        tracking._on_mask(mono8_to_msg(mask, Header()))  # the subscription's callback
+        tracking._on_mask(mono8_to_msg(np.ones((100, 100), np.uint8), Header()))
+        assert problems.counts[BAD_PROMPT] == 1 and "exceeds max_input_pixels" in logger.lines[0]
+        features = torch.randn(1, 8, 32, 32)
+        wanted = frozenset({"track_mask", "track_objects"})
+        messages = dict(tracking.step(Header(), features, np.zeros((32, 32, 3), np.uint8),
+                                      (32, 32), wanted))
+        assert set(messages) == wanted and tracking.tracker.object_ids == [1]
+        assert tracking.step(Header(), torch.randn(1, 8, 48, 48), np.zeros((48, 48, 3), np.uint8),
+                             (48, 48), wanted) == []
+        assert problems.counts[TRACK_RESET] == 1 and not tracking.tracker.active
+        assert "prompt again" in logger.lines[-1]
+    finally:
+        next(nodes, None)

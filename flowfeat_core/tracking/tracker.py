@@ -128,6 +128,12 @@ class ObjectTracker:
                                                     if old else 0)
         self._propagator.set_anchor(cells, soft)
 
+    def fits(self, cells: torch.Tensor) -> bool:
+        """Whether ``cells`` can be tracked from the anchor (same channels and grid): a new
+        image size or model cannot."""
+        anchor = self._propagator.anchor
+        return anchor is None or anchor.cells.shape == cells.shape
+
     def anchor_labels(self) -> tuple[list[int], torch.Tensor]:
         """The tracked ids and the anchor frame's soft labels (what a later prompt on the
         anchor frame paints over)."""

@@ -37,7 +37,7 @@ from flowfeat_core.tracking.tracker import MAX_OBJECT_ID, ObjectTracker, Tracked
 from flowfeat_ros.image_conversion import image_msg_to_array, mono8_to_msg, rgb8_to_msg, uint16_to_msg
 from flowfeat_ros.perception import rendering
 from flowfeat_ros.perception.parameters import PerceptionSettings
-from flowfeat_ros.perception.problems import BAD_PROMPT, ProblemReporter
+from flowfeat_ros.perception.problems import BAD_PROMPT, TRACK_RESET, ProblemReporter
 
 TRACK_OUTPUTS = frozenset({"track_mask", "track_overlay", "track_objects"})
 PROMPT_ENCODINGS = ("mono8", "16UC1")
@@ -84,6 +84,7 @@ class CameraTracking:
         self.problems = problems
         self.stride = settings.track_stride
         self.overlay_alpha = settings.overlay_alpha
+        self.max_pixels = settings.max_input_pixels
         self.tracker = ObjectTracker(settings.propagation(), settings.track_max_objects,
                                      settings.track_lost_fraction)
         self.last_objects: list[TrackedObject] = []
@@ -100,6 +101,9 @@ class CameraTracking:
         self.problems.warning(BAD_PROMPT, self.label, f"track prompt ignored: {reason}")
 
     def _on_mask(self, msg: Image) -> None:
+        if msg.width * msg.height > self.max_pixels:
+            self._refuse(f"mask {msg.width}x{msg.height} exceeds max_input_pixels")
+            return
         if msg.encoding not in PROMPT_ENCODINGS:
             self._refuse(f"encoding {msg.encoding!r} (want {' or '.join(PROMPT_ENCODINGS)} ids)")
             return
@@ -150,7 +154,15 @@ class CameraTracking:
         with self._lock:
             cells = pool_cells(features, self.stride)
             entry = _HistoryFrame(_stamp_ns(header), cells, tuple(rgb.shape[:2]), output_hw)
+            if self._history and self._history[-1].cells.shape != cells.shape:
+                self._history.clear()  # a new image size or model: old frames cannot be used
             self._history.append(entry)
+            if self.tracker.active and not self.tracker.fits(cells):
+                count = self.tracker.clear()
+                self.last_objects = []
+                self.problems.warning(TRACK_RESET, self.label, f"the frames changed size or "
+                                      f"model (cells {tuple(cells.shape)}): the {count} tracked "
+                                      "objects were dropped, prompt again")
             self._apply_pending()
             if not self.tracker.active:
                 return []
