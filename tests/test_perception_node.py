@@ -34,6 +34,8 @@ from test_perception_support import (
 from flowfeat_core.hub.checkpoint import FORMAT_KEY
 from flowfeat_core.hub.loading import load_model
 from flowfeat_core.inference.predictor import Predictor
+from flowfeat_core.models.fingerprint import model_fingerprint
+from flowfeat_core.probes.binding import MODEL_DIGEST
 from flowfeat_core.probes.heads import Probe, ProbeSpec
 from flowfeat_core.probes.io import save_probe
 from flowfeat_ros.image_conversion import image_msg_to_array
@@ -395,6 +397,41 @@ def test_relative_depth_is_published_apart_from_metres(peer, node, camera, frame
     assert relative.encoding == "32FC1" and (relative.width, relative.height) == (160, 120)
     for metres in ("/pn/flowfeat/depth", "/pn/flowfeat/points"):
         assert not peer.get_publishers_info_by_topic(metres), metres
+    assert set_parameters(peer, NODE, depth_probe="")[0].successful
+
+
+def test_a_probe_stops_under_another_model_and_a_misfit_probe_is_refused(peer, node, camera,
+                                                                          frames, checkpoint,
+                                                                          tmp_path):
+    """A probe records the model it was trained on: its outputs stop (WARN naming both models)
+    when another model runs, and come back with its own; a probe for another channel count is
+    refused at load with the reason while the old state keeps running."""
+    diagnostics = Diagnostics(peer, NODE)
+    bound = Probe(ProbeSpec(task="depth", head="linear", dense_channels=128, encoder_channels=0,
+                            metric=False))
+    bound.model_info = {MODEL_DIGEST: model_fingerprint(load_model(checkpoint))}
+    probe_file = save_probe(tmp_path / "bound.safetensors", bound)
+    relative = "/pn/flowfeat/depth/relative"
+    assert set_parameters(peer, NODE, depth_probe=str(probe_file))[0].successful
+    spin_until(peer, lambda: peer.get_publishers_info_by_topic(relative), 30, "depth offered", node)
+    other = make_checkpoint(tmp_path / "other.safetensors")
+    assert set_parameters(peer, NODE, checkpoint=str(other))[0].successful
+    spin_until(peer, lambda: not peer.get_publishers_info_by_topic(relative), 30,
+               "depth withdrawn under another model", node)
+    stream_until(peer, camera, [frames[0]], lambda: "was trained on model" in diagnostics.message,
+                 30, node)
+    assert diagnostics.level == 1 and bound.model_info[MODEL_DIGEST] in diagnostics.message
+    assert set_parameters(peer, NODE, checkpoint=str(checkpoint))[0].successful
+    spin_until(peer, lambda: peer.get_publishers_info_by_topic(relative), 30, "depth back", node)
+    stream_until(peer, camera, [frames[0]], lambda: "trained on" not in diagnostics.message, 30,
+                 node)
+
+    narrow = save_probe(tmp_path / "narrow.safetensors", Probe(ProbeSpec(
+        task="depth", head="linear", dense_channels=64, encoder_channels=0, metric=False)))
+    assert set_parameters(peer, NODE, depth_probe=str(narrow))[0].successful  # loads in the back
+    stream_until(peer, camera, [frames[0]], lambda: "expects 64 dense feature channels; the model "
+                 "gives 128" in diagnostics.values.get("last_load_error", ""), 30, node)
+    assert peer.get_publishers_info_by_topic(relative)  # the bound probe keeps running
     assert set_parameters(peer, NODE, depth_probe="")[0].successful
 
 

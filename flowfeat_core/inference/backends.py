@@ -20,6 +20,7 @@ from flowfeat_core.error_text import first_line
 from flowfeat_core.export.onnx_export import OUTPUT_NAMES, export_onnx
 from flowfeat_core.inference.device import AUTOCAST_DTYPES, Precision
 from flowfeat_core.inference.numerics import ONNX_PRECISIONS, TOLERANCE, relative_error
+from flowfeat_core.models.fingerprint import model_fingerprint
 from flowfeat_core.models.flowfeat import FlowFeat, pad_to_multiple
 from flowfeat_core.models.registry import encoder_entry
 
@@ -79,12 +80,8 @@ def torch_runner(model: FlowFeat, device: torch.device, precision: Precision,
 
 
 def model_digest(model: FlowFeat, precision: str) -> str:
-    """Identifies an exported graph: the configuration, the weights and the precision."""
-    digest = hashlib.sha256(model.config.to_dict().__repr__().encode() + precision.encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
+    """Identifies an exported graph: the model's fingerprint and the precision."""
+    return hashlib.sha256(f"{model_fingerprint(model)}:{precision}".encode()).hexdigest()[:16]
 
 
 def onnxruntime_providers(device: torch.device, cache_dir: Path, precision: str) -> list:

@@ -10,7 +10,9 @@ import torch
 
 from flowfeat_core.hub.loading import load_model
 from flowfeat_core.inference.predictor import Predictor
+from flowfeat_core.models.fingerprint import model_fingerprint
 from flowfeat_core.models.flowfeat import FlowFeat
+from flowfeat_core.probes.binding import MODEL_DIGEST
 from flowfeat_core.probes.heads import Probe, ProbeSpec
 from flowfeat_core.probes.metrics import DepthMetrics, SegmentationMetrics, median_scaled
 from flowfeat_core.probes.training import (
@@ -52,7 +54,8 @@ DEFAULT_PALETTE = (
 def resolve_model(source: str) -> tuple[FlowFeat, dict]:
     """The FlowFeat network for ``source`` and a JSON description of it for probe checkpoints."""
     model = FlowFeat.embedded_default() if source == UNTRAINED_EMBEDDED else load_model(source)
-    return model.eval(), {"source": str(source), "config": model.config.to_dict()}
+    return model.eval(), {"source": str(source), "config": model.config.to_dict(),
+                          MODEL_DIGEST: model_fingerprint(model)}
 
 
 def default_colors(count: int) -> list[tuple[int, int, int]]:

@@ -101,6 +101,7 @@ class PerceptionNode(Node):
         self._last_start = -float("inf")
         self._failing_since: float | None = None
         self._last_failure = ""
+        self._report_probe_binding(runtime)
         self.worker = InferenceWorker(self._work_step, self._on_worker_error)
         self.worker.start()
         self.get_logger().info(
@@ -141,6 +142,15 @@ class PerceptionNode(Node):
         self._advertise(runtime)
         self._seen_file_times = dict(runtime.file_times)
         self.get_logger().info(f"now running {runtime.description} on {runtime.predictor.device}")
+        self._report_probe_binding(runtime)
+
+    def _report_probe_binding(self, runtime: Runtime) -> None:
+        for reason in runtime.stopped_probes.values():
+            self.get_logger().warning(reason)
+        for task in runtime.unverified_probes:
+            self.get_logger().warning(f"the {task} probe records no model fingerprint (saved "
+                                      "before they were recorded): it cannot be checked against "
+                                      "the running model; retrain it with flowfeat_probe")
 
     # -- reload -----------------------------------------------------------------------------
     def _on_reload(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
@@ -227,7 +237,10 @@ class PerceptionNode(Node):
             values.update(tracking.diagnostic_values(f"{name}_" if name else ""))
         values["worker_errors"] = self.worker.errors
         values["worker_restarts"] = self.worker.restarts
-        problems = self._input_problems(values)
+        values["model_fingerprint"] = runtime.fingerprint
+        if runtime.unverified_probes:
+            values["probes_unverified"] = ", ".join(runtime.unverified_probes)
+        problems = self._input_problems(values) + list(runtime.stopped_probes.values())
         if self.manager.last_error:
             problems.insert(0, f"load failed, old model kept: {self.manager.last_error}")
         level = DiagnosticStatus.WARN if problems else DiagnosticStatus.OK

@@ -17,6 +17,8 @@ from typing import Any
 from flowfeat_core.hub.errors import CheckpointError, WeightsUnavailableError
 from flowfeat_core.hub.loading import load_model
 from flowfeat_core.inference.predictor import Predictor
+from flowfeat_core.models.fingerprint import model_fingerprint
+from flowfeat_core.probes.binding import MODEL_DIGEST, channel_problem, trained_on
 from flowfeat_ros.perception.parameters import PerceptionSettings
 from flowfeat_ros.perception.probe_loading import ProbeLoadError, load_task_probe
 
@@ -34,6 +36,12 @@ class Runtime:
     depth_probe: Any | None = None
     segmentation_probe: Any | None = None
     file_times: dict[str, float] = field(default_factory=dict)
+    #: The running model's fingerprint (flowfeat_core.models.fingerprint).
+    fingerprint: str = ""
+    #: task -> why that probe's outputs are stopped (it was trained on another model).
+    stopped_probes: dict[str, str] = field(default_factory=dict)
+    #: Tasks whose probe records no model fingerprint (saved before they were recorded).
+    unverified_probes: tuple[str, ...] = ()
 
     @property
     def description(self) -> str:
@@ -88,6 +96,9 @@ def _load_probe(path: str, task: str, predictor: Predictor) -> Any | None:
         probe = load_task_probe(path, task)
     except ProbeLoadError as error:
         raise RuntimeLoadError(str(error)) from error
+    problem = channel_problem(probe, predictor.model)
+    if problem:
+        raise RuntimeLoadError(f"{task} probe {path!r} {problem}")
     if hasattr(probe, "to"):
         probe = probe.to(predictor.device)
     if hasattr(probe, "eval"):
@@ -102,17 +113,35 @@ def build_runtime(settings: PerceptionSettings, previous: Runtime | None = None,
     times = file_times(settings)
     reuse = previous is not None and not force
     if reuse and previous.settings.model_key() == settings.model_key():
-        predictor = previous.predictor
+        predictor, fingerprint = previous.predictor, previous.fingerprint
     else:
         predictor = _build_predictor(settings)
-    probes = {}
+        fingerprint = model_fingerprint(predictor.model)
+    probes, stopped, unverified = {}, {}, []
     for task, path in (("depth", settings.depth_probe),
                        ("segmentation", settings.segmentation_probe)):
         same = reuse and predictor is previous.predictor and getattr(
             previous.settings, f"{task}_probe") == path
-        probes[task] = (getattr(previous, f"{task}_probe") if same
-                        else _load_probe(path, task, predictor))
-    return Runtime(settings, predictor, probes["depth"], probes["segmentation"], times)
+        if same:
+            probes[task] = getattr(previous, f"{task}_probe")
+            if task in previous.stopped_probes:
+                stopped[task] = previous.stopped_probes[task]
+            if task in previous.unverified_probes:
+                unverified.append(task)
+            continue
+        probe = _load_probe(path, task, predictor)
+        bound = None if probe is None else trained_on(probe, fingerprint)
+        if bound is False:
+            stopped[task] = (f"{task} probe {path!r} was trained on model "
+                             f"{probe.model_info[MODEL_DIGEST]}, not on the running model "
+                             f"{fingerprint}: its outputs are stopped (deploy a probe trained "
+                             "on this model)")
+            probe = None
+        elif probe is not None and bound is None:
+            unverified.append(task)
+        probes[task] = probe
+    return Runtime(settings, predictor, probes["depth"], probes["segmentation"], times,
+                   fingerprint, stopped, tuple(unverified))
 
 
 class RuntimeManager:
