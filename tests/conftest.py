@@ -16,16 +16,10 @@ from pathlib import Path
 import pytest
 
 # Each pytest process uses its own DDS domain, on localhost only: parallel runs never cross-talk.
-# pytest-xdist workers inherit the controller's environment, so each moves to the domain after it.
-_domain = int(os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 200))))
-_worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ... in a worker
-if _worker:
-    os.environ["ROS_DOMAIN_ID"] = str((_domain + 1 + int(_worker[2:])) % 232)
+os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 101)))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-# ONNX exports made by backend tests (and the nodes they start) stay out of the user's cache, and
-# out of each other's way: every process (xdist worker) has its own.
-if _worker or "FLOWFEAT_BACKEND_CACHE" not in os.environ:
-    os.environ["FLOWFEAT_BACKEND_CACHE"] = tempfile.mkdtemp(prefix="flowfeat-backends-")
+# ONNX exports made by backend tests (and the nodes they start) stay out of the user's cache.
+os.environ.setdefault("FLOWFEAT_BACKEND_CACHE", tempfile.mkdtemp(prefix="flowfeat-backends-"))
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 OPENCV_DATA_DIR = Path("/usr/share/doc/opencv-doc/examples/data")
