@@ -350,3 +350,41 @@ def test_camera_tracking_survives_a_frame_size_change_and_refuses_oversized_prom
         assert "prompt again" in logger.lines[-1]
     finally:
         next(nodes, None)
+
+
+def test_frames_that_all_fail_turn_diagnostics_to_error_and_back():
+    """Every frame failing must not leave /diagnostics at OK. No input is known to cause it any
+    more (a probe of another feature width did; it is refused at load now), so the perception
+    node runs in this process and its worker's error callback is given the error of each failing
+    frame; a real frame processed afterwards clears it."""
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+    from std_msgs.msg import Header
+
+    from flowfeat_ros.image_conversion import rgb8_to_msg
+    from flowfeat_ros.perception.node import FAILING_ERROR_S, PerceptionNode
+
+    rclpy.init(args=["test", "--ros-args", "-p", "input_width:=64", "-p", "input_height:=48",
+                     "-p", "diagnostics_period_s:=0.2"])
+    node = PerceptionNode()
+    try:
+        statuses: list[DiagnosticStatus] = []
+        node.create_subscription(DiagnosticArray, "/diagnostics",
+                                 lambda msg: statuses.extend(msg.status), 10)
+        node.create_subscription(Image, "flowfeat/features/pca", lambda msg: None, 10)
+        start = time.monotonic()
+        while time.monotonic() - start < FAILING_ERROR_S + 1.0:
+            node._on_worker_error(ValueError("probe expects 64 dense channels, got 128"))
+            rclpy.spin_once(node, timeout_sec=0.05)
+        error = [s for s in statuses if int.from_bytes(s.level, "little") == 2]
+        assert error and "every frame has failed" in error[-1].message
+        assert "64 dense channels" in error[-1].message
+        node.mailbox.put("", rgb8_to_msg(np.full((48, 64, 3), 90, np.uint8), Header()))
+        deadline = time.monotonic() + 20
+        while int.from_bytes(statuses[-1].level, "little") == 2:
+            assert time.monotonic() < deadline, statuses[-1].message
+            rclpy.spin_once(node, timeout_sec=0.05)
+    finally:
+        node.finish()
+        node.destroy_node()
+        rclpy.try_shutdown()

@@ -46,13 +46,15 @@ Message = Image | CameraInfo | PointCloud2 | DiagnosticArray
 
 @dataclass
 class DecodedFrame:
-    """A frame ready for the model: its camera, RGB pixels, header and arrival time."""
+    """A frame ready for the model: its camera, RGB pixels, header, arrival time, wanted
+    outputs and the camera_info checked against it (the camera's latest may change meanwhile)."""
 
     camera: CameraIO
     rgb: np.ndarray
     header: Header
     received: float
     wanted: frozenset[str]
+    info: CameraInfo | None
 
 
 def _stamp_seconds(header: Header) -> float:
@@ -116,7 +118,7 @@ class FrameProcessor:
             self._refuse(BAD_CAMERA_INFO, label, info_problem)
             return None
         return DecodedFrame(camera, rgb, copy_header(pending.msg.header), pending.received,
-                            wanted)
+                            wanted, info)
 
     def _process_group(self, group: list[DecodedFrame], runtime: Runtime,
                        settings: PerceptionSettings) -> None:
@@ -175,7 +177,7 @@ class FrameProcessor:
                 out_hw: tuple[int, int]) -> list[tuple[str, Message]]:
         wanted, header = frame.wanted, frame.header
         messages: list[tuple[str, Message]] = []
-        info = frame.camera.latest_info
+        info = frame.info
         scaled_info = scale_camera_info(info, out_hw[1], out_hw[0]) if info is not None else None
         if "camera_info" in wanted and scaled_info is not None:
             scaled_info.header = copy_header(header)
