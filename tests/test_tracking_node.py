@@ -80,16 +80,21 @@ class Tracking:
                    60, "the track topics to match", node)
 
     def send(self, rgb: np.ndarray) -> tuple[Header, Image]:
-        """Send a frame, wait for its mask."""
-        count = len(self.masks)
+        """Send a frame, wait for its mask (an earlier frame's may still be on its way)."""
         header = self.camera.send(rgb)
-        spin_until(self.peer, lambda: len(self.masks) > count, 30, "a track mask", self.node)
-        assert self.masks[-1].header.stamp == header.stamp
-        return header, self.masks[-1]
+
+        def mask() -> Image | None:
+            return next((m for m in reversed(self.masks) if m.header.stamp == header.stamp), None)
+
+        spin_until(self.peer, lambda: mask() is not None, 30, "the frame's track mask", self.node)
+        return header, mask()
 
     def send_unanswered(self, rgb: np.ndarray) -> Header:
         """Send a frame while nothing is tracked (no mask comes); wait until it is processed."""
-        before = int(self.status.get("processed_frames") or 0)
+        self.status.values = {}  # a status sent after everything before was processed
+        spin_until(self.peer, lambda: self.status.get("processed_frames"), 10, "a new status",
+                   self.node)
+        before = int(self.status.get("processed_frames"))
         header = self.camera.send(rgb)
         spin_until(self.peer, lambda: int(self.status.get("processed_frames") or 0) > before, 30,
                    "the frame to be processed", self.node)
