@@ -93,7 +93,8 @@ def main(argv: list[str] | None = None) -> None:
                                    QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
     frames = _frames(30, (width, height))
     prompt = node.create_publisher(PolygonInstanceStamped, "/flowfeat/track/prompt_region",
-                                   QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+                                   QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+                                   ) if args.track else None
     results = []
     prompted = False
     try:
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
             while time.monotonic() - start < args.warmup + args.seconds:
                 if node_proc.poll() is not None:
                     raise SystemExit(f"bench_pipeline: perception_node exited ({node_proc.returncode})")
-                if args.track and not prompted and prompt.get_subscription_count():
+                if prompt is not None and not prompted and prompt.get_subscription_count():
                     for msg in _box_prompts(args.track, width, height):
                         prompt.publish(msg)
                     prompted = True

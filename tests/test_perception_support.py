@@ -25,6 +25,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from ros_peer import isolated_test_node
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
+from std_srvs.srv import Trigger
 
 from flowfeat_core.hub.checkpoint import save_checkpoint
 from flowfeat_core.models.flowfeat import FlowFeat
@@ -217,6 +218,18 @@ def set_parameters(peer: Node, node_name: str, **values: object) -> list[SetPara
         future = client.call_async(request)
         spin_until(peer, future.done, 20, "set_parameters")
         return list(future.result().results)
+    finally:
+        peer.destroy_client(client)
+
+
+def call_trigger(peer: Node, service: str, process) -> Trigger.Response:
+    """Call the Trigger service ``service`` and return its reply."""
+    client = peer.create_client(Trigger, service)
+    try:
+        spin_until(peer, client.service_is_ready, 60, service, process)
+        future = client.call_async(Trigger.Request())
+        spin_until(peer, future.done, 60, f"{service} reply", process)
+        return future.result()
     finally:
         peer.destroy_client(client)
 

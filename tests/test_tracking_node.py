@@ -12,12 +12,12 @@ from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Point32, PolygonInstanceStamped
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
-from std_srvs.srv import Trigger
 from test_perception_support import (
     RELIABLE,
     Diagnostics,
     PerceptionProcess,
     base_params,
+    call_trigger,
     connected_camera,
     peer,
     spin_until,
@@ -101,12 +101,7 @@ class Tracking:
         return header
 
     def clear(self) -> str:
-        client = self.peer.create_client(Trigger, f"{PREFIX}/perception/track_clear")
-        spin_until(self.peer, client.service_is_ready, 20, "track_clear")
-        future = client.call_async(Trigger.Request())
-        spin_until(self.peer, future.done, 20, "track_clear's answer")
-        self.peer.destroy_client(client)
-        return future.result().message
+        return call_trigger(self.peer, f"{PREFIX}/perception/track_clear", self.node).message
 
     def send_region(self, header: Header, points: list[tuple[float, float]], object_id: int) -> None:
         msg = PolygonInstanceStamped(header=header)

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from bag_writing import read_video_frames, write_image_bag
-from std_srvs.srv import Trigger
 from test_perception_node import expected_features
 from test_perception_support import (
     REPO,
@@ -27,6 +26,7 @@ from test_perception_support import (
     Outputs,
     PerceptionProcess,
     base_params,
+    call_trigger,
     connected_camera,
     make_checkpoint,
     peer,
@@ -70,17 +70,6 @@ class TrainerProcess:
 
     def output(self) -> str:
         return self.log.read_text()
-
-
-def call_trigger(peer, service: str, process) -> Trigger.Response:
-    client = peer.create_client(Trigger, service)
-    try:
-        spin_until(peer, client.service_is_ready, 60, service, process)
-        future = client.call_async(Trigger.Request())
-        spin_until(peer, future.done, 60, f"{service} reply", process)
-        return future.result()
-    finally:
-        peer.destroy_client(client)
 
 
 def features_for(peer, camera: Camera, outputs: Outputs, rgb: np.ndarray, node) -> np.ndarray:
