@@ -136,6 +136,34 @@ def test_a_lost_object_is_found_again():
     assert (final & (truth[-1] == 1)).sum() / (final | (truth[-1] == 1)).sum() > 0.6
 
 
+def test_the_last_view_of_a_lost_object_finds_it_again_after_its_look_changed():
+    """The object's appearance drifts away from its prompt while it is tracked, then it is
+    hidden and comes back with the new look: the prompted frame alone no longer resembles it,
+    the kept last view does."""
+    _, truth = moving_squares(frames=12)
+    rng = np.random.default_rng(4)
+    basis = 4 * torch.linalg.qr(torch.from_numpy(rng.normal(size=(16, 3))).float())[0]
+    background, old_look, turn = (basis[:, i, None, None] for i in range(3))
+    features = []
+    for t, ids in enumerate(truth):  # the look turns 24 degrees a frame, 120 in all by frame 5:
+        angle = np.radians(24 * min(t, 5))  # the new look is nearer the background than the old
+        look = old_look * np.cos(angle) + turn * np.sin(angle)
+        shown = torch.from_numpy((ids == 1) & (t < 6 or t > 9))[None].float()  # hidden 6..9
+        maps = background * (1 - shown) + look * shown
+        features.append(maps + 0.3 * torch.from_numpy(rng.normal(size=maps.shape)).float())
+    tracker = ObjectTracker(PropagationConfig(stride=4, radius=6, context_frames=2))
+    cells = pool_cells(features[0], 4)
+    tracker.prompt(cells, {1: mask_coverage(truth[0], [1], cells.shape[-2:])[0]})
+    lost = []
+    for frame in features[1:]:
+        result, _ = tracker.track(pool_cells(frame, 4), truth[0].shape)
+        lost.append(result.objects[0].lost)
+    assert lost[:5] == [False] * 5 and lost[5:9] == [True] * 4  # tracked through the drift
+    assert not lost[-1] and tracker.found_again() == 1
+    final = result.ids == 1
+    assert (final & (truth[-1] == 1)).sum() / (final | (truth[-1] == 1)).sum() > 0.6
+
+
 def test_box_and_pixel_prompts_grow_the_object_from_the_features():
     features, truth = moving_squares()
     cells = pool_cells(features[0], 4)
