@@ -218,3 +218,14 @@ def test_prompts_one_after_another_on_one_frame_keep_each_other():
                    tracker.anchor_labels())
     result, _ = tracker.track(pool_cells(features[1], 4), truth[1].shape)
     assert tracker.object_ids == [1, 2] and set(np.unique(result.ids)) == {0, 1, 2}
+
+
+@pytest.mark.parametrize("num_labels", [3, 128, 200])
+def test_label_indices_resize_every_label_as_torch_does(num_labels: int) -> None:
+    """More labels than an OpenCV 5 image has channels (128; the real yardstick's superpixels
+    number about 180) are resized in groups, with the same result as torch's bilinear resize."""
+    soft = torch.rand(num_labels, 6, 7, generator=torch.Generator().manual_seed(num_labels))
+    want = F.interpolate(soft[None], size=(24, 28), mode="bilinear", align_corners=False)[0]
+    got = label_indices(soft, (24, 28))
+    assert got.shape == (24, 28) and got.dtype == np.uint8
+    assert (got == want.argmax(0).numpy()).mean() > 0.999

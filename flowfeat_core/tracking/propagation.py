@@ -23,6 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+#: Channels of one OpenCV 5 image (4.x allowed 512): label maps are resized in groups of this many.
+OPENCV_MAX_CHANNELS = 128
 #: Target cells per tile side of the local affinity.
 TILE = 8
 
@@ -69,8 +71,12 @@ def label_indices(soft: torch.Tensor, size_hw: tuple[int, int]) -> np.ndarray:
     if soft.shape[0] > 256:
         raise ValueError(f"{soft.shape[0]} labels: at most 256")
     hwk = np.ascontiguousarray(soft.permute(1, 2, 0).numpy(), dtype=np.float32)
-    resized = cv2.resize(hwk, (size_hw[1], size_hw[0]), interpolation=cv2.INTER_LINEAR)
-    return resized.reshape(*size_hw, -1).argmax(2).astype(np.uint8)
+    resized = np.concatenate([  # OpenCV 5 images hold at most 128 channels
+        cv2.resize(np.ascontiguousarray(hwk[..., first:first + OPENCV_MAX_CHANNELS]),
+                   (size_hw[1], size_hw[0]), interpolation=cv2.INTER_LINEAR
+                   ).reshape(*size_hw, -1)
+        for first in range(0, hwk.shape[2], OPENCV_MAX_CHANNELS)], axis=2)
+    return resized.argmax(2).astype(np.uint8)
 
 
 def _padded_grid(grid_hw: tuple[int, int]) -> tuple[int, int]:
