@@ -456,3 +456,37 @@ def test_backend_parameter_swaps_to_onnxruntime_while_streaming(peer, node, came
     assert all(r.successful for r in set_parameters(peer, NODE, backend="torch", device="auto"))
     spin_until(peer, lambda: node.output().count(eager_line) > swaps, 60, "the eager backend again",
                node)
+
+
+@pytest.mark.slow
+def test_the_default_auto_backend_answers_at_once_and_swaps_in_the_compiled_model(
+        peer, checkpoint, frames, tmp_path):
+    """``backend: auto`` (the shipped default): the first frame is answered by eager PyTorch while
+    the compiled model builds in the background; /diagnostics and the log show the swap, and the
+    compiled model's features equal the model's. 64x64 is the size test_auto_backend compiles, so
+    a whole-suite run finds the kernels in the session's inductor cache."""
+    params = base_params(checkpoint, backend="auto", input_width=64, input_height=64)
+    node = PerceptionProcess(tmp_path / "perception.log", params, "/auto")
+    try:
+        camera = connected_camera(peer, node, "/auto")
+        outputs = connected_outputs(peer, node, "/auto", ("flowfeat/features",))
+        diagnostics = Diagnostics(peer, "/auto/perception")
+        send_and_receive(peer, camera, outputs, frames[0], node)
+        spin_until(peer, lambda: diagnostics.get("backend_status").startswith("building"), 30,
+                   "the build to start", node)
+        assert diagnostics.get("backend") == "torch" and diagnostics.get("backend_setting") == "auto"
+        deadline = time.monotonic() + 600  # a cold compile takes minutes on 2 busy cores
+        while diagnostics.get("backend") != "torch-compile":
+            assert time.monotonic() < deadline, node.output()
+            send_and_receive(peer, camera, outputs, frames[1], node)
+            spin_for(peer, 0.5)
+        assert "largest relative error against eager fp32" in diagnostics.get("backend_status")
+        assert "backend torch-compile: torch-compile serves 64x64" in node.output()
+        header = send_and_receive(peer, camera, outputs, frames[2], node)
+        features = next(m for m in outputs.messages["flowfeat/features"]
+                        if m.header.stamp == header.stamp)
+        eager = Predictor(load_model(checkpoint), device="cpu", input_hw=(64, 64))
+        np.testing.assert_allclose(image_msg_to_array(features),
+                                   eager.predict(frames[2], as_numpy=True)[0], atol=1e-3)
+    finally:
+        assert node.stop() == 0, node.output()

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from flowfeat_core.cli.errors import reports_user_errors
+from flowfeat_core.inference.device import PRECISIONS
 from flowfeat_core.inference.feature_stats import FeatureStats, feature_stats, median_stats, warn_if_collapsed
 from flowfeat_core.inference.predictor import Predictor
 from flowfeat_core.probes.baselines import FEATURE_SETS, FeatureSets
@@ -74,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-synthetic", dest="synthetic", action="store_false",
                         help="skip the procedural benchmark (the second table)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="FlowFeat's forward (reduced precisions autocast the decoder, and the "
+                        "encoder where its registry entry allows); the baselines stay fp32")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return parser
 
@@ -159,7 +163,9 @@ def _score_test(sets: FeatureSets, probes: dict, test: list[SyntheticSequence]) 
 def real_image_stats(test_sets: FeatureSets, device: str) -> dict[str, FeatureStats]:
     """Median feature statistics of every feature set on the real photos and video frames, at the
     model's preferred input size (the same model and untrained decoder as ``test_sets``)."""
-    sets = FeatureSets(Predictor(test_sets.predictor.model, device=device), test_sets.untrained)
+    predictor = test_sets.predictor
+    sets = FeatureSets(Predictor(predictor.model, device=device, precision=predictor.precision),
+                       test_sets.untrained)
     stats: dict[str, list[FeatureStats]] = {name: [] for name in FEATURE_SETS}
     for image in real_images().values():
         for name, features in sets.maps(image).items():
@@ -176,7 +182,8 @@ def _teacher_scores(names: str, test: list[SyntheticSequence]) -> dict:
 
 def real_yardstick(model, args: argparse.Namespace) -> dict[str, dict[str, float]]:
     """The five feature sets on the chosen real split, at the model's preferred input size."""
-    sets = FeatureSets.for_predictor(Predictor(model, device=args.device), seed=args.seed)
+    sets = FeatureSets.for_predictor(Predictor(model, device=args.device, precision=args.precision),
+                                     seed=args.seed)
     return yardstick(sets.maps, args.real_split, **(FAST_SUBSET if args.real_fast else {}))
 
 
@@ -192,7 +199,8 @@ def evaluate(args: argparse.Namespace) -> dict:
     size = {"height": args.height, "width": args.width, "frames": args.frames}
     train = generate_split(args.seed, "train", args.train_sequences, **size)
     test = generate_split(args.seed, "test", args.test_sequences, **size)
-    sets = FeatureSets.for_predictor(Predictor(model, device=args.device, input_hw=(args.height, args.width)))
+    sets = FeatureSets.for_predictor(Predictor(model, device=args.device, precision=args.precision,
+                                               input_hw=(args.height, args.width)))
     probes = _train_probes(sets, train, args)
     results, test_stats = _score_test(sets, probes, test)
     results["trivial"] = _trivial(train, test)

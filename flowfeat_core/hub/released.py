@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from tqdm import tqdm
 
+from flowfeat_core.home import flowfeat_home
 from flowfeat_core.hub.errors import WeightsUnavailableError
 from flowfeat_core.process.atomic_io import write_atomically
 
@@ -26,8 +26,8 @@ RELEASED_WEIGHTS: dict[str, str] = {
 
 
 def cache_dir() -> Path:
-    """``$FLOWFEAT_HOME``, else ``~/.cache/flowfeat``."""
-    return Path(os.environ.get("FLOWFEAT_HOME", Path.home() / ".cache" / "flowfeat")).expanduser()
+    """Where released weights are looked up (and downloaded to): ``flowfeat_home()``."""
+    return flowfeat_home()
 
 
 def as_released_name(name: str) -> str | None:

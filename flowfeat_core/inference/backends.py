@@ -1,7 +1,8 @@
 """Ways to run a FlowFeat forward pass: eager PyTorch, ``torch.compile``, or ONNX Runtime (CPU, and
 the CUDA / TensorRT execution providers when installed, with an engine cache). A non-eager backend
 is checked against eager fp32 PyTorch on a fixed input when it is built; one that disagrees is
-refused with the numbers, so a silently wrong engine never serves.
+refused with the numbers, so a silently wrong engine never serves. ``auto`` (auto_backend.py)
+serves eager at once and swaps in the fastest of these once it is built and checked.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from torch import nn
 
 from flowfeat_core.error_text import first_line
 from flowfeat_core.export.onnx_export import OUTPUT_NAMES, export_onnx
+from flowfeat_core.home import flowfeat_home
 from flowfeat_core.inference.device import AUTOCAST_DTYPES, Precision
 from flowfeat_core.inference.numerics import ONNX_PRECISIONS, TOLERANCE, relative_error
 from flowfeat_core.models.fingerprint import model_fingerprint
@@ -25,14 +27,16 @@ from flowfeat_core.models.flowfeat import FlowFeat, pad_to_multiple
 from flowfeat_core.models.registry import encoder_entry
 
 BACKENDS = ("torch", "torch-compile", "onnxruntime")
+#: Not a backend of its own: eager first, then the fastest of BACKENDS this machine builds.
+AUTO = "auto"
+BACKEND_CHOICES = (AUTO, *BACKENDS)
 #: Largest relative error (max |got - eager fp32| / max |eager fp32|) a backend or an ONNX export
 #: may show, by precision: reduced precisions are compared with fp32, so they get their rounding's
 #: share. fp16 keeps 11 significant bits and its rounding accumulates through the encoder: the
 #: default model's ONNX features on the CPU measured 1.5e-2 at 96x128 but 0.111 at 240x320 (mean
 #: absolute error 2.7e-3), which the check refuses.
 #: ONNX files (and TensorRT engines) are cached here unless FLOWFEAT_BACKEND_CACHE says otherwise.
-DEFAULT_CACHE = Path(os.environ.get("FLOWFEAT_BACKEND_CACHE",
-                                    Path.home() / ".cache" / "flowfeat" / "backends"))
+DEFAULT_CACHE = Path(os.environ.get("FLOWFEAT_BACKEND_CACHE", flowfeat_home() / "backends"))
 Runner = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
@@ -69,6 +73,7 @@ def torch_runner(model: FlowFeat, device: torch.device, precision: Precision,
     dtype = AUTOCAST_DTYPES[precision]
     forward: nn.Module = ReducedPrecisionForward(model, device, dtype) if dtype else model
     if compile_model:
+        use_inductor_cache()
         forward = torch.compile(forward, dynamic=False)
 
     def run(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,6 +82,26 @@ def torch_runner(model: FlowFeat, device: torch.device, precision: Precision,
         return encoder.float(), dense.float()
 
     return run
+
+
+def inductor_cache_dir() -> Path:
+    """Inductor's compiled kernels, per torch version, under ``flowfeat_home()`` (inductor's own
+    default is in /tmp, which a reboot empties, so every start would compile for a minute).
+    Inductor keys each entry by graph, shapes, strides, config and its own sources; the weights
+    are graph inputs, so a retrained model reuses the kernels and still computes with its own
+    weights, and every build is checked against eager anyway."""
+    return flowfeat_home() / "inductor" / f"torch-{torch.__version__}"
+
+
+def use_inductor_cache() -> None:
+    """Point inductor at ``inductor_cache_dir()`` unless TORCHINDUCTOR_CACHE_DIR names a directory
+    of the user's choice. Importing torch's compiler fills the variable in with inductor's /tmp
+    default, so that value counts as unset."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    chosen = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if chosen is None or Path(chosen) == Path(default_cache_dir()).absolute():
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(inductor_cache_dir())
 
 
 def model_digest(model: FlowFeat, precision: str) -> str:
@@ -158,21 +183,30 @@ def onnxruntime_runner(model: FlowFeat, device: torch.device, precision: Precisi
 
 def make_runner(backend: str, model: FlowFeat, device: torch.device, precision: Precision,
                 cache_dir: Path = DEFAULT_CACHE) -> Runner:
-    """The runner of ``backend``, checked against eager fp32 unless it is eager itself."""
-    if backend not in BACKENDS:
-        raise BackendError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
+    """The runner of ``backend`` (one of BACKENDS), checked against eager fp32 unless it is eager
+    itself."""
     if backend == "torch":
         return torch_runner(model, device, precision)
+    runner = build_runner(backend, model, device, precision, cache_dir)
+    check_against_eager(backend, runner, model, device, precision)
+    return runner
+
+
+def build_runner(backend: str, model: FlowFeat, device: torch.device, precision: Precision,
+                 cache_dir: Path = DEFAULT_CACHE) -> Runner:
+    """The runner of ``backend``, not yet checked: torch-compile compiles on its first call at each
+    size, and the onnxruntime runner checks each new size itself."""
+    if backend not in BACKENDS:
+        raise BackendError(f"backend must be one of {list(BACKEND_CHOICES)}, got {backend!r}")
     try:
-        runner = (torch_runner(model, device, precision, compile_model=True)
-                  if backend == "torch-compile" else onnxruntime_runner(model, device, precision, cache_dir))
+        if backend == "onnxruntime":
+            return onnxruntime_runner(model, device, precision, cache_dir)
+        return torch_runner(model, device, precision, compile_model=backend == "torch-compile")
     except BackendError:
         raise
     except Exception as error:  # compilers and exporters fail in many ways: refuse, say how
         raise BackendError(f"{backend} backend could not be built: {type(error).__name__}: "
                            f"{first_line(error)}") from error
-    check_against_eager(backend, runner, model, device, precision)
-    return runner
 
 
 def check_against_eager(backend: str, runner: Runner, model: FlowFeat, device: torch.device,

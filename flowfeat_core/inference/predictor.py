@@ -19,7 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from flowfeat_core.inference.backends import DEFAULT_CACHE, make_runner
+from flowfeat_core.inference.auto_backend import AutoRunner, BackendStatus
+from flowfeat_core.inference.backends import AUTO, DEFAULT_CACHE, make_runner
 from flowfeat_core.inference.device import Precision, check_precision, select_device
 from flowfeat_core.models.flowfeat import FlowFeat
 from flowfeat_core.models.normalization import PixelNormalizer
@@ -58,7 +59,9 @@ class Predictor:
     ) -> None:
         """``backend``: torch (eager), torch-compile or onnxruntime (see inference/backends.py);
         a non-eager backend is checked against eager fp32 here and refused (BackendError, a
-        ValueError) when it disagrees. A program that runs a Predictor every frame should call
+        ValueError) when it disagrees. ``auto`` serves eager at once and swaps in the fastest
+        backend when a background build agrees with eager (inference/auto_backend.py). A program
+        that runs a Predictor every frame should call
         ``inference.allocator.retain_freed_memory()`` once at start (the nodes and the bench do):
         per-frame maps then reuse retained memory instead of new pages."""
         self.device = select_device(device)
@@ -75,7 +78,15 @@ class Predictor:
         self.model = model.eval().to(self.device, memory_format=memory_format)
         self._normalizer = PixelNormalizer(model.config.mean, model.config.std, self.device)
         self.backend = backend
-        self._runner = make_runner(backend, self.model, self.device, precision, cache_dir)
+        self._runner = (AutoRunner(self.model, self.device, precision, cache_dir)
+                        if backend == AUTO else
+                        make_runner(backend, self.model, self.device, precision, cache_dir))
+
+    def backend_status(self) -> BackendStatus:
+        """The backend serving now and, under ``auto``, what it is building or decided."""
+        if isinstance(self._runner, AutoRunner):
+            return self._runner.status()
+        return BackendStatus(self.backend, "set by the backend parameter")
 
     @property
     def fdim(self) -> int:

@@ -39,7 +39,9 @@ class FeatureSets:
         images = self.predictor.preprocess(rgb)
         image_hw = tuple(images.shape[-2:])
         multiscale, coarse = model.encode(images)
-        flowfeat = model.decode(multiscale, image_hw).float().cpu()
+        # at a reduced precision FlowFeat runs as the predictor serves it; the baselines stay fp32
+        flowfeat = (model.decode(multiscale, image_hw) if self.predictor.precision == "fp32"
+                    else self.predictor.run(images)[1]).float().cpu()
         hypercolumn = model.hypercolumn(multiscale, image_hw).float().cpu()
         return {
             "bilinear": F.interpolate(

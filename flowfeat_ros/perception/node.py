@@ -24,6 +24,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from std_srvs.srv import Trigger
 
+from flowfeat_core.inference.auto_backend import BackendStatus
 from flowfeat_core.inference.device import cpu_inference_threads
 from flowfeat_ros.diagnostics import WALL_CLOCK, publish_status
 from flowfeat_ros.parameter_declarations import declare_settings
@@ -101,6 +102,7 @@ class PerceptionNode(Node):
         self._last_start = -float("inf")
         self._failing_since: float | None = None
         self._last_failure = ""
+        self._logged_backend: BackendStatus | None = None
         self._report_probe_binding(runtime)
         self.worker = InferenceWorker(self._work_step, self._on_worker_error)
         self.worker.start()
@@ -227,7 +229,11 @@ class PerceptionNode(Node):
         values["received_frames"] = sum(self.mailbox.received.values())
         values["device"] = str(runtime.predictor.device)
         values["precision"] = runtime.predictor.precision
-        values["backend"] = runtime.predictor.backend
+        backend = runtime.predictor.backend_status()
+        values["backend"] = backend.serving
+        values["backend_setting"] = runtime.predictor.backend
+        values["backend_status"] = backend.detail
+        self._log_backend_change(backend)
         values["cpu_threads"] = torch.get_num_threads()
         values["model"] = runtime.description
         values[CHECKPOINT] = runtime.settings.checkpoint
@@ -256,6 +262,11 @@ class PerceptionNode(Node):
         message = "; ".join(problems) or f"running {runtime.description}"
         publish_status(self, self.diagnostics, STATUS_KIND, level, message, values,
                        hardware_id=str(runtime.predictor.device))
+
+    def _log_backend_change(self, backend: BackendStatus) -> None:
+        if backend != self._logged_backend:
+            self._logged_backend = backend
+            self.get_logger().info(f"backend {backend.serving}: {backend.detail}")
 
     def _input_problems(self, values: dict[str, object]) -> list[str]:
         """Starved cameras (frames lost in transport), adding the loss counts to ``values``."""

@@ -13,7 +13,7 @@ from pathlib import Path
 from flowfeat_core.data.image_size import DECODER_MAX_PIXELS
 from flowfeat_core.hub.errors import CheckpointError
 from flowfeat_core.hub.loading import check_model_source
-from flowfeat_core.inference.backends import BACKENDS
+from flowfeat_core.inference.backends import BACKEND_CHOICES
 from flowfeat_core.inference.device import PRECISIONS, check_precision, select_device
 from flowfeat_core.inference.pca import FeaturePCA
 from flowfeat_core.settings import declared, range_problem, setting
@@ -41,9 +41,10 @@ class PerceptionSettings:
     device: str = setting("auto", "auto, cpu, cuda or cuda:<index>", tags=(MODEL,))
     precision: str = setting("fp32", f"{', '.join(PRECISIONS)} (fp16 needs CUDA)",
                              choices=PRECISIONS, tags=(MODEL,))
-    backend: str = setting("torch", "how the model runs; a new one is checked against eager "
-                           "PyTorch when it loads and refused if it disagrees", choices=BACKENDS,
-                           tags=(MODEL,))
+    backend: str = setting("auto", "how the model runs: auto serves eager PyTorch at once and "
+                           "swaps in the fastest backend this machine builds in the background; "
+                           "any other is checked against eager PyTorch when it loads and refused "
+                           "if it disagrees", choices=BACKEND_CHOICES, tags=(MODEL,))
     cpu_threads: int = setting(0, "torch threads for CPU inference (0: one less than the CPU "
                                "cores, at least 1, leaving a core for message handling)",
                                low=0, high=1024, read_only=True)

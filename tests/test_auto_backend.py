@@ -1,0 +1,89 @@
+"""``backend="auto"``: eager serves the first frame at once, the fast backend serves once a
+background build agrees with eager on a frame of that size, and one that disagrees never serves;
+compiled kernels are kept under $FLOWFEAT_HOME."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from skimage import data as skimage_data
+
+from flowfeat_core.hub.loading import load_model
+from flowfeat_core.inference.auto_backend import AutoRunner, BackendPlan, fastest_backend
+from flowfeat_core.inference.backends import (
+    inductor_cache_dir,
+    model_digest,
+    onnxruntime_runner,
+    use_inductor_cache,
+)
+from flowfeat_core.inference.predictor import Predictor
+
+BUILD_TIMEOUT_S = 600.0  # a cold compile of the default model takes 1-3 minutes on 2 cores
+
+
+def wait_until(condition, what: str) -> None:
+    deadline = time.monotonic() + BUILD_TIMEOUT_S
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    return np.ascontiguousarray(skimage_data.astronaut())
+
+
+@pytest.mark.slow
+def test_auto_serves_eager_at_once_then_the_compiled_model_checked_on_the_frames_size(photo) -> None:
+    side = load_model("default").size_multiple * 4  # test_backends compiles this size too
+    eager = Predictor(load_model("default"), device="cpu", input_hw=(side, side))
+    auto = Predictor(load_model("default"), device="cpu", input_hw=(side, side), backend="auto")
+    want = eager.predict(photo)
+    assert fastest_backend(torch.device("cpu"), "fp32").backend == "torch-compile"
+    assert torch.equal(auto.predict(photo), want)  # the first frame: eager, no wait for a compile
+    first = auto.backend_status()
+    assert first.serving == "torch" and first.detail.startswith(f"building torch-compile for {side}x{side}")
+    wait_until(lambda: auto.backend_status().serving == "torch-compile", "the compiled model")
+    assert "largest relative error against eager fp32" in auto.backend_status().detail
+    got = auto.predict(photo)
+    assert not torch.equal(got, want) and float((got - want).abs().max()) < 1e-3  # compiled, close
+
+
+def test_a_fast_backend_that_disagrees_never_serves_and_says_why(tmp_path: Path) -> None:
+    """A stale ONNX export under the model's own name (as a damaged cache would give)."""
+    model = load_model("default").eval()
+    onnxruntime_runner(model.untrained_twin(seed=3).eval(), torch.device("cpu"), "fp32",
+                       tmp_path)(torch.zeros(1, 3, 64, 64))
+    (stale,) = tmp_path.glob("flowfeat-*-64x64.onnx")
+    stale.rename(tmp_path / f"flowfeat-{model_digest(model, 'fp32')}-64x64.onnx")
+    runner = AutoRunner(model, torch.device("cpu"), "fp32", tmp_path,
+                        plan=BackendPlan("onnxruntime", "the test's choice"))
+    images = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    eager = Predictor(model, device="cpu", channels_last=False).run(images)
+    first = runner(images)
+    wait_until(lambda: "disagrees" in runner.status().detail, "the refusal")
+    status = runner.status()
+    assert status.serving == "torch"
+    assert "disagrees with eager PyTorch fp32 at 64x64" in status.detail
+    assert status.detail.endswith("eager PyTorch serves")
+    for got in (first, runner(images)):
+        assert all(torch.equal(a, b) for a, b in zip(got, eager, strict=True))
+
+
+def test_compiled_kernels_go_under_flowfeat_home_unless_the_user_chose_a_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    monkeypatch.setenv("FLOWFEAT_HOME", str(tmp_path))
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", default_cache_dir())  # what importing sets
+    use_inductor_cache()
+    expected = tmp_path / "inductor" / f"torch-{torch.__version__}"
+    assert inductor_cache_dir() == expected
+    assert Path(torch._inductor.runtime.cache_dir_utils.cache_dir()) == expected
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
+    use_inductor_cache()
+    assert Path(torch._inductor.runtime.cache_dir_utils.cache_dir()) == tmp_path / "mine"
