@@ -4,7 +4,9 @@ Starts perception_node (config/perception.yaml) in a subprocess, publishes vtest
 resized to ``--size`` (640x480) at ``--camera-hz``, subscribes to the chosen outputs, and after a
 warm-up reports per run: output rate, stamp->receive latency (median/p95), the node's
 stamp->publish latency and per-stage timings from /diagnostics and the share of time spent
-outside the model. ``--track N`` prompts N objects (boxes side by side across the image centre)
+outside the model. Before the runs it reports how long after launch the first output came and
+when the node served its final backend (``backend: auto`` swaps in a compiled one; frames are
+streamed meanwhile). ``--track N`` prompts N objects (boxes side by side across the image centre)
 and subscribes to flowfeat/track/mask as well, to measure what tracking adds.
 
     python -m flowfeat_ros.bench_pipeline --checkpoint default --runs 3 --seconds 10
@@ -60,6 +62,53 @@ def _box_prompts(count: int, width: int, height: int) -> list[PolygonInstanceSta
     return prompts
 
 
+class _Camera:
+    """Publishes the bench frames at ``camera_hz`` (and the prompts once the node listens),
+    spinning the bench node in between; ends the bench if the perception node exits."""
+
+    def __init__(self, node, node_proc: subprocess.Popen, args: argparse.Namespace,
+                 size: tuple[int, int]) -> None:
+        self.node, self.node_proc, self.args, self.size = node, node_proc, args, size
+        self.publisher = node.create_publisher(
+            Image, "/image", QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
+        self.frames = _frames(30, size)
+        self.prompt = node.create_publisher(
+            PolygonInstanceStamped, "/flowfeat/track/prompt_region",
+            QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)) if args.track else None
+        self.prompted = False
+        self.sent = 0
+
+    def stream(self, seconds: float, until=lambda: False) -> float:
+        """Publish for ``seconds`` or until ``until()``; returns the seconds it took."""
+        start = time.monotonic()
+        first = self.sent
+        while time.monotonic() - start < seconds and not until():
+            if self.node_proc.poll() is not None:
+                raise SystemExit(f"bench_pipeline: perception_node exited "
+                                 f"({self.node_proc.returncode})")
+            if self.prompt is not None and not self.prompted and self.prompt.get_subscription_count():
+                for msg in _box_prompts(self.args.track, *self.size):
+                    self.prompt.publish(msg)
+                self.prompted = True
+            header = Header(stamp=self.node.get_clock().now().to_msg(), frame_id="bench")
+            self.publisher.publish(rgb8_to_msg(self.frames[self.sent % len(self.frames)], header))
+            self.sent += 1
+            deadline = start + (self.sent - first) / self.args.camera_hz
+            while time.monotonic() < deadline:
+                rclpy.spin_once(self.node, timeout_sec=max(0.0, deadline - time.monotonic()))
+        return time.monotonic() - start
+
+
+def _backend_settled(diagnostics: dict[str, str]) -> bool:
+    """The node serves its final backend: a non-eager one, or eager for good (not ``auto``, or
+    ``auto`` that refused its build)."""
+    if not diagnostics:
+        return False
+    if diagnostics.get("backend_setting") != "auto" or diagnostics.get("backend") != "torch":
+        return True
+    return diagnostics.get("backend_status", "").endswith("eager PyTorch serves")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark and print one line per run plus the medians."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -67,6 +116,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--warmup", type=float, default=5.0)
+    p.add_argument("--backend-timeout", type=float, default=600.0,
+                   help="longest wait, before the runs, for the node to serve its final backend "
+                   "(backend auto builds one in the background)")
     p.add_argument("--camera-hz", type=float, default=30.0)
     p.add_argument("--outputs", default="features,features/pca",
                    help="comma-separated outputs under /flowfeat to subscribe to")
@@ -82,6 +134,7 @@ def main(argv: list[str] | None = None) -> None:
                "-p", f"checkpoint:={args.checkpoint}", "-p", "device:=cpu"]
     for param in args.param:
         command += ["-p", param]
+    launched = time.monotonic()
     node_proc = subprocess.Popen(command)
     rclpy.init(args=[sys.argv[0]])  # our options are not ROS arguments
     node = rclpy.create_node("flowfeat_bench")
@@ -89,36 +142,20 @@ def main(argv: list[str] | None = None) -> None:
     if args.track:
         topics.append("/flowfeat/track/mask")
     monitor = StreamMonitor(node, topics)
-    camera = node.create_publisher(Image, "/image",
-                                   QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
-    frames = _frames(30, (width, height))
-    prompt = node.create_publisher(PolygonInstanceStamped, "/flowfeat/track/prompt_region",
-                                   QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-                                   ) if args.track else None
+    camera = _Camera(node, node_proc, args, (width, height))
     results = []
-    prompted = False
     try:
+        camera.stream(args.backend_timeout, lambda: bool(monitor.times[topics[-1]]))
+        first_output = time.monotonic() - launched
+        camera.stream(args.backend_timeout, lambda: _backend_settled(monitor.diagnostics))
+        d = monitor.diagnostics
+        print(f"first output {first_output:.1f} s after launch; backend {d.get('backend')} "
+              f"serves {time.monotonic() - launched:.1f} s after launch: "
+              f"{d.get('backend_status')}")
         for run in range(args.runs):
+            camera.stream(args.warmup)
             monitor.reset()
-            start = time.monotonic()
-            sent = 0
-            measuring = False
-            while time.monotonic() - start < args.warmup + args.seconds:
-                if node_proc.poll() is not None:
-                    raise SystemExit(f"bench_pipeline: perception_node exited ({node_proc.returncode})")
-                if prompt is not None and not prompted and prompt.get_subscription_count():
-                    for msg in _box_prompts(args.track, width, height):
-                        prompt.publish(msg)
-                    prompted = True
-                if not measuring and time.monotonic() - start >= args.warmup:
-                    monitor.reset()
-                    measuring = True
-                header = Header(stamp=node.get_clock().now().to_msg(), frame_id="bench")
-                camera.publish(rgb8_to_msg(frames[sent % len(frames)], header))
-                sent += 1
-                deadline = start + sent / args.camera_hz
-                while time.monotonic() < deadline:
-                    rclpy.spin_once(node, timeout_sec=max(0.0, deadline - time.monotonic()))
+            camera.stream(args.seconds)
             d = monitor.diagnostics
             median, p95 = monitor.latency_ms(topics[-1])  # the track mask when tracking
             result = {"rate_hz": monitor.rate_hz(topics[-1]), "receive_ms": median,
@@ -130,7 +167,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"run {run + 1}: output {result['rate_hz']:.2f} Hz, stamp->receive median "
                   f"{median:.1f} ms p95 {p95:.1f} ms, stamp->publish median "
                   f"{result['publish_ms']:.1f} ms, outside model {result['outside_share']:.1%}; "
-                  f"stages ms: {stages}; dropped {d.get('dropped_frames')}")
+                  f"stages ms: {stages}; dropped {d.get('dropped_frames')}; backend "
+                  f"{d.get('backend')}")
     finally:
         node_proc.send_signal(2)
         node_proc.wait(timeout=20)

@@ -20,6 +20,7 @@ from flowfeat_core.inference.backends import (
     onnxruntime_runner,
     use_inductor_cache,
 )
+from flowfeat_core.inference.device import native_bf16
 from flowfeat_core.inference.predictor import Predictor
 
 BUILD_TIMEOUT_S = 600.0  # a cold compile of the default model takes 1-3 minutes on 2 cores
@@ -43,12 +44,15 @@ def test_auto_serves_eager_at_once_then_the_compiled_model_checked_on_the_frames
     eager = Predictor(load_model("default"), device="cpu", input_hw=(side, side))
     auto = Predictor(load_model("default"), device="cpu", input_hw=(side, side), backend="auto")
     want = eager.predict(photo)
-    assert fastest_backend(torch.device("cpu"), "fp32").backend == "torch-compile"
+    plan = fastest_backend(torch.device("cpu"), "fp32", "efficientnet_lite0")
+    assert plan.backend == "torch-compile"
     assert torch.equal(auto.predict(photo), want)  # the first frame: eager, no wait for a compile
     first = auto.backend_status()
-    assert first.serving == "torch" and first.detail.startswith(f"building torch-compile for {side}x{side}")
+    assert first.serving == "torch" and first.precision == "fp32"
+    assert first.detail.startswith(f"building torch-compile {plan.precision} for {side}x{side}")
     wait_until(lambda: auto.backend_status().serving == "torch-compile", "the compiled model")
     assert "largest relative error against eager fp32" in auto.backend_status().detail
+    assert auto.backend_status().precision == plan.precision
     got = auto.predict(photo)
     assert not torch.equal(got, want) and float((got - want).abs().max()) < 1e-3  # compiled, close
 
@@ -61,7 +65,7 @@ def test_a_fast_backend_that_disagrees_never_serves_and_says_why(tmp_path: Path)
     (stale,) = tmp_path.glob("flowfeat-*-64x64.onnx")
     stale.rename(tmp_path / f"flowfeat-{model_digest(model, 'fp32')}-64x64.onnx")
     runner = AutoRunner(model, torch.device("cpu"), "fp32", tmp_path,
-                        plan=BackendPlan("onnxruntime", "the test's choice"))
+                        plan=BackendPlan("onnxruntime", "fp32", "the test's choice"))
     images = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     eager = Predictor(model, device="cpu", channels_last=False).run(images)
     first = runner(images)
@@ -72,6 +76,16 @@ def test_a_fast_backend_that_disagrees_never_serves_and_says_why(tmp_path: Path)
     assert status.detail.endswith("eager PyTorch serves")
     for got in (first, runner(images)):
         assert all(torch.equal(a, b) for a, b in zip(got, eager, strict=True))
+
+
+def test_auto_computes_in_bf16_only_where_native_and_measured_harmless() -> None:
+    """The default encoder's entry allows bf16 under auto (its table in README); a ViT's does
+    not; a precision the user chose is kept."""
+    cpu = torch.device("cpu")
+    native = "bf16" if native_bf16(cpu) else "fp32"
+    assert fastest_backend(cpu, "fp32", "efficientnet_lite0").precision == native
+    assert fastest_backend(cpu, "fp32", "dinov2_vits14").precision == "fp32"
+    assert fastest_backend(cpu, "bf16", "dinov2_vits14").precision == "bf16"
 
 
 def test_compiled_kernels_go_under_flowfeat_home_unless_the_user_chose_a_directory(

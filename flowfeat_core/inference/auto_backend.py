@@ -28,9 +28,10 @@ from flowfeat_core.inference.backends import (
     compare_with_eager,
     torch_runner,
 )
-from flowfeat_core.inference.device import Precision
+from flowfeat_core.inference.device import Precision, native_bf16
 from flowfeat_core.inference.numerics import ONNX_PRECISIONS
 from flowfeat_core.models.flowfeat import FlowFeat
+from flowfeat_core.models.registry import encoder_entry
 
 EAGER = "torch"
 #: Nice value of the build thread (Linux sets it per thread): the stream keeps the CPU it needs.
@@ -39,23 +40,27 @@ BUILD_NICENESS = 19
 
 @dataclass(frozen=True)
 class BackendPlan:
-    """The backend ``auto`` builds on this machine, and why that one."""
+    """The backend and precision ``auto`` builds on this machine, and why those."""
 
     backend: str
+    precision: Precision
     reason: str
 
 
 @dataclass(frozen=True)
 class BackendStatus:
-    """Which backend serves now, and what ``auto`` is doing or has decided."""
+    """Which backend serves now, at which precision, and what ``auto`` is doing or decided."""
 
     serving: str
+    precision: str
     detail: str
 
 
-def fastest_backend(device: torch.device, precision: Precision) -> BackendPlan:
+def fastest_backend(device: torch.device, precision: Precision, encoder: str) -> BackendPlan:
     """TensorRT through ONNX Runtime on CUDA when its provider is installed (and the precision is
-    one it runs), else ``torch.compile`` (inductor: Triton kernels on CUDA, C++ on the CPU)."""
+    one it runs), else ``torch.compile`` (inductor: Triton kernels on CUDA, C++ on the CPU).
+    fp32 becomes bf16 where the hardware computes bf16 natively and the encoder's registry entry
+    says bf16 was measured harmless for it (``EncoderEntry.auto_bf16``)."""
     if device.type == "cuda":
         try:
             import onnxruntime
@@ -64,10 +69,15 @@ def fastest_backend(device: torch.device, precision: Precision) -> BackendPlan:
         except ImportError:
             providers = []
         if "TensorrtExecutionProvider" in providers and precision in ONNX_PRECISIONS:
-            return BackendPlan("onnxruntime", "CUDA with ONNX Runtime's TensorRT provider")
-        return BackendPlan("torch-compile", "CUDA without ONNX Runtime's TensorRT provider: "
-                                            "inductor's Triton kernels")
-    return BackendPlan("torch-compile", "CPU: inductor's C++ kernels")
+            return BackendPlan("onnxruntime", precision,
+                               "CUDA with ONNX Runtime's TensorRT provider")
+        backend, reason = "torch-compile", "CUDA without ONNX Runtime's TensorRT provider"
+    else:
+        backend, reason = "torch-compile", "CPU: inductor's C++ kernels"
+    if precision == "fp32" and encoder_entry(encoder).auto_bf16 and native_bf16(device):
+        return BackendPlan(backend, "bf16", f"{reason}; bf16 as the model's registry entry "
+                                            "allows, computed natively here")
+    return BackendPlan(backend, precision, reason)
 
 
 def _lower_this_thread_priority() -> None:
@@ -87,7 +97,7 @@ class AutoRunner:
         self._device = device
         self._precision = precision
         self._cache_dir = cache_dir
-        self.plan = plan or fastest_backend(device, precision)
+        self.plan = plan or fastest_backend(device, precision, model.config.encoder)
         self._eager = torch_runner(model, device, precision)
         self._fast: Runner | None = None  # built on the first build
         self._ready: set[tuple[int, ...]] = set()  # shapes the fast backend serves
@@ -95,8 +105,12 @@ class AutoRunner:
         self._lock = threading.Lock()
         self._build_lock = threading.Lock()  # one build at a time
         self._refused = ""
-        self._status = BackendStatus(EAGER, f"eager until {self.plan.backend} is built "
-                                            f"({self.plan.reason})")
+        self._status = BackendStatus(EAGER, precision, f"eager until {self._fast_name} is "
+                                                       f"built ({self.plan.reason})")
+
+    @property
+    def _fast_name(self) -> str:
+        return f"{self.plan.backend} {self.plan.precision}"
 
     def status(self) -> BackendStatus:
         """The serving backend and what auto is doing or decided (for logs and diagnostics)."""
@@ -120,8 +134,8 @@ class AutoRunner:
             if self._refused or shape in self._started:
                 return
             self._started.add(shape)
-            self._status = BackendStatus(EAGER if not self._ready else self._status.serving,
-                                         f"building {self.plan.backend} for {_size(shape)} in "
+            self._status = BackendStatus(self._status.serving, self._status.precision,
+                                         f"building {self._fast_name} for {_size(shape)} in "
                                          f"the background ({self.plan.reason}); eager serves "
                                          "this size meanwhile")
         sample = images.detach().clone()
@@ -137,10 +151,10 @@ class AutoRunner:
             try:
                 if self._fast is None:
                     self._fast = build_runner(self.plan.backend, self._model, self._device,
-                                              self._precision, self._cache_dir)
+                                              self.plan.precision, self._cache_dir)
                 got = self._fast(sample)
                 error = compare_with_eager(self.plan.backend, got, self._model, sample,
-                                           self._precision)
+                                           self.plan.precision)
             except BackendError as refusal:
                 self._refuse(str(refusal))
                 return
@@ -153,8 +167,8 @@ class AutoRunner:
                     return
                 self._ready.add(shape)
                 self._status = BackendStatus(
-                    self.plan.backend,
-                    f"{self.plan.backend} serves {_size(shape)}: built in "
+                    self.plan.backend, self.plan.precision,
+                    f"{self._fast_name} serves {_size(shape)}: built in "
                     f"{time.monotonic() - start:.1f} s, largest relative error against eager "
                     f"fp32 {error:.1e} ({self.plan.reason})")
 
@@ -162,7 +176,7 @@ class AutoRunner:
         with self._lock:
             self._refused = reason
             self._ready.clear()
-            self._status = BackendStatus(EAGER, f"{reason}; eager PyTorch serves")
+            self._status = BackendStatus(EAGER, self._precision, f"{reason}; eager PyTorch serves")
 
 
 def _size(shape: tuple[int, ...]) -> str:

