@@ -41,6 +41,7 @@ from flowfeat_core.hub.checkpoint import save_checkpoint
 from flowfeat_core.hub.loading import load_model
 from flowfeat_core.training.state import load_training_state
 from flowfeat_ros.image_conversion import image_msg_to_array
+from flowfeat_ros.training.node import AWAITING_OUTPUTS
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 __all__ = ["peer"]  # fixture used by this module
@@ -142,25 +143,32 @@ def test_recorded_camera_trains_a_candidate_that_the_running_perception_node_ser
         assert recorder.stop(signal.SIGINT) == 0, recorder.output()
         started[1].send_signal(signal.SIGINT)
 
-        spin_until(peer, lambda: status.get("serving") == "round_0001 deployed; perception "
-                   "confirmed", 300, "a deploy confirmed by perception", trainer)
+        # The camera is off: perception loads the candidate, but only outputs confirm it.
+        spin_until(peer, lambda: status.get("serving").startswith(
+            f"round_0001 deployed; {AWAITING_OUTPUTS} (no camera frames since the reload"), 300,
+            "a deploy loaded by perception", trainer)
         assert status.get("last_decision") == "deployed", status.values
         assert status.get("last_round") == "round_0001"
         assert len(Deployment(deployed).history()) == 2  # the first model and the candidate
         candidate = tmp_path / "work" / "round_0001" / "flowfeat.safetensors"
         assert deployed.read_bytes() == candidate.read_bytes()
         after = features_for(peer, camera, outputs, probe, perception)
+        spin_until(peer, lambda: status.get("serving") == "round_0001 deployed; perception "
+                   "confirmed", 30, "the deploy confirmed by perception's outputs", trainer)
         np.testing.assert_allclose(after, expected_features(candidate, probe), atol=MATCH_ATOL)
         assert np.abs(after - before).max() > 0.05
         assert perception.alive(), perception.output()
 
         reply = call_trigger(peer, f"{namespace}/trainer/rollback", trainer)
         assert reply.success and "rolled back to 000001" in reply.message, reply.message
-        spin_until(peer, lambda: status.get("serving") == ("rollback to 000001.safetensors; "
-                                                           "perception confirmed"),
-                   60, "the rollback served", trainer)
+        spin_until(peer, lambda: status.get("serving").startswith(
+            f"rollback to 000001.safetensors; {AWAITING_OUTPUTS}"), 60, "the rollback loaded",
+            trainer)
         np.testing.assert_allclose(features_for(peer, camera, outputs, probe, perception), before,
                                    atol=MATCH_ATOL)
+        spin_until(peer, lambda: status.get("serving") == ("rollback to 000001.safetensors; "
+                                                           "perception confirmed"),
+                   30, "the rollback confirmed by perception's outputs", trainer)
         assert perception.stop() == 0, perception.output()
         trainer.proc.send_signal(signal.SIGINT)
         assert trainer.proc.wait(timeout=60) == 0, trainer.output()
@@ -195,8 +203,8 @@ def test_a_worse_candidate_is_refused_and_the_trainer_survives_kills(peer, tmp_p
                                        base_params(tmp_path / "shipped.safetensors"), namespace)
         trainer = TrainerProcess(tmp_path / "trainer.log", params, namespace)
         started += [perception.proc, trainer.proc]
-        spin_until(peer, lambda: "perception confirmed" in status.get("serving"), 120,
-                   "the deployed file served at start-up", trainer)
+        spin_until(peer, lambda: AWAITING_OUTPUTS in status.get("serving"), 120,
+                   "the deployed file loaded at start-up (no camera: not yet confirmed)", trainer)
         # found damaged by the trainer's own check, before perception was asked to serve it
         assert "was damaged" in trainer.output() and "restored 000001.safetensors" in (
             trainer.output())

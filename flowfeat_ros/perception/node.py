@@ -49,7 +49,12 @@ from flowfeat_ros.perception.runtime import (
     build_runtime,
     file_times,
 )
-from flowfeat_ros.perception.status_keys import CHECKPOINT, LAST_LOAD_ERROR, STATUS_KIND
+from flowfeat_ros.perception.status_keys import (
+    CHECKPOINT,
+    LAST_LOAD_ERROR,
+    RECEIVED_FRAMES,
+    STATUS_KIND,
+)
 from flowfeat_ros.perception.tracking import CameraTracking
 from flowfeat_ros.perception.worker import InferenceWorker
 
@@ -226,7 +231,7 @@ class PerceptionNode(Node):
         runtime = self.manager.current
         values: dict[str, object] = dict(self.stats.summary())
         values["dropped_frames"] = self.mailbox.total_dropped()
-        values["received_frames"] = sum(self.mailbox.received.values())
+        values[RECEIVED_FRAMES] = sum(self.mailbox.received.values())
         values["device"] = str(runtime.predictor.device)
         backend = runtime.predictor.backend_status()
         values["backend"] = backend.serving

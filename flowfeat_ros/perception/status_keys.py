@@ -7,6 +7,7 @@ from __future__ import annotations
 #: The status is named ``<node's fully qualified name>: perception``.
 STATUS_KIND = "perception"
 PROCESSED_FRAMES = "processed_frames"
+RECEIVED_FRAMES = "received_frames"
 STAMP_LATENCY = "latency_stamp_ms"
 STAMP_LATENCY_MEDIAN = f"{STAMP_LATENCY}_median"
 CHECKPOINT = "checkpoint"

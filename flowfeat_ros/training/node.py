@@ -6,10 +6,11 @@ was cut short) it trains a round from the deployed checkpoint in its own thread,
 priority, pausing while the perception node processes frames slower than
 ``max_perception_latency_ms``. A candidate that passes the gates is deployed atomically; the
 perception node is then pointed at the deployed file and reloaded, and the swap is confirmed from
-its /diagnostics. A deployed model the perception node cannot load or that makes it report an
-error is rolled back automatically; ``~/rollback`` does it by hand (and drops the round in
-progress, which started from the rolled-back model). State: /diagnostics, TensorBoard under
-``work_dir``.
+its /diagnostics once it processes frames with it (with the camera idle, the deploy waits,
+reported on /diagnostics, for the first frame). A deployed model the perception node cannot load
+or that makes it report an error is rolled back automatically; ``~/rollback`` does it by hand
+(and drops the round in progress, which started from the rolled-back model). State: /diagnostics,
+TensorBoard under ``work_dir``.
 Run: ``trainer_node --ros-args --params-file config/trainer.yaml``.
 """
 
@@ -30,16 +31,19 @@ from std_srvs.srv import Trigger
 from flowfeat_core.continual.deployment import Deployment, DeploymentError
 from flowfeat_core.continual.loop import ContinualLoop
 from flowfeat_core.continual.training_round import STATE_FILE, RoundResult
-from flowfeat_ros.diagnostics import WALL_CLOCK, publish_status
+from flowfeat_ros.diagnostics import WALL_CLOCK, level_value, publish_status
 from flowfeat_ros.parameter_declarations import declare_settings
 from flowfeat_ros.training.parameters import TrainerSettings
 from flowfeat_ros.training.perception_link import (
+    PerceptionIdleError,
     PerceptionLink,
     PerceptionRefusedError,
     PerceptionUnavailableError,
 )
 
 WARN_PERIOD_S = 30.0
+#: How ``serving`` starts for a deploy that perception loaded but has had no frame to run on.
+AWAITING_OUTPUTS = "perception loaded it, outputs not confirmed yet"
 REJECTION_WARN_S = 600.0  # a rejected bag keeps the status at WARN this long
 
 
@@ -73,6 +77,9 @@ class TrainerNode(Node):
         self._last_rejection = -float("inf")
         self.last_round: dict[str, str] = {}
         self.serving = ""
+        #: A deploy perception loaded while no camera frames came: (why, roll back on failure,
+        #: since when); confirmed by the periodic check once a frame is processed.
+        self._awaiting_outputs: tuple[str, bool, float] | None = None
         self.create_service(Trigger, "~/train_now", self._on_train_now)
         self.create_service(Trigger, "~/rollback", self._on_rollback)
         self.diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -152,11 +159,30 @@ class TrainerNode(Node):
 
     def _keep_perception_on_deployed(self) -> None:
         """Move a perception node that reports another model (e.g. it was restarted with its
-        YAML's checkpoint) onto the deployed file."""
+        YAML's checkpoint) onto the deployed file; confirm a deploy that was waiting for
+        frames once perception processes one (or treat it as failed when perception reports an
+        error meanwhile)."""
         if self.link and self.loop.deployed.is_file() and self.link.serves(
                 self.loop.deployed) is False:
             self._serve("perception was on another model", roll_back_on_failure=False,
                         reload=False)
+            return
+        with self._serve_lock:
+            pending = self._awaiting_outputs
+            status = self.link.fresh_status() if self.link and pending else None
+            if pending is None or status is None:
+                return
+            why, roll_back, since = pending
+            if status.level >= level_value(DiagnosticStatus.ERROR):
+                self._awaiting_outputs = None
+            elif self.link.last_processing > since:
+                self._awaiting_outputs = None
+                self.serving = f"{why}; perception confirmed"
+                self.get_logger().info(f"{self.serving} (outputs flowing)")
+                return
+            else:
+                return
+        self._serve(why, roll_back)
 
     def _take_in_bags(self) -> None:
         self.state = "taking in bags"
@@ -229,9 +255,13 @@ class TrainerNode(Node):
             self.serving = f"{why}; no perception node to reload"
             return
         with self._serve_lock:
+            self._awaiting_outputs = None
             problem = self._reload_and_confirm(reload)
             if problem is None:
                 self.serving = f"{why}; perception confirmed"
+            elif problem.startswith(AWAITING_OUTPUTS):
+                self.serving = f"{why}; {problem}"
+                self._awaiting_outputs = (why, roll_back_on_failure, time.monotonic())
             elif problem.startswith("unavailable"):
                 self.serving = f"{why}; {problem}"
             else:
@@ -263,6 +293,8 @@ class TrainerNode(Node):
             return self.link.confirm(self.loop.deployed, timeout)
         except PerceptionRefusedError as error:
             return f"refused it: {error}"
+        except PerceptionIdleError as error:
+            return f"{AWAITING_OUTPUTS} ({error}; confirmed once a frame is processed)"
         except PerceptionUnavailableError as error:
             return (f"unavailable: {error} (it is moved onto the deployed file once it reports on "
                     "/diagnostics)")

@@ -23,6 +23,7 @@ from flowfeat_ros.perception.status_keys import (
     CHECKPOINT,
     LAST_LOAD_ERROR,
     PROCESSED_FRAMES,
+    RECEIVED_FRAMES,
     STAMP_LATENCY_MEDIAN,
     STATUS_KIND,
 )
@@ -39,6 +40,11 @@ class PerceptionRefusedError(RuntimeError):
     """The perception node answered that it could not load the deployed model."""
 
 
+class PerceptionIdleError(RuntimeError):
+    """The perception node loaded the deployed model but receives no camera frames, so its
+    outputs cannot be confirmed (yet)."""
+
+
 @dataclass(frozen=True)
 class PerceptionStatus:
     """The parts of the perception node's /diagnostics status the trainer acts on."""
@@ -46,6 +52,7 @@ class PerceptionStatus:
     received: float  # time.monotonic() when it arrived
     number: int  # statuses received before this one
     processing: bool  # its processed_frames grew since the status before
+    receiving: bool  # its received_frames grew since the status before
     level: int
     checkpoint: str
     load_error: str
@@ -68,6 +75,9 @@ class PerceptionLink:
         self._status_name = f"{self.name}: {STATUS_KIND}"
         self._status: PerceptionStatus | None = None
         self._processed = 0
+        self._received = 0
+        #: time.monotonic() of the newest status whose processed_frames grew.
+        self.last_processing = -float("inf")
         self._lock = threading.Lock()
         self._reload = node.create_client(Trigger, f"{self.name}/reload")
         self._parameters = AsyncParameterClient(node, self.name)
@@ -80,14 +90,18 @@ class PerceptionLink:
             values = {kv.key: kv.value for kv in status.values}
             latency = values.get(STAMP_LATENCY_MEDIAN)
             processed = int(values.get(PROCESSED_FRAMES, 0))
+            received = int(values.get(RECEIVED_FRAMES, 0))
             with self._lock:
                 previous = self._status
                 self._status = PerceptionStatus(
                     time.monotonic(), previous.number + 1 if previous else 0,
-                    previous is not None and processed > self._processed, level_value(status.level),
+                    previous is not None and processed > self._processed,
+                    previous is not None and received > self._received, level_value(status.level),
                     values.get(CHECKPOINT, ""), values.get(LAST_LOAD_ERROR, ""),
                     float(latency) if latency else None)
-                self._processed = processed
+                self._processed, self._received = processed, received
+                if self._status.processing:
+                    self.last_processing = self._status.received
 
     def status(self) -> PerceptionStatus | None:
         """The newest status received, if any."""
@@ -142,24 +156,35 @@ class PerceptionLink:
         return reply.message
 
     def confirm(self, deployed: Path, timeout_s: float) -> str | None:
-        """Call right after :meth:`serve`: waits for the second status received from now on (the
-        first may have been sent before the reload answered) and checks that it names
-        ``deployed``, with no load error and no ERROR level. Returns the problem, or None.
-        Raises PerceptionUnavailableError when no such status arrives in time."""
+        """Call right after :meth:`serve`: waits for statuses sent after the reload (the first
+        received from now on may predate it) and checks that they name ``deployed``, with no load
+        error and no ERROR level, and that frames are processed again: a deploy is confirmed by
+        outputs flowing, not by the absence of a load error. Returns the problem, or None.
+        Raises PerceptionIdleError when the model loaded but no camera frame arrives (two
+        statuses in a row), PerceptionUnavailableError when no status arrives in time."""
         start = self.status()
         first = start.number + 2 if start else 1
         deadline = time.monotonic() + timeout_s
+        idle, checked = 0, None
         while time.monotonic() < deadline and not self._stop.is_set():
             status = self.status()
-            if status is not None and status.number >= first:
+            if status is not None and status.number >= first and status.number != checked:
+                checked = status.number
                 if not _same_file(status.checkpoint, deployed):
                     return f"serves {status.checkpoint or 'an unknown model'}, not {deployed}"
                 if status.load_error:
                     return f"load error: {status.load_error}"
                 if status.level >= level_value(DiagnosticStatus.ERROR):
                     return "its diagnostics report an error"
-                return None
+                if status.number > first:  # the status before it was sent after the reload too
+                    if status.processing:
+                        return None
+                    idle = 0 if status.receiving else idle + 1
+                    if idle >= 2:
+                        raise PerceptionIdleError("no camera frames since the reload")
             self._stop.wait(0.1)
+        if checked is not None:
+            return f"frames arrive but none was processed within {timeout_s:.0f} s"
         raise PerceptionUnavailableError(f"no new diagnostics from {self.name} within "
                                          f"{timeout_s:.0f} s")
 
