@@ -14,7 +14,7 @@ import numpy as np
 
 from flowfeat_core.synthetic.photometric import degrade_sequence
 from flowfeat_core.synthetic.render import RenderedFrame, render_scene
-from flowfeat_core.synthetic.scene import random_scene
+from flowfeat_core.synthetic.scene import CameraPath, random_scene
 from flowfeat_core.synthetic.textures import CLASS_COLORS, CLASS_NAMES
 
 #: Seed-stream tags that keep training and held-out sequences disjoint for one seed.
@@ -23,13 +23,18 @@ SPLITS = {"train": 0, "test": 1}
 
 @dataclass(frozen=True)
 class SyntheticSequence:
-    """A rendered sequence with its name, intrinsics (3x3), rendered frames and the photos its
-    textures were cut from."""
+    """A rendered sequence with its name, camera (intrinsics and per-frame pose), rendered frames
+    and the photos its textures were cut from."""
 
     name: str
-    intrinsics: np.ndarray
+    camera: CameraPath
     frames: list[RenderedFrame]
     texture_sources: frozenset[Path]
+
+    @property
+    def intrinsics(self) -> np.ndarray:
+        """3x3 pinhole intrinsics."""
+        return self.camera.intrinsics
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -63,7 +68,7 @@ def generate_sequence(
     prefix = split if textures == "benchmark" else f"{textures}_{split}"
     return SyntheticSequence(
         f"{prefix}_{seed}_{index:03d}",
-        scene.camera.intrinsics,
+        scene.camera,
         rendered,
         frozenset(layer.source for layer in scene.layers),
     )

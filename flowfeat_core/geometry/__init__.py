@@ -1,0 +1,1 @@
+"""Camera geometry from video: two-view poses and triangulation, depth labels from motion."""
