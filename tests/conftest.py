@@ -20,8 +20,10 @@ os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 101)
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 # ONNX exports made by backend tests (and the nodes they start) stay out of the user's cache.
 os.environ.setdefault("FLOWFEAT_BACKEND_CACHE", tempfile.mkdtemp(prefix="flowfeat-backends-"))
-# So do inductor's compiled kernels; the session's compiles share them (a graph compiles once).
+# So do inductor's compiled kernels and packages; the session's compiles share them (a graph
+# compiles once).
 os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="flowfeat-inductor-"))
+os.environ.setdefault("FLOWFEAT_HOME", tempfile.mkdtemp(prefix="flowfeat-home-"))
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 OPENCV_DATA_DIR = Path("/usr/share/doc/opencv-doc/examples/data")

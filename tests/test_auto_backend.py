@@ -13,6 +13,7 @@ import torch
 from skimage import data as skimage_data
 
 from flowfeat_core.hub.loading import load_model
+from flowfeat_core.inference.aot_inductor import package_dir, package_path
 from flowfeat_core.inference.auto_backend import AutoRunner, BackendPlan, fastest_backend
 from flowfeat_core.inference.backends import (
     inductor_cache_dir,
@@ -23,7 +24,7 @@ from flowfeat_core.inference.backends import (
 from flowfeat_core.inference.device import native_bf16
 from flowfeat_core.inference.predictor import Predictor
 
-BUILD_TIMEOUT_S = 600.0  # a cold compile of the default model takes 1-3 minutes on 2 cores
+BUILD_TIMEOUT_S = 900.0  # a cold compile of the default model takes 1-3 minutes on 2 cores
 
 
 def wait_until(condition, what: str) -> None:
@@ -33,28 +34,51 @@ def wait_until(condition, what: str) -> None:
         time.sleep(0.2)
 
 
+def wait_for_backend(predictor: Predictor, backend: str) -> None:
+    """Until ``backend`` serves; a refused build fails at once with its reason."""
+    def serving() -> bool:
+        status = predictor.backend_status()
+        assert not status.detail.endswith("eager PyTorch serves"), status.detail
+        return status.serving == backend
+
+    wait_until(serving, backend)
+
+
 @pytest.fixture(scope="module")
 def photo() -> np.ndarray:
     return np.ascontiguousarray(skimage_data.astronaut())
 
 
 @pytest.mark.slow
-def test_auto_serves_eager_at_once_then_the_compiled_model_checked_on_the_frames_size(photo) -> None:
-    side = load_model("default").size_multiple * 4  # test_backends compiles this size too
+def test_auto_serves_eager_at_once_then_the_compiled_package_checked_on_the_frames_size(
+        photo) -> None:
+    side = load_model("default").size_multiple * 4  # test_backends runs this size too
     eager = Predictor(load_model("default"), device="cpu", input_hw=(side, side))
     auto = Predictor(load_model("default"), device="cpu", input_hw=(side, side), backend="auto")
     want = eager.predict(photo)
     plan = fastest_backend(torch.device("cpu"), "fp32", "efficientnet_lite0")
-    assert plan.backend == "torch-compile"
+    assert plan.backend == "aot-inductor"
     assert torch.equal(auto.predict(photo), want)  # the first frame: eager, no wait for a compile
     first = auto.backend_status()
     assert first.serving == "torch" and first.precision == "fp32"
-    assert first.detail.startswith(f"building torch-compile {plan.precision} for {side}x{side}")
-    wait_until(lambda: auto.backend_status().serving == "torch-compile", "the compiled model")
+    assert first.detail.startswith(f"building aot-inductor {plan.precision} for {side}x{side}")
+    wait_for_backend(auto, "aot-inductor")
     assert "largest relative error against eager fp32" in auto.backend_status().detail
     assert auto.backend_status().precision == plan.precision
     got = auto.predict(photo)
     assert not torch.equal(got, want) and float((got - want).abs().max()) < 1e-3  # compiled, close
+
+    # A restart loads the cached package instead of compiling again; another model has its own.
+    (package,) = package_dir().glob(f"*-1x3x{side}x{side}-*.pt2")
+    built = package.stat().st_mtime_ns
+    again = Predictor(load_model("default"), device="cpu", input_hw=(side, side), backend="auto")
+    again.predict(photo)
+    wait_for_backend(again, "aot-inductor")
+    assert package.stat().st_mtime_ns == built and len(list(package_dir().glob("*.pt2"))) == 1
+    sample = torch.zeros(1, 3, side, side)
+    model = load_model("default")
+    assert package_path(model, "fp32", sample) != package_path(model.untrained_twin(seed=1),
+                                                               "fp32", sample)
 
 
 def test_a_fast_backend_that_disagrees_never_serves_and_says_why(tmp_path: Path) -> None:

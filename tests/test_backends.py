@@ -79,6 +79,18 @@ def test_torch_compile_backend_matches_eager(photo) -> None:
     assert got.shape == want.shape and float((got - want).abs().max()) < 1e-3
 
 
+@pytest.mark.slow
+def test_aot_inductor_backend_matches_eager(photo) -> None:
+    """The ahead-of-time package, compiled in a child process (here at test_auto_backend's size,
+    so a whole-suite run finds it cached)."""
+    side = load_model("default").size_multiple * 4
+    eager = Predictor(load_model("default"), device="cpu", input_hw=(side, side))
+    compiled = Predictor(load_model("default"), device="cpu", input_hw=(side, side),
+                         backend="aot-inductor")
+    want, got = eager.predict(photo), compiled.predict(photo)
+    assert got.shape == want.shape and float((got - want).abs().max()) < 1e-3
+
+
 def test_bf16_keeps_the_default_encoder_in_fp32(photo) -> None:
     """EfficientNet-Lite0's features do not survive a bf16 encoder (relative L2 error 5.2e-2 on
     this photo); with only the decoder in bf16 the error is 7.2e-3."""

@@ -32,4 +32,4 @@ def test_cuda_rows_add_fp16_and_the_gpu_sizes() -> None:
     assert {c.precision for c in cuda} == {"fp32", "bf16", "fp16"}
     assert {(c.model, c.height, c.width) for c in cuda} == {("default", 480, 640),
                                                            ("dinov2_vits14", 448, 448)}
-    assert {c.backend for c in cpu} == {"torch", "torch-compile", "onnxruntime"}
+    assert {c.backend for c in cpu} == {"torch", "torch-compile", "aot-inductor", "onnxruntime"}

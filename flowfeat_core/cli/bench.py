@@ -74,6 +74,7 @@ def configurations(device: str) -> list[BenchConfig]:
         for precision in ("fp32", "bf16", "fp16") if cuda else ("fp32", "bf16"):
             rows.append(BenchConfig(model, height, width, "torch", precision))
             rows.append(BenchConfig(model, height, width, "torch-compile", precision))
+            rows.append(BenchConfig(model, height, width, "aot-inductor", precision))
         for precision in ("fp32", "fp16") if cuda else ("fp32",):
             rows.append(BenchConfig(model, height, width, "onnxruntime", precision))
     return rows

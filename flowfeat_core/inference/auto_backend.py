@@ -1,11 +1,12 @@
 """``backend="auto"``: fast by default without a cold start.
 
 Eager PyTorch serves from the first frame. The first frame of each new input shape starts a build
-of the fastest backend this machine supports on a background thread at the lowest CPU priority
-(compiling the default model takes about a minute on a 2-core CPU, and a few seconds with the
-compiled-kernel cache under ``$FLOWFEAT_HOME`` warm); the build is checked against eager fp32 on
-that frame itself, and only then serves that shape. A build that fails or disagrees leaves eager
-serving, with the reason in ``status()``; so does a fast backend that fails while serving.
+of the fastest backend this machine supports on a background thread, its compiler in a child
+process at the lowest CPU priority (an ahead-of-time package of the default model takes one to two
+minutes on a 2-core CPU; a package cached under ``$FLOWFEAT_HOME`` loads in milliseconds); the
+build is checked against eager fp32 on that frame itself, and only then serves that shape. A build
+that fails or disagrees leaves eager serving, with the reason in ``status()``; so does a fast
+backend that fails while serving.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 import torch
 
 from flowfeat_core.error_text import first_line
+from flowfeat_core.inference.aot_inductor import aot_inductor_runner
 from flowfeat_core.inference.backends import (
     DEFAULT_CACHE,
     BackendError,
@@ -34,7 +36,7 @@ from flowfeat_core.models.flowfeat import FlowFeat
 from flowfeat_core.models.registry import encoder_entry
 
 EAGER = "torch"
-#: Nice value of the build thread (Linux sets it per thread): the stream keeps the CPU it needs.
+#: Nice value of the build thread and its compiler process: the stream keeps the CPU it needs.
 BUILD_NICENESS = 19
 
 
@@ -58,7 +60,9 @@ class BackendStatus:
 
 def fastest_backend(device: torch.device, precision: Precision, encoder: str) -> BackendPlan:
     """TensorRT through ONNX Runtime on CUDA when its provider is installed (and the precision is
-    one it runs), else ``torch.compile`` (inductor: Triton kernels on CUDA, C++ on the CPU).
+    one it runs), else inductor's ahead-of-time package (Triton kernels on CUDA, C++ on the CPU;
+    compiled out of process, so the stream keeps its pace, and loaded from the cache at once
+    after a restart).
     fp32 becomes bf16 where the hardware computes bf16 natively and the encoder's registry entry
     says bf16 was measured harmless for it (``EncoderEntry.auto_bf16``)."""
     if device.type == "cuda":
@@ -71,9 +75,9 @@ def fastest_backend(device: torch.device, precision: Precision, encoder: str) ->
         if "TensorrtExecutionProvider" in providers and precision in ONNX_PRECISIONS:
             return BackendPlan("onnxruntime", precision,
                                "CUDA with ONNX Runtime's TensorRT provider")
-        backend, reason = "torch-compile", "CUDA without ONNX Runtime's TensorRT provider"
+        backend, reason = "aot-inductor", "CUDA without ONNX Runtime's TensorRT provider"
     else:
-        backend, reason = "torch-compile", "CPU: inductor's C++ kernels"
+        backend, reason = "aot-inductor", "CPU: inductor's C++ kernels"
     if precision == "fp32" and encoder_entry(encoder).auto_bf16 and native_bf16(device):
         return BackendPlan(backend, "bf16", f"{reason}; bf16 as the model's registry entry "
                                             "allows, computed natively here")
@@ -150,8 +154,12 @@ class AutoRunner:
             start = time.monotonic()
             try:
                 if self._fast is None:
-                    self._fast = build_runner(self.plan.backend, self._model, self._device,
-                                              self.plan.precision, self._cache_dir)
+                    self._fast = (
+                        aot_inductor_runner(self._model, self._device, self.plan.precision,
+                                            niceness=BUILD_NICENESS)
+                        if self.plan.backend == "aot-inductor" else
+                        build_runner(self.plan.backend, self._model, self._device,
+                                     self.plan.precision, self._cache_dir))
                 got = self._fast(sample)
                 error = compare_with_eager(self.plan.backend, got, self._model, sample,
                                            self.plan.precision)

@@ -1,5 +1,6 @@
-"""Ways to run a FlowFeat forward pass: eager PyTorch, ``torch.compile``, or ONNX Runtime (CPU, and
-the CUDA / TensorRT execution providers when installed, with an engine cache). A non-eager backend
+"""Ways to run a FlowFeat forward pass: eager PyTorch, ``torch.compile``, inductor's ahead-of-time
+packages (aot_inductor.py), or ONNX Runtime (CPU, and the CUDA / TensorRT execution providers
+when installed, with an engine cache). A non-eager backend
 is checked against eager fp32 PyTorch on a fixed input when it is built; one that disagrees is
 refused with the numbers, so a silently wrong engine never serves. ``auto`` (auto_backend.py)
 serves eager at once and swaps in the fastest of these once it is built and checked.
@@ -26,7 +27,7 @@ from flowfeat_core.models.fingerprint import model_fingerprint
 from flowfeat_core.models.flowfeat import FlowFeat, pad_to_multiple
 from flowfeat_core.models.registry import encoder_entry
 
-BACKENDS = ("torch", "torch-compile", "onnxruntime")
+BACKENDS = ("torch", "torch-compile", "aot-inductor", "onnxruntime")
 #: Not a backend of its own: eager first, then the fastest of BACKENDS this machine builds.
 AUTO = "auto"
 BACKEND_CHOICES = (AUTO, *BACKENDS)
@@ -188,19 +189,24 @@ def make_runner(backend: str, model: FlowFeat, device: torch.device, precision: 
     if backend == "torch":
         return torch_runner(model, device, precision)
     runner = build_runner(backend, model, device, precision, cache_dir)
-    check_against_eager(backend, runner, model, device, precision)
+    if backend != "aot-inductor":  # it checks each package on its first input: no extra compile
+        check_against_eager(backend, runner, model, device, precision)
     return runner
 
 
 def build_runner(backend: str, model: FlowFeat, device: torch.device, precision: Precision,
                  cache_dir: Path = DEFAULT_CACHE) -> Runner:
     """The runner of ``backend``, not yet checked: torch-compile compiles on its first call at each
-    size, and the onnxruntime runner checks each new size itself."""
+    size, and the aot-inductor and onnxruntime runners check each new size themselves."""
     if backend not in BACKENDS:
         raise BackendError(f"backend must be one of {list(BACKEND_CHOICES)}, got {backend!r}")
     try:
         if backend == "onnxruntime":
             return onnxruntime_runner(model, device, precision, cache_dir)
+        if backend == "aot-inductor":
+            from flowfeat_core.inference.aot_inductor import aot_inductor_runner  # imports us
+
+            return aot_inductor_runner(model, device, precision)
         return torch_runner(model, device, precision, compile_model=backend == "torch-compile")
     except BackendError:
         raise
