@@ -40,12 +40,14 @@ fi
 
 if $QUICK; then
     BENCH=(--backend torch --precision fp32 --model default --runs 3 --warmup 1 --repeats 1)
-    PIPELINE=(--runs 1 --seconds 3 --warmup 2)
+    # eager: the miniature must not wait for a compile on the CPU
+    PIPELINE=(--runs 1 --seconds 3 --warmup 2 --param backend:=torch)
     TRAIN=(--steps 2 --batch-size 2 --input-size 64 --max-side 128 --workers 0)
     LIMIT=300
 else
     BENCH=(--backend all --precision all --model all --runs 50 --repeats 1)
-    PIPELINE=(--runs 1 --seconds 20)
+    # the default backend (auto): waits for its compiled package, at most 90 s, within LIMIT
+    PIPELINE=(--runs 1 --seconds 20 --backend-timeout 90)
     TRAIN=(--steps 200 --batch-size 32 --input-size 192 --max-side 320 --workers 8)
     LIMIT=150
 fi

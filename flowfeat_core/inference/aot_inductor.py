@@ -14,7 +14,9 @@ package is still checked against eager fp32 on its first input.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -36,6 +38,7 @@ from flowfeat_core.inference.device import AUTOCAST_DTYPES, PRECISIONS, Precisio
 from flowfeat_core.models.fingerprint import model_fingerprint
 from flowfeat_core.models.flowfeat import FlowFeat
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 #: Longest a package compile may take (a cold compile of the default model: about a minute on
 #: 2 CPU cores).
 COMPILE_TIMEOUT_S = 1800.0
@@ -117,6 +120,18 @@ def aot_inductor_runner(model: FlowFeat, device: torch.device, precision: Precis
     return run
 
 
+def _end_with_parent() -> None:
+    """Linux: SIGTERM this compiler when the process that started it ends (a node stopped
+    mid-build leaves no compiler running behind it; the next start compiles again)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return  # not Linux: the compiler finishes on its own
+    if os.getppid() == 1:  # the parent ended before prctl took effect
+        sys.exit(1)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Child process: export and compile one package (written atomically)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -128,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--niceness", type=int, default=0, help="added to this process's")
     args = parser.parse_args(argv)
+    _end_with_parent()
     if args.niceness:
         os.nice(args.niceness)
     from flowfeat_core.hub.loading import load_model
