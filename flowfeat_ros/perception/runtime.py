@@ -16,6 +16,7 @@ from typing import Any
 
 from flowfeat_core.hub.errors import CheckpointError, WeightsUnavailableError
 from flowfeat_core.hub.loading import load_model
+from flowfeat_core.inference.backends import AUTO
 from flowfeat_core.inference.predictor import Predictor
 from flowfeat_core.models.fingerprint import model_fingerprint
 from flowfeat_core.probes.binding import MODEL_DIGEST, channel_problem, trained_on
@@ -47,7 +48,7 @@ class Runtime:
     def description(self) -> str:
         """Short human-readable summary for logs and diagnostics."""
         parts = [self.settings.checkpoint]
-        if self.settings.backend != "torch":
+        if self.settings.backend not in (AUTO, "torch"):  # auto logs what serves on each change
             parts.append(f"backend={self.settings.backend}")
         if self.depth_probe is not None:
             parts.append(f"depth={self.settings.depth_probe}")
