@@ -36,9 +36,10 @@ import numpy as np
 import torch
 
 from flowfeat_core.inference.allocator import retain_freed_memory
-from flowfeat_core.inference.backends import BACKENDS, make_runner
+from flowfeat_core.inference.backends import BACKENDS
 from flowfeat_core.inference.device import machine_summary
 from flowfeat_core.inference.predictor import Predictor
+from flowfeat_core.inference.runners import make_runner
 from flowfeat_core.models.flowfeat import FlowFeat
 from flowfeat_core.models.registry import model_config
 

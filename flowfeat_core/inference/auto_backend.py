@@ -26,12 +26,12 @@ from flowfeat_core.inference.backends import (
     DEFAULT_CACHE,
     BackendError,
     Runner,
-    build_runner,
     compare_with_eager,
     torch_runner,
 )
 from flowfeat_core.inference.device import Precision, native_bf16
 from flowfeat_core.inference.numerics import ONNX_PRECISIONS
+from flowfeat_core.inference.runners import build_runner
 from flowfeat_core.models.flowfeat import FlowFeat
 from flowfeat_core.models.registry import encoder_entry
 

@@ -182,39 +182,6 @@ def onnxruntime_runner(model: FlowFeat, device: torch.device, precision: Precisi
     return run
 
 
-def make_runner(backend: str, model: FlowFeat, device: torch.device, precision: Precision,
-                cache_dir: Path = DEFAULT_CACHE) -> Runner:
-    """The runner of ``backend`` (one of BACKENDS), checked against eager fp32 unless it is eager
-    itself."""
-    if backend == "torch":
-        return torch_runner(model, device, precision)
-    runner = build_runner(backend, model, device, precision, cache_dir)
-    if backend != "aot-inductor":  # it checks each package on its first input: no extra compile
-        check_against_eager(backend, runner, model, device, precision)
-    return runner
-
-
-def build_runner(backend: str, model: FlowFeat, device: torch.device, precision: Precision,
-                 cache_dir: Path = DEFAULT_CACHE) -> Runner:
-    """The runner of ``backend``, not yet checked: torch-compile compiles on its first call at each
-    size, and the aot-inductor and onnxruntime runners check each new size themselves."""
-    if backend not in BACKENDS:
-        raise BackendError(f"backend must be one of {list(BACKEND_CHOICES)}, got {backend!r}")
-    try:
-        if backend == "onnxruntime":
-            return onnxruntime_runner(model, device, precision, cache_dir)
-        if backend == "aot-inductor":
-            from flowfeat_core.inference.aot_inductor import aot_inductor_runner  # imports us
-
-            return aot_inductor_runner(model, device, precision)
-        return torch_runner(model, device, precision, compile_model=backend == "torch-compile")
-    except BackendError:
-        raise
-    except Exception as error:  # compilers and exporters fail in many ways: refuse, say how
-        raise BackendError(f"{backend} backend could not be built: {type(error).__name__}: "
-                           f"{first_line(error)}") from error
-
-
 def check_against_eager(backend: str, runner: Runner, model: FlowFeat, device: torch.device,
                         precision: Precision) -> float:
     """Largest relative error of ``runner`` against eager fp32 on a fixed input; BackendError

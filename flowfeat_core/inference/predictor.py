@@ -20,8 +20,9 @@ import torch
 import torch.nn.functional as F
 
 from flowfeat_core.inference.auto_backend import AutoRunner, BackendStatus
-from flowfeat_core.inference.backends import AUTO, DEFAULT_CACHE, make_runner
+from flowfeat_core.inference.backends import AUTO, DEFAULT_CACHE
 from flowfeat_core.inference.device import Precision, check_precision, select_device
+from flowfeat_core.inference.runners import make_runner
 from flowfeat_core.models.flowfeat import FlowFeat
 from flowfeat_core.models.normalization import PixelNormalizer
 
