@@ -68,25 +68,17 @@ def test_unusable_backends_are_refused(tmp_path: Path, backend, precision, messa
                   cache_dir=tmp_path)
 
 
-def test_torch_compile_backend_matches_eager(photo) -> None:
-    """Inductor compiles the default model (C++ on the CPU), passes the load check and serves
-    frames at the stream's size (here the check's own size, so it compiles once)."""
-    side = load_model("default").size_multiple * 4
-    eager = Predictor(load_model("default"), device="cpu", input_hw=(side, side))
-    compiled = Predictor(load_model("default"), device="cpu", input_hw=(side, side),
-                         backend="torch-compile")
-    want, got = eager.predict(photo), compiled.predict(photo)
-    assert got.shape == want.shape and float((got - want).abs().max()) < 1e-3
-
-
 @pytest.mark.slow
-def test_aot_inductor_backend_matches_eager(photo) -> None:
-    """The ahead-of-time package, compiled in a child process (here at test_auto_backend's size,
-    so a whole-suite run finds it cached)."""
+@pytest.mark.parametrize("backend", ["torch-compile", "aot-inductor"])
+def test_compiled_backends_match_eager(photo, backend: str) -> None:
+    """Inductor compiles the default model (C++ on the CPU): torch-compile in this process,
+    passing the load check at the stream's size (the check's own size, so it compiles once);
+    aot-inductor as a package in a child process, checked on its first frame (the size
+    test_auto_backend compiles, so a whole-suite run finds it cached)."""
     side = load_model("default").size_multiple * 4
     eager = Predictor(load_model("default"), device="cpu", input_hw=(side, side))
     compiled = Predictor(load_model("default"), device="cpu", input_hw=(side, side),
-                         backend="aot-inductor")
+                         backend=backend)
     want, got = eager.predict(photo), compiled.predict(photo)
     assert got.shape == want.shape and float((got - want).abs().max()) < 1e-3
 

@@ -31,7 +31,7 @@ from flowfeat_core.inference.backends import (
     BackendError,
     ReducedPrecisionForward,
     Runner,
-    compare_with_eager,
+    check_new_engine,
     use_inductor_cache,
 )
 from flowfeat_core.inference.device import AUTOCAST_DTYPES, PRECISIONS, Precision
@@ -110,11 +110,7 @@ def aot_inductor_runner(model: FlowFeat, device: torch.device, precision: Precis
             encoder, dense = packages[key](images)
         outputs = (encoder.float(), dense.float())
         if new:
-            try:
-                compare_with_eager("aot-inductor", outputs, model, images, precision)
-            except BackendError:
-                del packages[key]
-                raise
+            check_new_engine("aot-inductor", packages, key, outputs, model, images, precision)
         return outputs
 
     return run

@@ -172,14 +172,23 @@ def onnxruntime_runner(model: FlowFeat, device: torch.device, precision: Precisi
         outputs = (torch.from_numpy(encoder).float().to(device),
                    torch.from_numpy(dense[:, :, :height, :width]).float().to(device))
         if new_size:
-            try:
-                compare_with_eager("onnxruntime", outputs, model, images, precision)
-            except BackendError:
-                del sessions[size]
-                raise
+            check_new_engine("onnxruntime", sessions, size, outputs, model, images, precision)
         return outputs
 
     return run
+
+
+def check_new_engine(backend: str, engines: dict, key: object,
+                     outputs: tuple[torch.Tensor, torch.Tensor], model: FlowFeat,
+                     images: torch.Tensor, precision: Precision) -> None:
+    """The first outputs of a newly built engine (``engines[key]``) against eager fp32: one that
+    disagrees is forgotten, so it never serves and the next call builds it again, and its
+    BackendError raised."""
+    try:
+        compare_with_eager(backend, outputs, model, images, precision)
+    except BackendError:
+        del engines[key]
+        raise
 
 
 def check_against_eager(backend: str, runner: Runner, model: FlowFeat, device: torch.device,
