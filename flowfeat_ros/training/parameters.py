@@ -27,5 +27,6 @@ class TrainerSettings(LoopParameters):
     max_perception_latency_ms: float = setting(250.0, "pause training while perception's median "
                                                "latency exceeds this (0 = never)", low=0.0,
                                                high=1e6, read_only=True)
-    confirm_timeout_s: float = setting(120.0, "wait this long for perception to load a deploy",
-                                       low=1.0, high=3600.0, read_only=True)
+    confirm_timeout_s: float = setting(120.0, "wait this long for perception to load a deploy "
+                                       "and process frames with it", low=1.0, high=3600.0,
+                                       read_only=True)
