@@ -28,6 +28,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
+from flowfeat_core.inference.auto_backend import EAGER_FALLBACK
 from flowfeat_ros.dds_profile import use_large_message_profile
 from flowfeat_ros.image_conversion import rgb8_to_msg
 from flowfeat_ros.package_paths import config_dir
@@ -106,7 +107,7 @@ def _backend_settled(diagnostics: dict[str, str]) -> bool:
         return False
     if diagnostics.get("backend_setting") != "auto" or diagnostics.get("backend") != "torch":
         return True
-    return diagnostics.get("backend_status", "").endswith("eager PyTorch serves")
+    return diagnostics.get("backend_status", "").endswith(EAGER_FALLBACK)
 
 
 def main(argv: list[str] | None = None) -> None:

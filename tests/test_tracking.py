@@ -117,6 +117,19 @@ def test_memory_is_bounded_and_a_new_prompt_keeps_the_tracked_objects():
         assert (pixels & (result.ids == object_id)).sum() / (pixels | (result.ids == object_id)).sum() > 0.7
 
 
+def follow_object_one(tracker: ObjectTracker, features, truth: np.ndarray
+                      ) -> tuple[list[bool], np.ndarray]:
+    """Prompt object 1 from the first frame's truth (stride-4 cells), track the other frames:
+    whether it was lost in each, and its mask in the last."""
+    cells = pool_cells(features[0], 4)
+    tracker.prompt(cells, {1: mask_coverage(truth[0], [1], cells.shape[-2:])[0]})
+    lost = []
+    for frame in features[1:]:
+        result, _ = tracker.track(pool_cells(frame, 4), truth[0].shape)
+        lost.append(result.objects[0].lost)
+    return lost, result.ids == 1
+
+
 def test_a_lost_object_is_found_again():
     features, truth = moving_squares(frames=12)
     hidden = features.clone()
@@ -124,15 +137,9 @@ def test_a_lost_object_is_found_again():
     for t in (4, 5, 6, 7):  # object 1 covered by background texture
         hidden[t] = torch.where(torch.from_numpy(truth[t] == 1)[None], background, hidden[t])
     tracker = ObjectTracker(PropagationConfig(stride=4, radius=6, context_frames=3))
-    cells = pool_cells(hidden[0], 4)
-    tracker.prompt(cells, {1: mask_coverage(truth[0], [1], cells.shape[-2:])[0]})
-    lost = []
-    for frame in hidden[1:]:
-        result, _ = tracker.track(pool_cells(frame, 4), truth[0].shape)
-        lost.append(result.objects[0].lost)
+    lost, final = follow_object_one(tracker, hidden, truth)
     assert lost[3:7] == [True] * 4  # frames 4..7: gone
     assert not lost[-1] and tracker.found_again() == 1
-    final = result.ids == 1
     assert (final & (truth[-1] == 1)).sum() / (final | (truth[-1] == 1)).sum() > 0.6
 
 
@@ -152,15 +159,9 @@ def test_the_last_view_of_a_lost_object_finds_it_again_after_its_look_changed():
         maps = background * (1 - shown) + look * shown
         features.append(maps + 0.3 * torch.from_numpy(rng.normal(size=maps.shape)).float())
     tracker = ObjectTracker(PropagationConfig(stride=4, radius=6, context_frames=2))
-    cells = pool_cells(features[0], 4)
-    tracker.prompt(cells, {1: mask_coverage(truth[0], [1], cells.shape[-2:])[0]})
-    lost = []
-    for frame in features[1:]:
-        result, _ = tracker.track(pool_cells(frame, 4), truth[0].shape)
-        lost.append(result.objects[0].lost)
+    lost, final = follow_object_one(tracker, features, truth)
     assert lost[:5] == [False] * 5 and lost[5:9] == [True] * 4  # tracked through the drift
     assert not lost[-1] and tracker.found_again() == 1
-    final = result.ids == 1
     assert (final & (truth[-1] == 1)).sum() / (final | (truth[-1] == 1)).sum() > 0.6
 
 

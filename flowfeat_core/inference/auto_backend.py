@@ -21,7 +21,6 @@ from pathlib import Path
 import torch
 
 from flowfeat_core.error_text import first_line
-from flowfeat_core.inference.aot_inductor import aot_inductor_runner
 from flowfeat_core.inference.backends import (
     DEFAULT_CACHE,
     BackendError,
@@ -36,6 +35,9 @@ from flowfeat_core.models.flowfeat import FlowFeat
 from flowfeat_core.models.registry import encoder_entry
 
 EAGER = "torch"
+#: How ``BackendStatus.detail`` ends once auto has given up on its fast backend (benchmarks wait
+#: for this or for the fast backend).
+EAGER_FALLBACK = "eager PyTorch serves"
 #: Nice value of the build thread and its compiler process: the stream keeps the CPU it needs.
 BUILD_NICENESS = 19
 
@@ -154,12 +156,9 @@ class AutoRunner:
             start = time.monotonic()
             try:
                 if self._fast is None:
-                    self._fast = (
-                        aot_inductor_runner(self._model, self._device, self.plan.precision,
-                                            niceness=BUILD_NICENESS)
-                        if self.plan.backend == "aot-inductor" else
-                        build_runner(self.plan.backend, self._model, self._device,
-                                     self.plan.precision, self._cache_dir))
+                    self._fast = build_runner(self.plan.backend, self._model, self._device,
+                                              self.plan.precision, self._cache_dir,
+                                              niceness=BUILD_NICENESS)
                 got = self._fast(sample)
                 error = compare_with_eager(self.plan.backend, got, self._model, sample,
                                            self.plan.precision)
@@ -184,7 +183,7 @@ class AutoRunner:
         with self._lock:
             self._refused = reason
             self._ready.clear()
-            self._status = BackendStatus(EAGER, self._precision, f"{reason}; eager PyTorch serves")
+            self._status = BackendStatus(EAGER, self._precision, f"{reason}; {EAGER_FALLBACK}")
 
 
 def _size(shape: tuple[int, ...]) -> str:

@@ -36,16 +36,18 @@ def make_runner(backend: str, model: FlowFeat, device: torch.device, precision: 
 
 
 def build_runner(backend: str, model: FlowFeat, device: torch.device, precision: Precision,
-                 cache_dir: Path = DEFAULT_CACHE) -> Runner:
+                 cache_dir: Path = DEFAULT_CACHE, niceness: int = 0) -> Runner:
     """The runner of ``backend``, not yet checked: torch-compile compiles on its first call at each
-    size, and the aot-inductor and onnxruntime runners check each new size themselves."""
+    size, and the aot-inductor and onnxruntime runners check each new size themselves.
+    ``niceness``: added to aot-inductor's compiler processes (``auto`` builds in the
+    background)."""
     if backend not in BACKENDS:
         raise BackendError(f"backend must be one of {list(BACKEND_CHOICES)}, got {backend!r}")
     try:
         if backend == "onnxruntime":
             return onnxruntime_runner(model, device, precision, cache_dir)
         if backend == "aot-inductor":
-            return aot_inductor_runner(model, device, precision)
+            return aot_inductor_runner(model, device, precision, niceness)
         return torch_runner(model, device, precision, compile_model=backend == "torch-compile")
     except BackendError:
         raise

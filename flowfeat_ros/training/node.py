@@ -173,14 +173,13 @@ class TrainerNode(Node):
             if pending is None or status is None:
                 return
             why, roll_back, since = pending
-            if status.level >= level_value(DiagnosticStatus.ERROR):
-                self._awaiting_outputs = None
-            elif self.link.last_processing > since:
-                self._awaiting_outputs = None
+            failed = status.level >= level_value(DiagnosticStatus.ERROR)
+            if not failed and self.link.last_processing <= since:
+                return  # still no frame processed with the deploy
+            self._awaiting_outputs = None
+            if not failed:
                 self.serving = f"{why}; perception confirmed"
                 self.get_logger().info(f"{self.serving} (outputs flowing)")
-                return
-            else:
                 return
         self._serve(why, roll_back)
 
