@@ -209,7 +209,7 @@ def test_bad_bags_raise_one_line_data_errors(tmp_path: Path, walk: list) -> None
         one_frame: "fewer than 2 usable frames",
         tmp_path / "garbage.mcap": "corrupt or truncated bag",
         tmp_path / "garbage.db3": "corrupt or unreadable bag",
-        header_only: "no readable image messages",
+        header_only: "no readable Image or CompressedImage messages",
     }
     for bag, problem in cases.items():
         with pytest.raises(DataError, match=problem) as caught:

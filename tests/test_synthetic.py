@@ -15,7 +15,12 @@ from flowfeat_core.probes.labeled_data import decode_depth_message, decode_label
 from flowfeat_core.synthetic.benchmark import generate_sequence
 from flowfeat_core.synthetic.flow_scores import endpoint_error, score_teacher
 from flowfeat_core.synthetic.textures import CLASS_NAMES
-from flowfeat_core.synthetic.writers import BagTopics, write_sequence_bag, write_sequence_folder
+from flowfeat_core.synthetic.writers import (
+    IMAGE_TOPICS,
+    BagTopics,
+    write_sequence_bag,
+    write_sequence_folder,
+)
 from flowfeat_core.training.teacher_flow import make_teacher_flow
 
 
@@ -68,7 +73,7 @@ def test_same_seed_same_pixels_other_seed_differs(sequence):
 def test_bag_holds_rep118_depth_and_labels(sequence, tmp_path):
     bag = write_sequence_bag(sequence, tmp_path / "bag", depth_delay_ns=3_000_000)
     topics = BagTopics()
-    assert image_topic_counts(bag) == {topic: 4 for topic in vars(topics).values()}
+    assert image_topic_counts(bag) == {getattr(topics, name): 4 for name in IMAGE_TOPICS}
     depths = [decode_depth_message(msg) for _, msg in iter_image_messages(bag, topics.depth)]
     labels = [decode_label_message(msg) for _, msg in iter_image_messages(bag, topics.labels)]
     images = [decode_image_message(msg) for _, msg in iter_image_messages(bag, topics.image)]

@@ -3,6 +3,11 @@ features from a robot's own recordings (rosbag2) or from folders, and save it as
 
 A held-out fraction of the pairs is scored (depth: AbsRel, RMSE, delta<1.25; segmentation: mIoU,
 boundary F) and the metrics are stored in the probe file.
+
+``depth --from-motion`` needs no depth sensor: the labels come from the camera's own motion in
+the bags (camera_info for the intrinsics; odometry or /tf, when recorded, for metric scale;
+otherwise relative depth). Held out are whole bags (``--val-bags``, else a fraction of them);
+``--depth-topic`` then only scores the probe against that depth on the held-out bags.
 """
 
 from __future__ import annotations
@@ -17,6 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from flowfeat_core.cli.errors import reports_user_errors
+from flowfeat_core.data.bag_reader import find_bags
+from flowfeat_core.data.camera_recording import (
+    POSE_SOURCES,
+    describe_recordings,
+    read_camera_recording,
+)
 from flowfeat_core.data.errors import DataError
 from flowfeat_core.inference.predictor import Predictor
 from flowfeat_core.probes.io import save_probe
@@ -28,6 +39,7 @@ from flowfeat_core.probes.labeled_data import (
     read_depth_file,
     read_label_file,
 )
+from flowfeat_core.probes.motion_labels import motion_labels
 from flowfeat_core.probes.training import FitConfig
 from flowfeat_core.probes.workflow import (
     default_colors,
@@ -36,6 +48,7 @@ from flowfeat_core.probes.workflow import (
     score_on_pairs,
     train_on_pairs,
 )
+from flowfeat_core.training.teacher_flow import TEACHER_FLOWS, make_teacher_flow
 
 
 def _add_common(parser: argparse.ArgumentParser, target: str) -> None:
@@ -79,6 +92,21 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="train for relative depth (fully scale invariant; scored after median scaling)",
     )
+    motion = depth.add_argument_group("depth from the camera's motion (no depth sensor)")
+    motion.add_argument("--from-motion", action="store_true",
+                        help="labels from the bags' own camera motion; --depth-topic, if given, "
+                             "only scores the held-out bags")
+    motion.add_argument("--val-bags", nargs="+", default=[],
+                        help="held-out bags (default: --val-fraction of the --bags)")
+    motion.add_argument("--camera-info-topic", help="default: camera_info beside the image topic")
+    motion.add_argument("--odometry-topic",
+                        help="nav_msgs/Odometry topic (default: the bag's only one, else /tf)")
+    motion.add_argument("--poses", choices=POSE_SOURCES, default="auto",
+                        help="'none' ignores odometry and /tf (relative depth)")
+    motion.add_argument("--teacher", choices=tuple(TEACHER_FLOWS), default="dis",
+                        help="optical flow the depth is triangulated from")
+    motion.add_argument("--max-side", type=int, default=320,
+                        help="frames are resized to this longer side for the flow")
     segmentation = tasks.add_parser("segmentation", help="semantic segmentation probe")
     _add_common(segmentation, "labels")
     segmentation.add_argument(
@@ -123,12 +151,84 @@ def _split(pairs: list, fraction: float, seed: int) -> tuple[list, list]:
     return [pairs[i] for i in order[held_out:]], [pairs[i] for i in order[:held_out]]
 
 
+def _motion_split(args: argparse.Namespace) -> tuple[list[Path], list[Path]]:
+    """(training bags, held-out bags): --val-bags, else a seeded --val-fraction of the bags."""
+    bags = find_bags(args.bags)
+    if args.val_bags:
+        held_out = find_bags(args.val_bags)
+        return [bag for bag in bags if bag not in held_out], held_out
+    if len(bags) < 2:
+        raise DataError("--from-motion holds out whole bags: give at least 2 bags, or --val-bags")
+    order = np.random.default_rng(args.seed).permutation(len(bags))
+    count = min(len(bags) - 1, max(1, round(len(bags) * args.val_fraction)))
+    return [bags[i] for i in sorted(order[count:])], [bags[i] for i in sorted(order[:count])]
+
+
+def run_from_motion(args: argparse.Namespace) -> dict:
+    """Train a depth probe on labels from the bags' own camera motion (module doc)."""
+    if not args.bags:
+        raise DataError("--from-motion needs --bags")
+    train_bags, val_bags = _motion_split(args)
+    read = partial(read_camera_recording, image_topic=args.image_topic,
+                   camera_info_topic=args.camera_info_topic, odometry_topic=args.odometry_topic,
+                   poses=args.poses, max_side=args.max_side)
+    teacher = make_teacher_flow(args.teacher, offline=True)
+    train_recordings = [read(bag) for bag in train_bags]
+    val_recordings = [read(bag) for bag in val_bags]
+    metric = not args.relative
+    train_labels = motion_labels(train_recordings, teacher, args.every, metric=metric)
+    val_labels = motion_labels(val_recordings, teacher, args.every, metric=train_labels.metric)
+    model, model_info = resolve_model(args.model)
+    predictor = Predictor(model, device=args.device, input_short_side=args.input_short_side)
+    spec_for = partial(make_spec, "depth", args.head,
+                       "flowfeat+encoder" if args.concat_encoder else "flowfeat",
+                       metric=train_labels.metric)
+    probe = train_on_pairs(predictor, train_labels.pairs, spec_for, args.pixels_per_image,
+                           FitConfig(steps=args.steps, seed=args.seed))
+    probe.model_info = model_info
+    probe.metrics = {
+        "labels": "motion (metric)" if train_labels.metric else "motion (relative)",
+        "recordings": describe_recordings(train_recordings),
+        "train_labels": train_labels.summary(),
+        "validation_labels": val_labels.summary(),
+        "validation": score_on_pairs(probe, predictor, val_labels.pairs),
+        "train_images": len(train_labels.pairs),
+        "validation_images": len(val_labels.pairs),
+    }
+    if args.depth_topic:
+        exact = read_bag_pairs(val_bags, args.image_topic or train_recordings[0].topic,
+                               args.depth_topic, decode_depth_message,
+                               int(args.max_stamp_diff_ms * 1e6))
+        probe.metrics["validation_depth_topic"] = score_on_pairs(probe, predictor, exact)
+        if probe.metric:
+            probe.metrics["validation_depth_topic_median_scaled"] = score_on_pairs(
+                probe, predictor, exact, median_scale=True)
+    save_probe(args.out, probe)
+    return probe.metrics
+
+
+def _exact_split(args: argparse.Namespace) -> tuple[list, list]:
+    """Labelled pairs split into training and held-out: by --val-bags when given."""
+    if not getattr(args, "val_bags", None):
+        return _split(_load_pairs(args, "depth"), args.val_fraction, args.seed)
+    held_out = find_bags(args.val_bags)
+    args.bags = [str(bag) for bag in find_bags(args.bags) if bag not in held_out]
+    train = _load_pairs(args, "depth")
+    args.bags, args.every = [str(bag) for bag in held_out], 1
+    return train, _load_pairs(args, "depth")
+
+
 def run(args: argparse.Namespace) -> dict:
     """Train, score and save the probe; returns its metrics."""
+    if getattr(args, "from_motion", False):
+        return run_from_motion(args)
     target = "depth" if args.task == "depth" else "labels"
     names = [name.strip() for name in args.class_names.split(",")] if args.task == "segmentation" else []
     colors = _parse_colors(args.class_colors, len(names)) if names else []
-    train_pairs, val_pairs = _split(_load_pairs(args, target), args.val_fraction, args.seed)
+    if args.task == "depth":
+        train_pairs, val_pairs = _exact_split(args)
+    else:
+        train_pairs, val_pairs = _split(_load_pairs(args, target), args.val_fraction, args.seed)
     model, model_info = resolve_model(args.model)
     predictor = Predictor(model, device=args.device, input_short_side=args.input_short_side)
     choice = "flowfeat+encoder" if args.concat_encoder else "flowfeat"
@@ -150,6 +250,9 @@ def run(args: argparse.Namespace) -> dict:
         "train_images": len(train_pairs),
         "validation_images": len(val_pairs),
     }
+    if args.task == "depth" and probe.metric:
+        probe.metrics["validation_median_scaled"] = score_on_pairs(probe, predictor, val_pairs,
+                                                                   median_scale=True)
     save_probe(args.out, probe)
     return probe.metrics
 

@@ -1,4 +1,5 @@
-"""Find rosbag2 bags on disk and stream their image messages (mcap and sqlite3, via rosbags).
+"""Find rosbag2 bags on disk and stream their messages (mcap and sqlite3, via rosbags): images,
+and the camera_info, odometry and /tf a recording holds beside them.
 
 A bag is a directory with metadata.yaml, a bare .mcap / .db3 file, or any of these found by
 recursing into a parent folder. An .mcap file that rosbags refuses (no footer or summary, as left
@@ -75,13 +76,18 @@ def _bags_under(folder: Path) -> list[Path]:
 
 def image_topic_counts(bag: Path) -> dict[str, int]:
     """Message count of every sensor_msgs Image / CompressedImage topic of a bag."""
+    return topic_counts(bag, IMAGE_MSGTYPES)
+
+
+def topic_counts(bag: Path, msgtypes: Sequence[str]) -> dict[str, int]:
+    """Message count of every topic of a bag whose type is one of ``msgtypes``."""
     reader = _open_reader(bag)
     if isinstance(reader, Exception):
-        return dict(Counter(topic for topic, _, _, _ in _scan_mcap_records(bag, reader)))
+        return dict(Counter(topic for topic, _, _, _ in _scan_mcap_records(bag, reader, msgtypes)))
     with closing(reader):
         counts: Counter[str] = Counter()
         for connection in reader.connections:
-            if connection.msgtype in IMAGE_MSGTYPES:
+            if connection.msgtype in msgtypes:
                 counts[connection.topic] += connection.msgcount
         return dict(counts)
 
@@ -113,18 +119,24 @@ def select_image_topics(bag: Path, topics: Sequence[str] | None) -> list[str]:
 def iter_image_messages(bag: Path, topic: str) -> Iterator[tuple[int, Any]]:
     """Yield (log_time_ns, message) for every Image/CompressedImage message on `topic`; mcap chunks
     that fail their CRC are skipped (rosbags would stop at the first one)."""
+    return iter_messages(bag, topic, IMAGE_MSGTYPES)
+
+
+def iter_messages(bag: Path, topic: str, msgtypes: Sequence[str]) -> Iterator[tuple[int, Any]]:
+    """Yield (log_time_ns, message) for every message on `topic` whose type is in ``msgtypes``,
+    skipping damaged mcap chunks as for images."""
     reader = _open_reader(bag)
     if not isinstance(reader, Exception) and _has_damaged_chunk(bag):
         reader.close()
         reader = DataError(f"{bag} has chunks that fail their CRC check")
     if isinstance(reader, Exception):
-        for record_topic, msgtype, log_time, raw in _scan_mcap_records(bag, reader):
+        for record_topic, msgtype, log_time, raw in _scan_mcap_records(bag, reader, msgtypes):
             if record_topic == topic:
                 yield log_time, _deserialize(raw, msgtype, bag, topic)
         return
     with closing(reader):
         connections = [c for c in reader.connections
-                       if c.topic == topic and c.msgtype in IMAGE_MSGTYPES]
+                       if c.topic == topic and c.msgtype in msgtypes]
         messages = reader.messages(connections=connections)
         while True:
             try:
@@ -169,7 +181,7 @@ def _chunk_is_intact(chunk: Chunk) -> bool:
 
 
 def _deserialize(raw: bytes | memoryview, msgtype: str, bag: Path, topic: str) -> Any:
-    """CDR-deserialize one image message, naming bag and topic if it is corrupt."""
+    """CDR-deserialize one message, naming bag and topic if it is corrupt."""
     try:
         return TYPESTORE.deserialize_cdr(raw, msgtype)
     except (SerdeError, ValueError, IndexError) as error:
@@ -203,10 +215,10 @@ def _summary_channels(file: Path) -> dict[int, tuple[str, str]]:
 
 
 def _scan_mcap_records(
-    bag: Path, rosbags_error: Exception
+    bag: Path, rosbags_error: Exception, msgtypes: Sequence[str]
 ) -> Iterator[tuple[str, str, int, bytes]]:
-    """Recover (topic, msgtype, log_time_ns, cdr) image records from mcap files rosbags rejected
-    (truncated, or with damaged chunks, which are skipped whole)."""
+    """Recover (topic, msgtype, log_time_ns, cdr) records of ``msgtypes`` from mcap files rosbags
+    rejected (truncated, or with damaged chunks, which are skipped whole)."""
     files = _mcap_files(bag)
     if not files or any(file.suffix != ".mcap" for file in files):
         raise DataError(f"corrupt or unreadable bag {bag}: {rosbags_error}")
@@ -228,16 +240,16 @@ def _scan_mcap_records(
                             channels[item.id] = (item.topic, schemas.get(item.schema_id, ""))
                         elif isinstance(item, Message):
                             topic, msgtype = channels.get(item.channel_id, ("", ""))
-                            if msgtype in IMAGE_MSGTYPES:
+                            if msgtype in msgtypes:
                                 recovered += 1
                                 yield topic, msgtype, item.log_time, item.data
         except (McapError, ValueError, EOFError, struct.error) as error:
             _warn_once(file, f"bag {bag}: {file.name} is truncated or corrupt "
-                             f"({str(error) or type(error).__name__}); using the {recovered} image "
+                             f"({str(error) or type(error).__name__}); using the {recovered} "
                              "messages read before that point")
         if damaged:
             _warn_once(file, f"bag {bag}: {damaged} chunk(s) of {file.name} fail their CRC check "
                              "(damaged on disk); their messages are skipped")
     if not recovered:
-        raise DataError(f"corrupt or truncated bag {bag}: {rosbags_error}; no readable image "
-                        f"messages")
+        raise DataError(f"corrupt or truncated bag {bag}: {rosbags_error}; no readable "
+                        f"{' or '.join(type_.rsplit('/', 1)[-1] for type_ in msgtypes)} messages")

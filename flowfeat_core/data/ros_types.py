@@ -7,3 +7,9 @@ from __future__ import annotations
 from rosbags.typesys import Stores, get_typestore
 
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
+
+
+def header_stamp_ns(msg: object) -> int:
+    """A rosbags message's header stamp in nanoseconds."""
+    stamp = msg.header.stamp  # type: ignore[attr-defined]
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)

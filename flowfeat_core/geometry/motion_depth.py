@@ -138,6 +138,11 @@ def _pair_depth(frame_a: np.ndarray, frame_b: np.ndarray, intrinsics: np.ndarray
         pose, baseline = known
     result = triangulate(flow, valid, intrinsics, pose, baseline, config.max_epipolar_px,
                          config.min_parallax_deg)
+    fitting = int(result.behind.sum()) + int(np.isfinite(result.depth).sum())
+    if known is not None and result.behind.sum() > 0.5 * max(1, fitting):
+        raise TwoViewError(f"{ODOMETRY_MISMATCH}: its camera motion puts "
+                           f"{result.behind.sum() / max(1, fitting):.0%} of the scene behind the "
+                           "camera (reversed axes, or stamps in the wrong order)")
     if result.fit_share < config.min_inlier_share:
         what = (f"{ODOMETRY_MISMATCH}: only {result.fit_share:.0%} of the consistent flow fits "
                 "the camera motion it gives" if known is not None else

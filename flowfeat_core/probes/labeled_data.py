@@ -18,6 +18,7 @@ from flowfeat_core.data.bag_reader import find_bags, iter_image_messages, select
 from flowfeat_core.data.errors import DataError
 from flowfeat_core.data.image_codec import ImageDecodeError, decode_image_message
 from flowfeat_core.data.image_folder import list_image_files
+from flowfeat_core.data.ros_types import header_stamp_ns
 
 LabeledPair = tuple[np.ndarray, np.ndarray]
 _DEPTH_ENCODINGS = {"16UC1": ("u2", 0.001), "mono16": ("u2", 0.001), "32FC1": ("f4", 1.0)}
@@ -57,10 +58,6 @@ def decode_label_message(msg: Any) -> np.ndarray:
     return _raw_pixels(msg, "u1").copy()
 
 
-def _stamp_ns(msg: Any) -> int:
-    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
-
-
 def _check_sizes(image: np.ndarray, target: np.ndarray, where: str) -> None:
     if image.shape[:2] != target.shape[:2]:
         raise DataError(
@@ -81,10 +78,10 @@ def read_bag_pairs(
     pairs: list[LabeledPair] = []
     for bag in find_bags(bags):
         select_image_topics(bag, [image_topic, target_topic])
-        images = [(_stamp_ns(msg), msg) for _, msg in iter_image_messages(bag, image_topic)]
+        images = [(header_stamp_ns(msg), msg) for _, msg in iter_image_messages(bag, image_topic)]
         stamps = np.array([stamp for stamp, _ in images], np.int64)
         for _, target_msg in iter_image_messages(bag, target_topic):
-            stamp = _stamp_ns(target_msg)
+            stamp = header_stamp_ns(target_msg)
             nearest = int(np.argmin(np.abs(stamps - stamp))) if stamps.size else -1
             if nearest < 0 or abs(int(stamps[nearest]) - stamp) > max_stamp_diff_ns:
                 continue

@@ -111,12 +111,14 @@ def train_on_pairs(
 
 
 def score_prediction(
-    probe: Probe, prediction: np.ndarray, target: np.ndarray, accumulator: DepthMetrics | SegmentationMetrics
+    probe: Probe, prediction: np.ndarray, target: np.ndarray, accumulator: DepthMetrics | SegmentationMetrics,
+    median_scale: bool = False,
 ) -> None:
-    """Add one image's prediction to the metrics (relative depth is median-scaled first)."""
+    """Add one image's prediction to the metrics (relative depth, or any with ``median_scale``,
+    is median-scaled first)."""
     if probe.task == "depth":
         valid = target_validity("depth", target)
-        if valid.any() and not probe.metric:
+        if valid.any() and (median_scale or not probe.metric):
             prediction = median_scaled(prediction, target, valid)
         accumulator.add(prediction, target, valid)
     else:
@@ -129,12 +131,15 @@ def new_metrics(probe: Probe) -> DepthMetrics | SegmentationMetrics:
 
 
 def score_on_pairs(
-    probe: Probe, predictor: Predictor, pairs: Iterable[tuple[np.ndarray, np.ndarray]]
+    probe: Probe, predictor: Predictor, pairs: Iterable[tuple[np.ndarray, np.ndarray]],
+    median_scale: bool = False,
 ) -> dict[str, float]:
-    """Metrics of ``probe`` on (rgb, target) pairs, at the features' resolution."""
+    """Metrics of ``probe`` on (rgb, target) pairs, at the features' resolution (depth
+    median-scaled per image with ``median_scale``, as relative depth always is)."""
     metrics = new_metrics(probe)
     for rgb, target in pairs:
         dense, encoder_features = features_of(predictor, rgb)
         prediction = predict_map(probe, dense, encoder_features)
-        score_prediction(probe, prediction, resize_target(target, prediction.shape), metrics)
+        score_prediction(probe, prediction, resize_target(target, prediction.shape), metrics,
+                         median_scale)
     return metrics.result()

@@ -1,0 +1,76 @@
+"""Depth-probe training pairs from a moving camera's recordings alone: each labelled frame gets
+the depth that its own motion gives (geometry/motion_depth.py), metric when every recording has
+camera poses (odometry or /tf), relative otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from flowfeat_core.data.camera_recording import CameraRecording
+from flowfeat_core.data.errors import DataError
+from flowfeat_core.geometry.motion_depth import MotionDepthConfig, MotionDepthError, frame_depth
+from flowfeat_core.probes.labeled_data import LabeledPair
+from flowfeat_core.training.teacher_flow import TeacherFlow
+
+LOG = logging.getLogger(__name__)
+#: A frame whose labels cover less than this share of its pixels is not used.
+MIN_COVERAGE = 0.05
+
+
+@dataclass
+class MotionLabels:
+    """Labelled frames (depth 0 = no label) and what happened to the others."""
+
+    pairs: list[LabeledPair] = field(default_factory=list)
+    metric: bool = True
+    coverage: list[float] = field(default_factory=list)
+    unlabelled: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, object]:
+        return {"frames": len(self.pairs), "metric": self.metric,
+                "median_coverage": float(np.median(self.coverage)) if self.coverage else 0.0,
+                "unlabelled": dict(self.unlabelled)}
+
+
+def motion_labels(recordings: Sequence[CameraRecording], teacher: TeacherFlow, every: int = 1,
+                  metric: bool = True) -> MotionLabels:
+    """Depth labels for every ``every``-th frame of each recording. Metric only if ``metric``
+    and every recording has poses. DataError when no frame of any recording gets labels (the
+    reason, e.g. a static camera, in one line)."""
+    with_poses = sum(r.poses is not None for r in recordings)
+    labels = MotionLabels(metric=metric and with_poses == len(recordings))
+    if metric and 0 < with_poses < len(recordings):
+        LOG.warning("%d of %d recordings have no odometry or /tf: all labels are relative",
+                    len(recordings) - with_poses, len(recordings))
+    first_reason = ""
+    for recording in recordings:
+        poses = recording.poses if labels.metric else None
+        labelled_before = len(labels.pairs)
+        for index in range(0, len(recording.frames), max(1, every)):
+            try:
+                result = frame_depth(recording.frames, index, recording.intrinsics, teacher,
+                                     MotionDepthConfig(), poses)
+            except MotionDepthError as error:
+                first_reason = first_reason or f"{recording.bag.name}: {error}"
+                key = str(error).split(": ", 1)[-1].split(" (", 1)[0]
+                labels.unlabelled[key] = labels.unlabelled.get(key, 0) + 1
+                if "odometry does not match" in str(error):
+                    raise DataError(f"bag {recording.bag}: {error}") from None
+                continue
+            if result.coverage < MIN_COVERAGE:
+                labels.unlabelled["too few labelled pixels"] = \
+                    labels.unlabelled.get("too few labelled pixels", 0) + 1
+                continue
+            labels.pairs.append((recording.frames[index], np.nan_to_num(result.depth, nan=0.0)))
+            labels.coverage.append(result.coverage)
+        if len(labels.pairs) == labelled_before:
+            LOG.warning("bag %s %s: no frame got depth labels from motion", recording.bag,
+                        recording.topic)
+    if not labels.pairs:
+        raise DataError(f"no depth labels from motion ({first_reason}); nothing was trained")
+    return labels
