@@ -135,8 +135,9 @@ def write_sequence_bag(
     """Write ``sequence`` as a rosbag2 bag directory; depth is stamped ``depth_delay_ns`` later
     than colour (as on real RGB-D cameras), labels exactly with colour. Without ``labels`` only
     the colour topic and camera_info are written, as a robot's camera recording would be;
-    ``poses`` (POSE_FORMATS) adds the camera's motion; without ``camera_mount`` no /tf_static is
-    written and base_link is the camera itself (x forward), as on a bare camera rig."""
+    ``poses`` (POSE_FORMATS) adds the camera's motion; an empty topic name is not written;
+    without ``camera_mount`` no /tf_static is written and base_link is the camera itself
+    (x forward), as on a bare camera rig."""
     if poses not in POSE_FORMATS:
         raise ValueError(f"poses must be one of {POSE_FORMATS}, got {poses!r}")
     path = Path(path)
@@ -150,7 +151,8 @@ def write_sequence_bag(
             name: writer.add_connection(topic, IMAGE_MSGTYPE, typestore=TYPESTORE)
             for name, topic in written.items()
         }
-        info_connection = writer.add_connection(topics.camera_info, CAMERA_INFO_MSGTYPE, typestore=TYPESTORE)
+        info_connection = (writer.add_connection(topics.camera_info, CAMERA_INFO_MSGTYPE, typestore=TYPESTORE)
+                           if topics.camera_info else None)
         pose_connections = {}
         if poses != "none":
             pose_topics = {"odometry": (topics.odometry, ODOMETRY_MSGTYPE), "tf": ("/tf", TF_MSGTYPE)}
@@ -176,8 +178,9 @@ def write_sequence_bag(
                 raw = TYPESTORE.serialize_cdr(image_message(pixels, encoding, message_stamp, CAMERA_FRAME),
                                               IMAGE_MSGTYPE)
                 writer.write(connections[name], message_stamp, raw)
-            info = camera_info_message(sequence.intrinsics, height, width, stamp)
-            writer.write(info_connection, stamp, TYPESTORE.serialize_cdr(info, CAMERA_INFO_MSGTYPE))
+            if info_connection is not None:
+                info = camera_info_message(sequence.intrinsics, height, width, stamp)
+                writer.write(info_connection, stamp, TYPESTORE.serialize_cdr(info, CAMERA_INFO_MSGTYPE))
             if poses != "none":
                 for topic, msgtype, message in _pose_messages(sequence, index, stamp, poses, topics, mount):
                     writer.write(pose_connections[topic], stamp, TYPESTORE.serialize_cdr(message, msgtype))
