@@ -36,6 +36,7 @@ EXEC_DEPENDS = {
     "std_msgs",
     "std_srvs",
     "diagnostic_msgs",
+    "nav_msgs",
     "builtin_interfaces",
     "rcl_interfaces",
     "ament_index_python",
@@ -49,7 +50,7 @@ EXEC_DEPENDS = {
 
 #: Python packages that come from a ROS 2 installation (rosdep keys of the same name).
 ROS_MODULES = {
-    "rclpy", "sensor_msgs", "std_msgs", "std_srvs", "diagnostic_msgs", "geometry_msgs",
+    "rclpy", "sensor_msgs", "std_msgs", "std_srvs", "diagnostic_msgs", "geometry_msgs", "nav_msgs",
     "builtin_interfaces", "rcl_interfaces", "ament_index_python", "launch", "launch_ros",
 }  # fmt: skip
 #: Import name -> PyPI distribution, where the two differ.

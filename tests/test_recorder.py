@@ -21,6 +21,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from mcap.exceptions import EndOfFile
 from mcap.reader import NonSeekingReader, make_reader
 from mcap_ros2.decoder import DecoderFactory
+from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from ros_peer import isolated_test_node
@@ -176,14 +177,15 @@ def read_rosbags(bag: Path) -> list[tuple[str, int, object]]:
 
 
 def test_sigint_closes_complete_bag_readable_by_both_readers(ros_node, frames, start_recorder):
-    recorder = start_recorder("topics:=[/cam/image_raw,/cam/camera_info,/cam/image/compressed]",
-                              *RELIABLE_ARGS)
+    recorder = start_recorder("topics:=[/cam/image_raw,/cam/camera_info,/cam/image/compressed,"
+                              "/odom]", *RELIABLE_ARGS)
     image_pub = ros_node.create_publisher(Image,
                                           "/cam/image_raw", QOS)
     info_pub = ros_node.create_publisher(CameraInfo, "/cam/camera_info", QOS)
     jpeg_pub = ros_node.create_publisher(CompressedImage, "/cam/image/compressed", QOS)
+    odom_pub = ros_node.create_publisher(Odometry, "/odom", QOS)
     diagnostics = Diagnostics(ros_node)
-    wait_ready(ros_node, [image_pub, info_pub, jpeg_pub], recorder, diagnostics)
+    wait_ready(ros_node, [image_pub, info_pub, jpeg_pub, odom_pub], recorder, diagnostics)
     count = 8
     for i in range(count):
         image_pub.publish(rgb8_to_msg(frames[i], header(i)))
@@ -191,8 +193,11 @@ def test_sigint_closes_complete_bag_readable_by_both_readers(ros_node, frames, s
         jpeg = CompressedImage(header=header(i), format="jpeg")
         jpeg.data = encode_compressed(frames[i], "jpeg")
         jpeg_pub.publish(jpeg)
+        odometry = Odometry(header=header(i), child_frame_id="base_link")
+        odometry.pose.pose.position.x = 0.1 * i
+        odom_pub.publish(odometry)
         time.sleep(0.02)
-    spin_until(ros_node, lambda: diagnostics.kept() == 3 * count, 15, "24 kept messages",
+    spin_until(ros_node, lambda: diagnostics.kept() == 4 * count, 15, "32 kept messages",
                recorder)
     assert recorder.stop(signal.SIGINT) == 0, recorder.output()
 
@@ -200,8 +205,10 @@ def test_sigint_closes_complete_bag_readable_by_both_readers(ros_node, frames, s
     assert (bag / "metadata.yaml").is_file()
     messages = read_rosbags(bag)
     by_topic = {t: [m for topic, _, m in messages if topic == t]
-                for t in ("/cam/image_raw", "/cam/camera_info", "/cam/image/compressed")}
+                for t in ("/cam/image_raw", "/cam/camera_info", "/cam/image/compressed", "/odom")}
     assert {t: len(m) for t, m in by_topic.items()} == dict.fromkeys(by_topic, count)
+    assert [m.pose.pose.position.x for m in by_topic["/odom"]] == pytest.approx(
+        [0.1 * i for i in range(count)])
     for i, msg in enumerate(by_topic["/cam/image_raw"]):
         assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (1000 + i, i * 1000)
         np.testing.assert_array_equal(decode_image_message(msg), frames[i])
@@ -215,7 +222,7 @@ def test_sigint_closes_complete_bag_readable_by_both_readers(ros_node, frames, s
         # validate_crcs: the recorder writes a CRC per chunk (rosbags alone writes none)
         reader = make_reader(stream, decoder_factories=[DecoderFactory()], validate_crcs=True)
         summary = reader.get_summary()
-        assert summary is not None and summary.statistics.message_count == 3 * count
+        assert summary is not None and summary.statistics.message_count == 4 * count
         decoded = [(ch.topic, m) for _, ch, _, m in reader.iter_decoded_messages()]
     mcap_images = [m for topic, m in decoded if topic == "/cam/image_raw"]
     assert [m.header.stamp.sec for m in mcap_images] == [1000 + i for i in range(count)]

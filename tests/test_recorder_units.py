@@ -26,7 +26,13 @@ from flowfeat_ros.recording.motion_gate import (
     thumbnail_from_cdr,
 )
 from flowfeat_ros.recording.recover import RecoveryError, recover_bag
-from flowfeat_ros.recording.topics import CAMERA_INFO, COMPRESSED_IMAGE, IMAGE, classify_topic
+from flowfeat_ros.recording.topics import (
+    CAMERA_INFO,
+    COMPRESSED_IMAGE,
+    IMAGE,
+    ODOMETRY,
+    classify_topic,
+)
 
 T = TYPESTORE.types
 
@@ -65,6 +71,10 @@ def test_classify_topic() -> None:
     assert classify_topic("/cam/image_raw/compressed").msgtype == COMPRESSED_IMAGE
     assert classify_topic("/cam/camera_info").msgtype == CAMERA_INFO
     assert not classify_topic("/cam/camera_info").is_image
+    for odometry in ("/odom", "/robot/odom", "/odometry/filtered", "/wheel/odometry"):
+        spec = classify_topic(odometry)
+        assert spec.msgtype == ODOMETRY and not spec.is_image and not spec.rate_capped
+    assert classify_topic("/cam/odometer_view").msgtype == IMAGE
     assert classify_topic("/cam/image_rect").msgtype == IMAGE
     with pytest.raises(ValueError, match="invalid topic"):
         classify_topic("/cam/")

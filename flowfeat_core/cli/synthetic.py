@@ -18,7 +18,7 @@ from flowfeat_core.cli.errors import reports_user_errors
 from flowfeat_core.synthetic.benchmark import SPLITS, generate_sequence
 from flowfeat_core.synthetic.flow_scores import score_teacher
 from flowfeat_core.synthetic.textures import TEXTURE_POOLS
-from flowfeat_core.synthetic.writers import write_sequence_bag, write_sequence_folder
+from flowfeat_core.synthetic.writers import POSE_FORMATS, write_sequence_bag, write_sequence_folder
 from flowfeat_core.training.teacher_flow import make_teacher_flow
 
 
@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-labels", dest="labels", action="store_false", help="bags: colour topic only")
     parser.add_argument("--format", choices=("bag", "folder", "both"), default="both")
+    parser.add_argument("--poses", choices=POSE_FORMATS, default="none",
+                        help="bags: also record the camera's motion, as nav_msgs/Odometry (with the "
+                        "camera's mount on /tf_static) or on /tf")
     parser.add_argument(
         "--score-teachers",
         default="",
@@ -68,7 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for index in range(args.sequences):
         sequence = generate_sequence(args.seed, index, args.split, **settings)
         if args.format in ("bag", "both"):
-            write_sequence_bag(sequence, args.out / "bags" / sequence.name, labels=args.labels)
+            write_sequence_bag(sequence, args.out / "bags" / sequence.name, labels=args.labels,
+                               poses=args.poses)
         if args.format in ("folder", "both"):
             write_sequence_folder(sequence, args.out / "folders" / sequence.name)
         if args.score_teachers:

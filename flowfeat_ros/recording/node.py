@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from rclpy.subscription import Subscription
@@ -38,14 +39,20 @@ from flowfeat_ros.recording.motion_gate import (
 )
 from flowfeat_ros.recording.recover import RECOVERY_ERRORS, recover_bag
 from flowfeat_ros.recording.settings import RecorderSettings
-from flowfeat_ros.recording.topics import CAMERA_INFO, COMPRESSED_IMAGE, TopicSpec, classify_topic
+from flowfeat_ros.recording.topics import (
+    CAMERA_INFO,
+    COMPRESSED_IMAGE,
+    ODOMETRY,
+    TopicSpec,
+    classify_topic,
+)
 
 MB = 1024 * 1024
 #: Room kept for closing a bag when the disk fills: the last mcap chunk (1 MiB, written
 #: uncompressed at worst), its index, the summary and metadata.yaml.
 CLOSE_RESERVE_BYTES = 4 * MB
 RESERVE_NAME = ".flowfeat_close_reserve"
-ROS_TYPES = {CAMERA_INFO: CameraInfo, COMPRESSED_IMAGE: CompressedImage}
+ROS_TYPES = {CAMERA_INFO: CameraInfo, COMPRESSED_IMAGE: CompressedImage, ODOMETRY: Odometry}
 WARN_PERIOD_S = 10.0
 #: A recorded topic silent this long (no publisher matched, or nothing arriving) turns
 #: /diagnostics to WARN: a wrong topic name must not look like a healthy recording.
@@ -89,7 +96,7 @@ class RecorderNode(Node):
         qos = qos_profile(p.qos_reliability, p.qos_depth)
         self.subscriptions_by_topic: dict[str, Subscription] = {}
         for spec in self.specs:
-            self._subscribe(spec, qos, RateCap(p.max_rate_hz),
+            self._subscribe(spec, qos, RateCap(p.max_rate_hz if spec.rate_capped else 0.0),
                             MotionGate(p.motion_threshold) if spec.is_image else None)
         self.diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_service(SetBool, "~/set_recording", self._on_set_recording)

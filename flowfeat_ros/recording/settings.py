@@ -20,7 +20,9 @@ class RecorderSettings:
     topics: tuple[str, ...] = setting(("image", "camera_info"), "topics to record (relative "
                                       "names follow remapping, as perception's do): "
                                       "'.../compressed' = CompressedImage, '.../camera_info' = "
-                                      "CameraInfo, anything else = Image", read_only=True)
+                                      "CameraInfo, '.../odom' or '.../odometry/...' = "
+                                      "nav_msgs/Odometry (full rate; gives depth from motion "
+                                      "metric scale), anything else = Image", read_only=True)
     storage: str = setting("mcap", "rosbag2 storage plugin", choices=tuple(STORAGES),
                            read_only=True)
     compression: str = setting("none", "mcap: chunk compression; sqlite3: per message",
@@ -33,7 +35,8 @@ class RecorderSettings:
                               low=0.0, high=1.0e9, read_only=True)
     min_free_mb: float = setting(1024.0, "pause recording below this free space", low=0.0,
                                  high=1.0e9, read_only=True)
-    max_rate_hz: float = setting(5.0, "frames kept per second per image topic (0 = all)",
+    max_rate_hz: float = setting(5.0, "messages kept per second per image or camera_info topic "
+                                 "(0 = all)",
                                  low=0.0, high=1000.0, read_only=True)
     motion_threshold: float = setting(2.0, "mean abs grey-level change (0-255) vs. the last kept "
                                       "frame to keep one (0 = keep all)", low=0.0, high=255.0,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
+ODOMETRY = "nav_msgs/msg/Odometry"
 
 
 @dataclass(frozen=True)
@@ -18,12 +19,20 @@ class TopicSpec:
 
     @property
     def is_image(self) -> bool:
-        """True for Image and CompressedImage topics (the ones the motion gate and rate cap see)."""
-        return self.msgtype != CAMERA_INFO
+        """True for Image and CompressedImage topics (the ones the motion gate sees)."""
+        return self.msgtype in (IMAGE, COMPRESSED_IMAGE)
+
+    @property
+    def rate_capped(self) -> bool:
+        """Odometry is kept at its full rate: it is small, and depth from motion interpolates
+        the camera's pose at each kept frame's stamp from it."""
+        return self.msgtype != ODOMETRY
 
 
 def classify_topic(name: str) -> TopicSpec:
-    """``.../compressed`` -> CompressedImage, ``.../camera_info`` -> CameraInfo, else Image."""
+    """``.../compressed`` -> CompressedImage, ``.../camera_info`` -> CameraInfo, a name whose
+    last part is ``odom`` or contains ``odometry`` (``/odom``, ``/odometry/filtered``,
+    ``/wheel/odometry``) -> nav_msgs/Odometry, else Image."""
     if not name or name.endswith("/") or " " in name:
         raise ValueError(f"invalid topic name {name!r}")
     last = name.rsplit("/", 1)[-1]
@@ -31,4 +40,6 @@ def classify_topic(name: str) -> TopicSpec:
         return TopicSpec(name, COMPRESSED_IMAGE)
     if last == "camera_info":
         return TopicSpec(name, CAMERA_INFO)
+    if last == "odom" or "odometry" in name.split("/"):
+        return TopicSpec(name, ODOMETRY)
     return TopicSpec(name, IMAGE)
