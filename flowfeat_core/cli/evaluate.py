@@ -15,6 +15,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,12 +24,23 @@ from flowfeat_core.cli.errors import reports_user_errors
 from flowfeat_core.inference.device import PRECISIONS
 from flowfeat_core.inference.feature_stats import FeatureStats, feature_stats, median_stats, warn_if_collapsed
 from flowfeat_core.inference.predictor import Predictor
+from flowfeat_core.models.fingerprint import model_fingerprint
+from flowfeat_core.models.flowfeat import FlowFeat
 from flowfeat_core.probes.baselines import FEATURE_SETS, FeatureSets
+from flowfeat_core.probes.binding import channel_problem, trained_on
 from flowfeat_core.probes.heads import TASKS
+from flowfeat_core.probes.io import ProbeError, load_probe
 from flowfeat_core.probes.metrics import DepthMetrics, SegmentationMetrics
 from flowfeat_core.probes.real_images import real_images
-from flowfeat_core.probes.real_yardstick import FAST_SUBSET, SPLITS, yardstick
-from flowfeat_core.probes.training import FitConfig, PixelSamples, fit_probe, predict_map, probe_inputs
+from flowfeat_core.probes.real_yardstick import FAST_SUBSET, SPLITS, probe_depth_on_stereo, yardstick
+from flowfeat_core.probes.training import (
+    FitConfig,
+    PixelSamples,
+    features_of,
+    fit_probe,
+    predict_map,
+    probe_inputs,
+)
 from flowfeat_core.probes.vos_metrics import jf_scores
 from flowfeat_core.probes.workflow import make_spec, resolve_model, score_prediction
 from flowfeat_core.synthetic.benchmark import SyntheticSequence, generate_split
@@ -78,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
                         help="FlowFeat's forward (reduced precisions autocast the decoder, and the "
                         "encoder where its registry entry allows); the baselines stay fp32")
+    parser.add_argument("--depth-probes", nargs="+", type=Path, default=[],
+                        help="depth probe files trained on --model's features: also score each on "
+                        "the real split's stereo scenes (rank correlation, median-scaled AbsRel)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return parser
 
@@ -187,6 +202,26 @@ def real_yardstick(model, args: argparse.Namespace) -> dict[str, dict[str, float
     return yardstick(sets.maps, args.real_split, **(FAST_SUBSET if args.real_fast else {}))
 
 
+def real_depth_probes(model: FlowFeat, args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """Each depth probe's depth on the real split's stereo scenes (probes of another model or
+    with channels that do not fit are refused, as the perception node refuses them)."""
+    predictor = Predictor(model, device=args.device, precision=args.precision)
+    scores = {}
+    for path in args.depth_probes:
+        probe = load_probe(path)
+        problem = channel_problem(probe, model) if probe.task == "depth" else "is not a depth probe"
+        if problem is None and trained_on(probe, model_fingerprint(model)) is False:
+            problem = f"was trained on another model than {args.model}"
+        if problem:
+            raise ProbeError(f"depth probe {path} {problem}")
+
+        def predict(rgb: np.ndarray, probe=probe) -> np.ndarray:
+            return predict_map(probe, *features_of(predictor, rgb))
+
+        scores[str(path)] = probe_depth_on_stereo(predict, args.real_split)
+    return scores
+
+
 def evaluate(args: argparse.Namespace) -> dict:
     """Run the whole evaluation; returns the JSON-ready report."""
     model, model_info = resolve_model(args.model)
@@ -194,6 +229,8 @@ def evaluate(args: argparse.Namespace) -> dict:
     report: dict = {"model": model_info["source"], "settings": settings}
     if args.real_split != "none":
         report["real"] = real_yardstick(model, args)
+        if args.depth_probes:
+            report["real_depth_probes"] = real_depth_probes(model, args)
     if not args.synthetic:
         return report
     size = {"height": args.height, "width": args.width, "frames": args.frames}
@@ -249,10 +286,21 @@ def format_real_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def format_probe_table(report: dict) -> str:
+    """Depth probes on the real split's stereo scenes as aligned text."""
+    lines = [f"{'depth probe (real stereo)':<60}{'rank corr':>10}{'AbsRel med':>12}"]
+    for path, values in report["real_depth_probes"].items():
+        lines.append(f"{path[-60:]:<60}{values['rank_correlation']:10.3f}"
+                     f"{values['abs_rel_median_scaled']:12.3f}")
+    return "\n".join(lines)
+
+
 def format_table(report: dict) -> str:
     """The report as aligned text: the real yardstick first, then the procedural benchmark
     (eRank = median effective rank, test frames / real images)."""
     lines = [format_real_table(report), ""] if "real" in report else []
+    if "real_depth_probes" in report:
+        lines += [format_probe_table(report), ""]
     if "results" not in report:
         return "\n".join(lines).rstrip()
     stats = report["feature_stats"]

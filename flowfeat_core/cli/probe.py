@@ -42,6 +42,7 @@ from flowfeat_core.probes.labeled_data import (
 from flowfeat_core.probes.motion_labels import motion_labels
 from flowfeat_core.probes.training import FitConfig
 from flowfeat_core.probes.workflow import (
+    FEATURE_CHOICES,
     default_colors,
     make_spec,
     resolve_model,
@@ -67,9 +68,11 @@ def _add_common(parser: argparse.ArgumentParser, target: str) -> None:
     parser.add_argument("--out", type=Path, required=True, help="probe file to write (.safetensors)")
     parser.add_argument("--head", choices=("linear", "mlp"), default="linear")
     parser.add_argument(
-        "--concat-encoder",
-        action="store_true",
-        help="also feed the bilinearly upsampled encoder features to the head",
+        "--features",
+        choices=tuple(FEATURE_CHOICES),
+        default="flowfeat",
+        help="what the head reads: FlowFeat's dense features, those plus the bilinearly upsampled "
+        "encoder features, or the upsampled encoder features alone (the baseline)",
     )
     parser.add_argument("--max-stamp-diff-ms", type=float, default=20.0)
     parser.add_argument("--every", type=int, default=1, help="keep every N-th pair")
@@ -181,7 +184,7 @@ def run_from_motion(args: argparse.Namespace) -> dict:
     model, model_info = resolve_model(args.model)
     predictor = Predictor(model, device=args.device, input_short_side=args.input_short_side)
     spec_for = partial(make_spec, "depth", args.head,
-                       "flowfeat+encoder" if args.concat_encoder else "flowfeat",
+                       args.features,
                        metric=train_labels.metric)
     probe = train_on_pairs(predictor, train_labels.pairs, spec_for, args.pixels_per_image,
                            FitConfig(steps=args.steps, seed=args.seed))
@@ -231,12 +234,11 @@ def run(args: argparse.Namespace) -> dict:
         train_pairs, val_pairs = _split(_load_pairs(args, target), args.val_fraction, args.seed)
     model, model_info = resolve_model(args.model)
     predictor = Predictor(model, device=args.device, input_short_side=args.input_short_side)
-    choice = "flowfeat+encoder" if args.concat_encoder else "flowfeat"
     spec_for = partial(
         make_spec,
         args.task,
         args.head,
-        choice,
+        args.features,
         metric=not getattr(args, "relative", False),
         class_names=names,
         class_colors=colors,

