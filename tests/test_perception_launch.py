@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import yaml
 from test_perception_support import (
@@ -135,6 +136,34 @@ def test_launch_without_ros_runs_video_into_perception_and_stops_on_sigint(peer,
     assert code == 0, log.read_text()
     assert outputs.messages["flowfeat/camera_info"][-1].width == 160
     assert "playing" in log.read_text() and f"running {checkpoint} on" in log.read_text()
+
+
+def test_the_shipped_config_publishes_relative_depth_with_no_probe_given(peer, tmp_path):
+    """The default model with its shipped relative-depth probe: depth out of the box, on the
+    relative topic (no metres, so no flowfeat/depth and no points)."""
+    args = [sys.executable, "-m", "flowfeat_ros.launch_without_ros", "--video", str(VIDEO),
+            "--video-width", "160", "--camera-topic", "/rel/camera/image_raw",
+            "--camera-info-topic", "/rel/camera/camera_info",
+            "--param", "input_width:=160", "--param", "input_height:=120",
+            "--param", "backend:=torch"]  # speed only: auto would compile in the background
+    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+    log = tmp_path / "launch.log"
+    outputs = Outputs(peer, "", ("flowfeat/depth/relative", "flowfeat/depth/colored"))
+    with log.open("w") as log_file:
+        proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    try:
+        spin_until(peer, lambda: outputs.count("flowfeat/depth/relative") >= 2
+                   and outputs.count("flowfeat/depth/colored") >= 2, 90, "relative depth")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=30)
+    assert code == 0, log.read_text()
+    depth = outputs.messages["flowfeat/depth/relative"][-1]
+    assert depth.encoding == "32FC1" and (depth.width, depth.height) == (160, 120)
+    values = np.frombuffer(bytes(depth.data), np.float32)
+    assert np.isfinite(values).all() and (values > 0).all() and values.std() > 0
+    assert "depth=default" in log.read_text()
+    assert not peer.get_publishers_info_by_topic("/flowfeat/depth")
 
 
 def test_launch_without_ros_rejects_a_missing_config(tmp_path):

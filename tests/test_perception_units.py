@@ -233,8 +233,12 @@ def test_probe_outputs_advertised_and_computed_only_for_what_a_probe_fills(tmp_p
     from flowfeat_ros.perception.probe_outputs import available_outputs, run_probes
     from flowfeat_ros.perception.runtime import build_runtime
 
-    bare = build_runtime(_settings())
+    bare = build_runtime(_settings(depth_probe=""))
     assert available_outputs(bare) == {"features", "pca", "camera_info", *TRACK_OUTPUTS}
+    shipped = build_runtime(_settings(), bare)  # the default model with its shipped probe
+    assert available_outputs(shipped) == {"features", "pca", "camera_info", "depth_relative",
+                                          "depth_colored", *TRACK_OUTPUTS}
+    assert not shipped.stopped_probes and not shipped.depth_probe.metric
     relative = save_probe(tmp_path / "relative.safetensors", Probe(ProbeSpec(
         task="depth", head="linear", dense_channels=128, encoder_channels=0, metric=False)))
     runtime = build_runtime(_settings(depth_probe=str(relative)), bare)

@@ -16,6 +16,7 @@ specifies.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -229,6 +230,8 @@ def _optical_pose(camera_in_world: RigidTransform | None) -> CameraPose | None:
 
 
 def describe_recordings(recordings: Sequence[CameraRecording]) -> str:
-    """One line naming each recording's pose source, for logs and probe metadata."""
-    return "; ".join(f"{r.bag.name} {r.topic}: {len(r.frames)} frames, poses from {r.pose_source}"
-                     for r in recordings)
+    """One short line: how many recordings and frames, and where their poses came from."""
+    sources = Counter(recording.pose_source for recording in recordings)
+    frames = sum(len(recording.frames) for recording in recordings)
+    return (f"{len(recordings)} recordings, {frames} frames; poses from "
+            + ", ".join(f"{source} ({count})" for source, count in sorted(sources.items())))

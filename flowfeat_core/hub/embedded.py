@@ -17,9 +17,11 @@ from flowfeat_core.models.flowfeat import FlowFeat
 from flowfeat_core.models.registry import DEFAULT_ENCODER
 from flowfeat_core.process.atomic_io import save_safetensors
 
-EMBEDDED_DECODER = (
-    Path(__file__).parent.parent / "weights" / "efficientnet_lite0_flowfeat_decoder.safetensors"
-)
+WEIGHTS = Path(__file__).parent.parent / "weights"
+EMBEDDED_DECODER = WEIGHTS / "efficientnet_lite0_flowfeat_decoder.safetensors"
+#: The relative-depth probe shipped for the default model, learned from camera motion alone
+#: (``flowfeat_probe depth --from-motion --relative`` on the procedural training corpus).
+SHIPPED_DEPTH_PROBE = WEIGHTS / "efficientnet_lite0_relative_depth_probe.safetensors"
 
 
 def save_embedded_decoder(model: FlowFeat, provenance: dict, path: Path = EMBEDDED_DECODER) -> Path:

@@ -8,12 +8,20 @@ from pathlib import Path
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from flowfeat_core.hub.embedded import SHIPPED_DEPTH_PROBE
 from flowfeat_core.hub.safetensors_header import read_tagged_metadata
 from flowfeat_core.probes.heads import Probe, ProbeSpec
 from flowfeat_core.process.atomic_io import save_safetensors
 
 FORMAT_KEY = "flowfeat_probe_format"
 FORMAT_VERSION = "1"
+#: Probe source naming the probe shipped with the default model (relative depth).
+SHIPPED_PROBE = "default"
+
+
+def probe_file(source: str) -> Path:
+    """The file a probe source names: ``"default"`` is the shipped relative-depth probe."""
+    return SHIPPED_DEPTH_PROBE if source == SHIPPED_PROBE else Path(source).expanduser()
 
 
 class ProbeError(ValueError):

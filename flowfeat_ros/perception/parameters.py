@@ -16,6 +16,7 @@ from flowfeat_core.hub.loading import check_model_source
 from flowfeat_core.inference.backends import BACKEND_CHOICES
 from flowfeat_core.inference.device import PRECISIONS, check_precision, select_device
 from flowfeat_core.inference.pca import FeaturePCA
+from flowfeat_core.probes.io import probe_file
 from flowfeat_core.settings import declared, range_problem, setting
 from flowfeat_core.tracking.propagation import PropagationConfig
 
@@ -62,8 +63,9 @@ class PerceptionSettings:
                                     "projection)", low=0, high=4096)
     pca_basis: str = setting("", "FeaturePCA file (.safetensors) for colours and channel "
                              "reduction; empty: fit once on the first processed frame")
-    depth_probe: str = setting("", "depth probe file; empty: depth outputs disabled",
-                               tags=(PROBE,))
+    depth_probe: str = setting("default", "depth probe file; 'default': the relative-depth "
+                               "probe shipped with the default model (learned from camera "
+                               "motion); empty: depth outputs disabled", tags=(PROBE,))
     segmentation_probe: str = setting("", "segmentation probe file; empty: segmentation "
                                       "disabled", tags=(PROBE,))
     depth_min: float = setting(0.0, "depth mapped to the first colour (0 with depth_max 0: "
@@ -192,7 +194,7 @@ def check_against_model(settings: PerceptionSettings, model_fdim: int) -> str | 
 def _check_probe(name: str, path: str) -> str | None:
     if not path:
         return None
-    if not Path(path).expanduser().is_file():
+    if not probe_file(path).is_file():
         return f"{name} {path!r} does not exist"
     return None
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from flowfeat_core.probes.io import load_probe
+from flowfeat_core.probes.io import load_probe, probe_file
 
 
 class ProbeLoadError(ValueError):
@@ -13,9 +12,10 @@ class ProbeLoadError(ValueError):
 
 
 def load_task_probe(path: str, task: str) -> Any:
-    """Load the probe at ``path`` and check that it solves ``task`` ("depth"/"segmentation")."""
+    """Load the probe ``path`` names (a file, or ``"default"``: the shipped relative-depth
+    probe) and check that it solves ``task`` ("depth"/"segmentation")."""
     try:
-        probe = load_probe(Path(path).expanduser())
+        probe = load_probe(probe_file(path))
     except (OSError, ValueError, KeyError, RuntimeError) as error:
         raise ProbeLoadError(f"{task} probe {path!r}: {error}") from error
     if getattr(probe, "task", None) != task:

@@ -20,6 +20,7 @@ from flowfeat_core.inference.backends import AUTO
 from flowfeat_core.inference.predictor import Predictor
 from flowfeat_core.models.fingerprint import model_fingerprint
 from flowfeat_core.probes.binding import MODEL_DIGEST, channel_problem, trained_on
+from flowfeat_core.probes.io import probe_file
 from flowfeat_ros.perception.parameters import PerceptionSettings
 from flowfeat_ros.perception.probe_loading import ProbeLoadError, load_task_probe
 
@@ -59,8 +60,8 @@ class Runtime:
 
 def watched_files(settings: PerceptionSettings) -> list[Path]:
     """The files a runtime for ``settings`` was loaded from (for reload-on-change)."""
-    names = (settings.checkpoint, settings.depth_probe, settings.segmentation_probe)
-    paths = [Path(name).expanduser() for name in names if name]
+    paths = [Path(settings.checkpoint).expanduser()] + [
+        probe_file(name) for name in (settings.depth_probe, settings.segmentation_probe) if name]
     return [path for path in paths if path.is_file()]
 
 
