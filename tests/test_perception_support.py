@@ -105,7 +105,7 @@ def base_params(checkpoint: Path, **overrides: object) -> dict[str, str]:
     PyTorch (the default ``auto`` would compile in the background and slow every other test),
     no depth probe (the shipped one belongs to the default model, not to the test's)."""
     params = {"checkpoint": str(checkpoint), "input_width": "160", "input_height": "120",
-              "backend": "torch", "depth_probe": "",
+              "backend": "torch", "depth_probe": "''",  # YAML for ''
               "qos_reliability": "reliable", "qos_depth": "5", "diagnostics_period_s": "0.5",
               "warn_period_s": "0.5"}
     params.update({name: str(value) for name, value in overrides.items()})

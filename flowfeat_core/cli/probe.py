@@ -27,8 +27,10 @@ from flowfeat_core.data.camera_recording import (
     POSE_SOURCES,
     describe_recordings,
     read_camera_recording,
+    read_video_recording,
 )
 from flowfeat_core.data.errors import DataError
+from flowfeat_core.data.video_reader import find_videos
 from flowfeat_core.inference.predictor import Predictor
 from flowfeat_core.probes.io import save_probe
 from flowfeat_core.probes.labeled_data import (
@@ -99,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     motion.add_argument("--from-motion", action="store_true",
                         help="labels from the bags' own camera motion; --depth-topic, if given, "
                              "only scores the held-out bags")
+    motion.add_argument("--videos", nargs="+", default=[],
+                        help="also train on moving-camera video files (PATH or PATH@START:STOP); "
+                        "relative depth only, with --video-fov-deg assumed")
+    motion.add_argument("--video-fov-deg", type=float, default=60.0,
+                        help="horizontal field of view assumed for --videos")
     motion.add_argument("--val-bags", nargs="+", default=[],
                         help="held-out bags (default: --val-fraction of the --bags)")
     motion.add_argument("--camera-info-topic", help="default: camera_info beside the image topic")
@@ -171,12 +178,16 @@ def run_from_motion(args: argparse.Namespace) -> dict:
     """Train a depth probe on labels from the bags' own camera motion (module doc)."""
     if not args.bags:
         raise DataError("--from-motion needs --bags")
+    if args.videos and not args.relative:
+        raise DataError("--videos have no odometry: train a --relative probe")
     train_bags, val_bags = _motion_split(args)
     read = partial(read_camera_recording, image_topic=args.image_topic,
                    camera_info_topic=args.camera_info_topic, odometry_topic=args.odometry_topic,
                    poses=args.poses, max_side=args.max_side)
     teacher = make_teacher_flow(args.teacher, offline=True)
-    train_recordings = [read(bag) for bag in train_bags]
+    train_recordings = [read(bag) for bag in train_bags] + [
+        read_video_recording(span, args.video_fov_deg, args.max_side)
+        for span in find_videos(args.videos)]
     val_recordings = [read(bag) for bag in val_bags]
     metric = not args.relative
     train_labels = motion_labels(train_recordings, teacher, args.every, metric=metric)

@@ -11,6 +11,9 @@ Poses, in order of preference:
 - none: the labels can only be relative.
 The image's ``frame_id`` is its optical frame (x right, y down, z forward), as sensor_msgs/Image
 specifies.
+
+A plain video file has no camera_info: :func:`read_video_recording` assumes a horizontal field
+of view (relative depth only; a wrong one bends depth, it does not reorder it much).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from flowfeat_core.data.bag_reader import (
 from flowfeat_core.data.errors import DataError
 from flowfeat_core.data.image_codec import ImageDecodeError, decode_image_message
 from flowfeat_core.data.ros_types import header_stamp_ns
+from flowfeat_core.data.video_reader import VideoSpan, iter_video_frames
 from flowfeat_core.geometry.transforms import RigidTransform, TimedTransforms, TransformTree
 from flowfeat_core.geometry.two_view import CameraPose
 
@@ -53,10 +57,11 @@ POSE_SOURCES = ("auto", "none")
 
 @dataclass(frozen=True)
 class CameraRecording:
-    """Frames (RGB uint8) of one image topic of one bag, with intrinsics for their size and,
-    when ``poses`` is set, one camera pose per frame (metres, in ``pose_source``'s fixed frame)."""
+    """Frames (RGB uint8) of one image topic of one bag (or one video file), with intrinsics for
+    their size and, when ``poses`` is set, one camera pose per frame (metres, in
+    ``pose_source``'s fixed frame)."""
 
-    bag: Path
+    source: Path
     topic: str
     frames: list[np.ndarray]
     stamps_ns: np.ndarray
@@ -102,6 +107,32 @@ def read_camera_recording(bag: Path, image_topic: str | None = None,
                         "their stamps)")
     return CameraRecording(bag, topic, [frames[i] for i in kept], stamps[kept], intrinsics,
                            [per_frame[i] for i in kept], source)
+
+
+def read_video_recording(span: VideoSpan, horizontal_fov_deg: float,
+                         max_side: int = 320) -> CameraRecording:
+    """The frames of a video span as a recording without poses, with a pinhole camera of the
+    given horizontal field of view centred on the image."""
+    if not 10.0 <= horizontal_fov_deg <= 170.0:
+        raise DataError(f"a horizontal field of view of {horizontal_fov_deg} degrees is not a "
+                        "pinhole camera's (10-170)")
+    stamps, frames = [], []
+    for stamp, frame in iter_video_frames(span):
+        scale = min(1.0, max_side / max(frame.shape[:2]))
+        if scale < 1.0:
+            size = (round(frame.shape[1] * scale), round(frame.shape[0] * scale))
+            frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+        stamps.append(stamp)
+        frames.append(frame)
+    if len(frames) < 2:
+        raise DataError(f"video {span.source_id}: fewer than 2 frames")
+    height, width = frames[0].shape[:2]
+    focal = 0.5 * width / np.tan(np.radians(horizontal_fov_deg) / 2)
+    intrinsics = np.array([[focal, 0.0, (width - 1) / 2], [0.0, focal, (height - 1) / 2],
+                           [0.0, 0.0, 1.0]])
+    return CameraRecording(span.path, span.source_id, frames, np.array(stamps, np.int64),
+                           intrinsics, None, f"none (video, {horizontal_fov_deg:g} degree field "
+                           "of view assumed)")
 
 
 def _scaled(intrinsics: np.ndarray, scale_x: float, scale_y: float) -> np.ndarray:

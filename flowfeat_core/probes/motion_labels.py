@@ -56,11 +56,11 @@ def motion_labels(recordings: Sequence[CameraRecording], teacher: TeacherFlow, e
                 result = frame_depth(recording.frames, index, recording.intrinsics, teacher,
                                      MotionDepthConfig(), poses)
             except MotionDepthError as error:
-                first_reason = first_reason or f"{recording.bag.name}: {error}"
+                first_reason = first_reason or f"{recording.source.name}: {error}"
                 key = str(error).split(": ", 1)[-1].split(" (", 1)[0]
                 labels.unlabelled[key] = labels.unlabelled.get(key, 0) + 1
                 if "odometry does not match" in str(error):
-                    raise DataError(f"bag {recording.bag}: {error}") from None
+                    raise DataError(f"{recording.source}: {error}") from None
                 continue
             if result.coverage < MIN_COVERAGE:
                 labels.unlabelled["too few labelled pixels"] = \
@@ -69,7 +69,7 @@ def motion_labels(recordings: Sequence[CameraRecording], teacher: TeacherFlow, e
             labels.pairs.append((recording.frames[index], np.nan_to_num(result.depth, nan=0.0)))
             labels.coverage.append(result.coverage)
         if len(labels.pairs) == labelled_before:
-            LOG.warning("bag %s %s: no frame got depth labels from motion", recording.bag,
+            LOG.warning("%s %s: no frame got depth labels from motion", recording.source,
                         recording.topic)
     if not labels.pairs:
         raise DataError(f"no depth labels from motion ({first_reason}); nothing was trained")
