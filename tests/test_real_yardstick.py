@@ -3,6 +3,7 @@ whole yardstick on real data (a fast subset)."""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -19,6 +20,7 @@ from flowfeat_core.probes.real_yardstick import (
     ClipFlows,
     check_disjoint_from_training,
     load_stereo,
+    probe_depth_on_stereo,
     ridge_r2,
     video_measures,
     yardstick,
@@ -112,3 +114,22 @@ def test_encoder_keeping_loss_is_zero_for_a_linear_code_and_pushes_towards_one()
     assert unrelated.grad is not None and unrelated.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="one batch and size"):
         encoder_keeping_loss(linear, hypercolumn[:, :, :16])
+
+
+def test_a_depth_probe_is_judged_by_rank_and_median_scaled_error_on_real_stereo() -> None:
+    """The ground truth's own depth (any scale) scores a rank correlation of 1 and AbsRel 0;
+    depth upside down correlates negatively; a blurred copy sits in between."""
+    left, disparity = load_stereo("aloe")
+    truth = np.where(np.isfinite(disparity) & (disparity > 0), 1.0 / disparity, 1.0)
+
+    def exact(rgb: np.ndarray) -> np.ndarray:
+        assert rgb.shape[:2] == left.shape[:2]
+        return 7.0 * truth
+
+    perfect = probe_depth_on_stereo(exact, "tune")
+    assert perfect["rank_correlation"] == pytest.approx(1.0)
+    assert perfect["abs_rel_median_scaled"] == pytest.approx(0.0, abs=1e-6)
+    inverted = probe_depth_on_stereo(lambda rgb: 1.0 / truth, "tune")
+    assert inverted["rank_correlation"] < -0.9
+    blurred = probe_depth_on_stereo(lambda rgb: cv2.blur(truth, (61, 61)), "tune")
+    assert 0.3 < blurred["rank_correlation"] < 1.0 and blurred["abs_rel_median_scaled"] > 0.01

@@ -15,7 +15,6 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,8 +27,8 @@ from flowfeat_core.models.fingerprint import model_fingerprint
 from flowfeat_core.models.flowfeat import FlowFeat
 from flowfeat_core.probes.baselines import FEATURE_SETS, FeatureSets
 from flowfeat_core.probes.binding import channel_problem, trained_on
-from flowfeat_core.probes.heads import TASKS
-from flowfeat_core.probes.io import ProbeError, load_probe
+from flowfeat_core.probes.heads import TASKS, Probe
+from flowfeat_core.probes.io import ProbeError, load_probe, probe_file
 from flowfeat_core.probes.metrics import DepthMetrics, SegmentationMetrics
 from flowfeat_core.probes.real_images import real_images
 from flowfeat_core.probes.real_yardstick import FAST_SUBSET, SPLITS, probe_depth_on_stereo, yardstick
@@ -90,9 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
                         help="FlowFeat's forward (reduced precisions autocast the decoder, and the "
                         "encoder where its registry entry allows); the baselines stay fp32")
-    parser.add_argument("--depth-probes", nargs="+", type=Path, default=[],
-                        help="depth probe files trained on --model's features: also score each on "
-                        "the real split's stereo scenes (rank correlation, median-scaled AbsRel)")
+    parser.add_argument("--depth-probes", nargs="+", default=[],
+                        help="depth probe files trained on --model's features ('default': the "
+                        "shipped one): also score each on the real split's stereo scenes (rank "
+                        "correlation, median-scaled AbsRel)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return parser
 
@@ -203,23 +203,25 @@ def real_yardstick(model, args: argparse.Namespace) -> dict[str, dict[str, float
 
 
 def real_depth_probes(model: FlowFeat, args: argparse.Namespace) -> dict[str, dict[str, float]]:
-    """Each depth probe's depth on the real split's stereo scenes (probes of another model or
-    with channels that do not fit are refused, as the perception node refuses them)."""
-    predictor = Predictor(model, device=args.device, precision=args.precision)
-    scores = {}
+    """Each depth probe's depth on the real split's stereo scenes. Every probe is checked before
+    anything is scored: one of another model or with channels that do not fit is refused, as
+    the perception node refuses it."""
+    probes = {}
     for path in args.depth_probes:
-        probe = load_probe(path)
+        probe = load_probe(probe_file(path))
         problem = channel_problem(probe, model) if probe.task == "depth" else "is not a depth probe"
         if problem is None and trained_on(probe, model_fingerprint(model)) is False:
             problem = f"was trained on another model than {args.model}"
         if problem:
             raise ProbeError(f"depth probe {path} {problem}")
+        probes[str(path)] = probe
+    predictor = Predictor(model, device=args.device, precision=args.precision)
 
-        def predict(rgb: np.ndarray, probe=probe) -> np.ndarray:
-            return predict_map(probe, *features_of(predictor, rgb))
+    def scores(probe: Probe) -> dict[str, float]:
+        return probe_depth_on_stereo(lambda rgb: predict_map(probe, *features_of(predictor, rgb)),
+                                     args.real_split)
 
-        scores[str(path)] = probe_depth_on_stereo(predict, args.real_split)
-    return scores
+    return {path: scores(probe) for path, probe in probes.items()} if args.real_split != "none" else {}
 
 
 def evaluate(args: argparse.Namespace) -> dict:
@@ -227,10 +229,11 @@ def evaluate(args: argparse.Namespace) -> dict:
     model, model_info = resolve_model(args.model)
     settings = {key: value for key, value in vars(args).items() if key != "json"}
     report: dict = {"model": model_info["source"], "settings": settings}
+    probe_scores = real_depth_probes(model, args) if args.depth_probes else {}
     if args.real_split != "none":
         report["real"] = real_yardstick(model, args)
-        if args.depth_probes:
-            report["real_depth_probes"] = real_depth_probes(model, args)
+        if probe_scores:
+            report["real_depth_probes"] = probe_scores
     if not args.synthetic:
         return report
     size = {"height": args.height, "width": args.width, "frames": args.frames}
