@@ -50,6 +50,7 @@ def test_odometry_gives_a_metric_probe_scored_on_the_held_out_bags_depth(bags, t
     assert metrics["train_labels"]["frames"] >= 6 and metrics["validation_images"] >= 3
     assert metrics["train_labels"]["median_coverage"] > 0.3
     assert metrics["recordings"] == "2 recordings, 20 frames; poses from odometry /odom (2)"
+    assert metrics["validation_labels_vs_depth_topic"]["abs_rel"] < 0.2  # metric, unscaled
     exact = metrics["validation_depth_topic"]
     assert 0 < exact["abs_rel"] < 1.0 and "validation_depth_topic_median_scaled" in metrics
     probe = load_probe(out)

@@ -41,7 +41,7 @@ from flowfeat_core.probes.labeled_data import (
     read_depth_file,
     read_label_file,
 )
-from flowfeat_core.probes.motion_labels import motion_labels
+from flowfeat_core.probes.motion_labels import labels_against_depth, motion_labels
 from flowfeat_core.probes.training import FitConfig
 from flowfeat_core.probes.workflow import (
     FEATURE_CHOICES,
@@ -214,6 +214,8 @@ def run_from_motion(args: argparse.Namespace) -> dict:
                                args.depth_topic, decode_depth_message,
                                int(args.max_stamp_diff_ms * 1e6))
         probe.metrics["validation_depth_topic"] = score_on_pairs(probe, predictor, exact)
+        probe.metrics["validation_labels_vs_depth_topic"] = labels_against_depth(
+            val_labels, args.depth_topic, int(args.max_stamp_diff_ms * 1e6))
         if probe.metric:
             probe.metrics["validation_depth_topic_median_scaled"] = score_on_pairs(
                 probe, predictor, exact, median_scale=True)

@@ -8,13 +8,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
+from flowfeat_core.data.bag_reader import iter_image_messages
 from flowfeat_core.data.camera_recording import CameraRecording
 from flowfeat_core.data.errors import DataError
+from flowfeat_core.data.ros_types import header_stamp_ns
 from flowfeat_core.geometry.motion_depth import MotionDepthConfig, MotionDepthError, frame_depth
-from flowfeat_core.probes.labeled_data import LabeledPair
+from flowfeat_core.probes.labeled_data import LabeledPair, decode_depth_message
+from flowfeat_core.probes.metrics import DepthMetrics, median_scaled
+from flowfeat_core.probes.training import resize_target, target_validity
 from flowfeat_core.training.teacher_flow import TeacherFlow
 
 LOG = logging.getLogger(__name__)
@@ -29,6 +34,8 @@ class MotionLabels:
     pairs: list[LabeledPair] = field(default_factory=list)
     metric: bool = True
     coverage: list[float] = field(default_factory=list)
+    #: (recording source, header stamp in ns) of each labelled frame, to find its other data.
+    origins: list[tuple[Path, int]] = field(default_factory=list)
     unlabelled: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> dict[str, object]:
@@ -68,9 +75,33 @@ def motion_labels(recordings: Sequence[CameraRecording], teacher: TeacherFlow, e
                 continue
             labels.pairs.append((recording.frames[index], np.nan_to_num(result.depth, nan=0.0)))
             labels.coverage.append(result.coverage)
+            labels.origins.append((recording.source, int(recording.stamps_ns[index])))
         if len(labels.pairs) == labelled_before:
             LOG.warning("%s %s: no frame got depth labels from motion", recording.source,
                         recording.topic)
     if not labels.pairs:
         raise DataError(f"no depth labels from motion ({first_reason}); nothing was trained")
     return labels
+
+
+def labels_against_depth(labels: MotionLabels, depth_topic: str,
+                         max_stamp_diff_ns: int) -> dict[str, float]:
+    """How close the labels themselves are to a depth sensor's (``depth_topic`` in the labelled
+    frames' bags, matched by header stamp): metric labels as they are, relative ones after
+    median scaling. A check of the intrinsics, the odometry and its mount."""
+    metrics = DepthMetrics()
+    for bag in dict.fromkeys(source for source, _ in labels.origins):
+        measured = {header_stamp_ns(message): message
+                    for _, message in iter_image_messages(bag, depth_topic)}
+        stamps = np.array(sorted(measured), np.int64)
+        for (_, label), (source, stamp) in zip(labels.pairs, labels.origins, strict=True):
+            if source != bag or not stamps.size:
+                continue
+            nearest = int(stamps[np.argmin(np.abs(stamps - stamp))])
+            if abs(nearest - stamp) > max_stamp_diff_ns:
+                continue
+            truth = resize_target(decode_depth_message(measured[nearest]), label.shape)
+            valid = (label > 0) & target_validity("depth", truth)
+            prediction = label if labels.metric else median_scaled(label, truth, valid)
+            metrics.add(prediction, truth, valid)
+    return metrics.result()
