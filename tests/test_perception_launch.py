@@ -110,6 +110,26 @@ def test_launch_without_ros_passes_checkpoint_only_when_given(tmp_path):
     assert "checkpoint:=x.safetensors" in given and "device:=cpu" in given
 
 
+def launch_until(peer, tmp_path, prefix: str, extra: list[str], done, what: str) -> str:
+    """Run launch_without_ros on the sample video (160 px wide, network input 160x120, camera
+    under ``/<prefix>/camera``) until ``done()``, then SIGINT; returns its log (exit code 0)."""
+    args = [sys.executable, "-m", "flowfeat_ros.launch_without_ros", "--video", str(VIDEO),
+            "--video-width", "160", "--camera-topic", f"/{prefix}/camera/image_raw",
+            "--camera-info-topic", f"/{prefix}/camera/camera_info",
+            "--param", "input_width:=160", "--param", "input_height:=120", *extra]
+    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+    log = tmp_path / "launch.log"
+    with log.open("w") as log_file:
+        proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    try:
+        spin_until(peer, done, 90, what)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=30)
+    assert code == 0, log.read_text()
+    return log.read_text()
+
+
 @pytest.mark.ros
 def test_launch_without_ros_runs_video_into_perception_and_stops_on_sigint(peer, checkpoint,
                                                                           tmp_path):
@@ -118,51 +138,27 @@ def test_launch_without_ros_runs_video_into_perception_and_stops_on_sigint(peer,
     config["/**/perception"]["ros__parameters"]["checkpoint"] = str(checkpoint)
     config_file = tmp_path / "perception.yaml"
     config_file.write_text(yaml.safe_dump(config))
-    args = [sys.executable, "-m", "flowfeat_ros.launch_without_ros", "--video", str(VIDEO),
-            "--video-width", "160", "--camera-topic", "/lwr/camera/image_raw",
-            "--camera-info-topic", "/lwr/camera/camera_info", "--config", str(config_file),
-            "--param", "input_width:=160", "--param", "input_height:=120"]
-    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
-    log = tmp_path / "launch.log"
     outputs = Outputs(peer, "", ("flowfeat/features/pca", "flowfeat/camera_info"))
-    with log.open("w") as log_file:
-        proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT)
-    try:
-        spin_until(peer, lambda: outputs.count("flowfeat/features/pca") >= 3, 90,
-                   "perception outputs")
-    finally:
-        proc.send_signal(signal.SIGINT)
-        code = proc.wait(timeout=30)
-    assert code == 0, log.read_text()
+    log = launch_until(peer, tmp_path, "lwr", ["--config", str(config_file)],
+                       lambda: outputs.count("flowfeat/features/pca") >= 3, "perception outputs")
     assert outputs.messages["flowfeat/camera_info"][-1].width == 160
-    assert "playing" in log.read_text() and f"running {checkpoint} on" in log.read_text()
+    assert "playing" in log and f"running {checkpoint} on" in log
 
 
+@pytest.mark.ros
 def test_the_shipped_config_publishes_relative_depth_with_no_probe_given(peer, tmp_path):
     """The default model with its shipped relative-depth probe: depth out of the box, on the
     relative topic (no metres, so no flowfeat/depth and no points)."""
-    args = [sys.executable, "-m", "flowfeat_ros.launch_without_ros", "--video", str(VIDEO),
-            "--video-width", "160", "--camera-topic", "/rel/camera/image_raw",
-            "--camera-info-topic", "/rel/camera/camera_info",
-            "--param", "input_width:=160", "--param", "input_height:=120",
-            "--param", "backend:=torch"]  # speed only: auto would compile in the background
-    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
-    log = tmp_path / "launch.log"
     outputs = Outputs(peer, "", ("flowfeat/depth/relative", "flowfeat/depth/colored"))
-    with log.open("w") as log_file:
-        proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT)
-    try:
-        spin_until(peer, lambda: outputs.count("flowfeat/depth/relative") >= 2
-                   and outputs.count("flowfeat/depth/colored") >= 2, 90, "relative depth")
-    finally:
-        proc.send_signal(signal.SIGINT)
-        code = proc.wait(timeout=30)
-    assert code == 0, log.read_text()
+    log = launch_until(peer, tmp_path, "rel",
+                       ["--param", "backend:=torch"],  # speed only: auto compiles meanwhile
+                       lambda: outputs.count("flowfeat/depth/relative") >= 2
+                       and outputs.count("flowfeat/depth/colored") >= 2, "relative depth")
     depth = outputs.messages["flowfeat/depth/relative"][-1]
     assert depth.encoding == "32FC1" and (depth.width, depth.height) == (160, 120)
     values = np.frombuffer(bytes(depth.data), np.float32)
     assert np.isfinite(values).all() and (values > 0).all() and values.std() > 0
-    assert "depth=default" in log.read_text()
+    assert "depth=default" in log
     assert not peer.get_publishers_info_by_topic("/flowfeat/depth")
 
 
