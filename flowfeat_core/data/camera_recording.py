@@ -78,22 +78,19 @@ def read_camera_recording(bag: Path, image_topic: str | None = None,
     longer side is at most ``max_side``, with scaled intrinsics and poses (see the module doc);
     ``poses="none"`` ignores odometry and /tf. DataError with one line for what is missing."""
     topic = select_image_topics(bag, [image_topic] if image_topic else None)[0]
-    messages = list(iter_image_messages(bag, topic))
-    try:
-        frames = [decode_image_message(msg) for _, msg in messages]
-    except ImageDecodeError as error:
-        raise DataError(f"bag {bag} {topic}: {error}") from None
+    frames, stamps, camera_frame = [], [], ""
+    for _, message in iter_image_messages(bag, topic):
+        try:
+            frame = decode_image_message(message)
+        except ImageDecodeError as error:
+            raise DataError(f"bag {bag} {topic}: {error}") from None
+        frames.append(_shrunk(frame, max_side, frames[0].shape[:2] if frames else None))
+        stamps.append(header_stamp_ns(message))
+        camera_frame = camera_frame or message.header.frame_id.lstrip("/")
     if len(frames) < 2:
         raise DataError(f"bag {bag} {topic}: fewer than 2 frames")
-    stamps = np.array([header_stamp_ns(msg) for _, msg in messages], np.int64)
+    stamps = np.array(stamps, np.int64)
     intrinsics = _intrinsics(bag, topic, camera_info_topic, frames[0].shape[:2])
-    scale = min(1.0, max_side / max(frames[0].shape[:2]))
-    if scale < 1.0:
-        size = (round(frames[0].shape[1] * scale), round(frames[0].shape[0] * scale))
-        frames = [cv2.resize(frame, size, interpolation=cv2.INTER_AREA) for frame in frames]
-        intrinsics = _scaled(intrinsics, size[0] / messages[0][1].width,
-                             size[1] / messages[0][1].height)
-    camera_frame = messages[0][1].header.frame_id.lstrip("/")
     found = None if poses == "none" else _camera_poses(bag, camera_frame, stamps, odometry_topic)
     if found is None:
         return CameraRecording(bag, topic, frames, stamps, intrinsics, None, "none")
@@ -118,12 +115,8 @@ def read_video_recording(span: VideoSpan, horizontal_fov_deg: float,
                         "pinhole camera's (10-170)")
     stamps, frames = [], []
     for stamp, frame in iter_video_frames(span):
-        scale = min(1.0, max_side / max(frame.shape[:2]))
-        if scale < 1.0:
-            size = (round(frame.shape[1] * scale), round(frame.shape[0] * scale))
-            frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+        frames.append(_shrunk(frame, max_side, frames[0].shape[:2] if frames else None))
         stamps.append(stamp)
-        frames.append(frame)
     if len(frames) < 2:
         raise DataError(f"video {span.source_id}: fewer than 2 frames")
     height, width = frames[0].shape[:2]
@@ -133,6 +126,18 @@ def read_video_recording(span: VideoSpan, horizontal_fov_deg: float,
     return CameraRecording(span.path, span.source_id, frames, np.array(stamps, np.int64),
                            intrinsics, None, f"none (video, {horizontal_fov_deg:g} degree field "
                            "of view assumed)")
+
+
+def _shrunk(frame: np.ndarray, max_side: int, size_hw: tuple[int, int] | None) -> np.ndarray:
+    """``frame`` at ``size_hw`` (the recording's first frame's), or, for the first frame, with
+    its longer side at most ``max_side``; decoded one by one so a long bag never sits in memory
+    at full resolution."""
+    if size_hw is None:
+        scale = min(1.0, max_side / max(frame.shape[:2]))
+        size_hw = (round(frame.shape[0] * scale), round(frame.shape[1] * scale))
+    if frame.shape[:2] == size_hw:
+        return frame
+    return cv2.resize(frame, (size_hw[1], size_hw[0]), interpolation=cv2.INTER_AREA)
 
 
 def _scaled(intrinsics: np.ndarray, scale_x: float, scale_y: float) -> np.ndarray:
