@@ -85,3 +85,18 @@ def test_bad_recordings_get_one_line_and_train_nothing(bags, tmp_path, capsys) -
         code, error = run(argv, capsys)
         assert code == 1 and problem in error, error
         assert error.count("\n") == 1 and not out.exists()
+
+
+def test_the_exact_depth_probe_holds_out_the_same_bags_for_comparison(bags, tmp_path,
+                                                                      capsys) -> None:
+    topics = ["--image-topic", BagTopics().image, "--depth-topic", BagTopics().depth]
+    odometry = list(map(str, bags["odometry"]))
+    code = main(["depth", "--bags", *odometry[:2], "--val-bags", odometry[2], *topics,
+                 "--out", str(tmp_path / "exact.safetensors"), *FAST])
+    metrics = json.loads(capsys.readouterr().out)
+    assert code == 0 and metrics["train_images"] == len(range(0, 20, 3))  # --every 3 of 2 x 10
+    assert metrics["validation_images"] == 10  # every held-out frame
+    assert "validation_median_scaled" in metrics  # a metric probe is scored both ways
+    assert main(["depth", "--bags", odometry[2], "--val-bags", odometry[2], *topics,
+                 "--out", str(tmp_path / "none.safetensors"), *FAST]) == 1
+    assert "nothing is left to train on" in capsys.readouterr().err

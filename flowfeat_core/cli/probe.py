@@ -128,20 +128,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load_pairs(args: argparse.Namespace, target: str) -> list[tuple[np.ndarray, np.ndarray]]:
+def _load_pairs(args: argparse.Namespace, target: str, bags: list | None = None,
+                every: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Labelled pairs from ``bags`` (default: --bags) or the folders, every ``every``-th."""
     topic = getattr(args, f"{target}_topic")
     folder = getattr(args, target)
-    if args.bags:
+    bags = bags if bags is not None else args.bags
+    if bags:
         if not args.image_topic or not topic:
             raise DataError(f"--bags needs --image-topic and --{target}-topic")
         decode = decode_depth_message if target == "depth" else decode_label_message
-        pairs = read_bag_pairs(args.bags, args.image_topic, topic, decode, int(args.max_stamp_diff_ms * 1e6))
+        pairs = read_bag_pairs(bags, args.image_topic, topic, decode, int(args.max_stamp_diff_ms * 1e6))
     elif args.images and folder:
         read = read_depth_file if target == "depth" else read_label_file
         pairs = list(iter_folder_pairs(args.images, folder, read))
     else:
         raise DataError(f"give either --bags with topics, or --images and --{target} folders")
-    return pairs[:: max(1, args.every)]
+    return pairs[:: max(1, every or args.every)]
 
 
 def _parse_colors(text: str, count: int) -> list[tuple[int, int, int]]:
@@ -161,12 +164,22 @@ def _split(pairs: list, fraction: float, seed: int) -> tuple[list, list]:
     return [pairs[i] for i in order[held_out:]], [pairs[i] for i in order[:held_out]]
 
 
+def _bags_and_held_out(bags: list[str], val_bags: list[str]) -> tuple[list[Path], list[Path]]:
+    """--bags without the --val-bags, and the --val-bags; both must be non-empty."""
+    if not bags:
+        raise DataError("--val-bags needs --bags")
+    held_out = find_bags(val_bags)
+    train = [bag for bag in find_bags(bags) if bag not in held_out]
+    if not train:
+        raise DataError("every bag given is in --val-bags: nothing is left to train on")
+    return train, held_out
+
+
 def _motion_split(args: argparse.Namespace) -> tuple[list[Path], list[Path]]:
     """(training bags, held-out bags): --val-bags, else a seeded --val-fraction of the bags."""
-    bags = find_bags(args.bags)
     if args.val_bags:
-        held_out = find_bags(args.val_bags)
-        return [bag for bag in bags if bag not in held_out], held_out
+        return _bags_and_held_out(args.bags, args.val_bags)
+    bags = find_bags(args.bags)
     if len(bags) < 2:
         raise DataError("--from-motion holds out whole bags: give at least 2 bags, or --val-bags")
     order = np.random.default_rng(args.seed).permutation(len(bags))
@@ -194,9 +207,7 @@ def run_from_motion(args: argparse.Namespace) -> dict:
     val_labels = motion_labels(val_recordings, teacher, args.every, metric=train_labels.metric)
     model, model_info = resolve_model(args.model)
     predictor = Predictor(model, device=args.device, input_short_side=args.input_short_side)
-    spec_for = partial(make_spec, "depth", args.head,
-                       args.features,
-                       metric=train_labels.metric)
+    spec_for = partial(make_spec, "depth", args.head, args.features, metric=train_labels.metric)
     probe = train_on_pairs(predictor, train_labels.pairs, spec_for, args.pixels_per_image,
                            FitConfig(steps=args.steps, seed=args.seed))
     probe.model_info = model_info
@@ -227,11 +238,8 @@ def _exact_split(args: argparse.Namespace) -> tuple[list, list]:
     """Labelled pairs split into training and held-out: by --val-bags when given."""
     if not getattr(args, "val_bags", None):
         return _split(_load_pairs(args, "depth"), args.val_fraction, args.seed)
-    held_out = find_bags(args.val_bags)
-    args.bags = [str(bag) for bag in find_bags(args.bags) if bag not in held_out]
-    train = _load_pairs(args, "depth")
-    args.bags, args.every = [str(bag) for bag in held_out], 1
-    return train, _load_pairs(args, "depth")
+    train_bags, held_out = _bags_and_held_out(args.bags, args.val_bags)
+    return _load_pairs(args, "depth", train_bags), _load_pairs(args, "depth", held_out, every=1)
 
 
 def run(args: argparse.Namespace) -> dict:
