@@ -40,6 +40,11 @@ class MotionDepthError(ValueError):
     """No depth labels for this frame; the message says why in one line."""
 
 
+class OdometryMismatchError(MotionDepthError):
+    """The recorded camera poses contradict the frames: no frame of the recording can be
+    trusted, unlike the other reasons, which concern one frame."""
+
+
 @dataclass(frozen=True)
 class MotionDepthConfig:
     """``gaps``: frame distances of the partner frames (each before and after); a pixel's label
@@ -95,7 +100,7 @@ def frame_depth(frames: Sequence[np.ndarray], index: int, intrinsics: np.ndarray
             skipped[partner] = str(error)
     mismatched = [why for why in skipped.values() if why.startswith(ODOMETRY_MISMATCH)]
     if mismatched and len(mismatched) >= len(estimates):
-        raise MotionDepthError(f"frame {index}: the odometry does not match the frames: "
+        raise OdometryMismatchError(f"frame {index}: the odometry does not match the frames: "
                                f"{mismatched[0]} (check the odometry topic, its stamps and the "
                                "camera frame)")
     if not estimates:

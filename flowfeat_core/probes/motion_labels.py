@@ -6,6 +6,7 @@ camera poses (odometry or /tf), relative otherwise.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,12 @@ from flowfeat_core.data.bag_reader import iter_image_messages
 from flowfeat_core.data.camera_recording import CameraRecording
 from flowfeat_core.data.errors import DataError
 from flowfeat_core.data.ros_types import header_stamp_ns
-from flowfeat_core.geometry.motion_depth import MotionDepthConfig, MotionDepthError, frame_depth
+from flowfeat_core.geometry.motion_depth import (
+    MotionDepthConfig,
+    MotionDepthError,
+    OdometryMismatchError,
+    frame_depth,
+)
 from flowfeat_core.probes.labeled_data import LabeledPair, decode_depth_message
 from flowfeat_core.probes.metrics import DepthMetrics, median_scaled
 from flowfeat_core.probes.training import resize_target, target_validity
@@ -36,7 +42,7 @@ class MotionLabels:
     coverage: list[float] = field(default_factory=list)
     #: (recording source, header stamp in ns) of each labelled frame, to find its other data.
     origins: list[tuple[Path, int]] = field(default_factory=list)
-    unlabelled: dict[str, int] = field(default_factory=dict)
+    unlabelled: Counter[str] = field(default_factory=Counter)
 
     def summary(self) -> dict[str, object]:
         return {"frames": len(self.pairs), "metric": self.metric,
@@ -62,16 +68,14 @@ def motion_labels(recordings: Sequence[CameraRecording], teacher: TeacherFlow, e
             try:
                 result = frame_depth(recording.frames, index, recording.intrinsics, teacher,
                                      MotionDepthConfig(), poses)
+            except OdometryMismatchError as error:
+                raise DataError(f"{recording.source}: {error}") from None
             except MotionDepthError as error:
                 first_reason = first_reason or f"{recording.source.name}: {error}"
-                key = str(error).split(": ", 1)[-1].split(" (", 1)[0]
-                labels.unlabelled[key] = labels.unlabelled.get(key, 0) + 1
-                if "odometry does not match" in str(error):
-                    raise DataError(f"{recording.source}: {error}") from None
+                labels.unlabelled[str(error).split(": ", 1)[-1].split(" (", 1)[0]] += 1
                 continue
             if result.coverage < MIN_COVERAGE:
-                labels.unlabelled["too few labelled pixels"] = \
-                    labels.unlabelled.get("too few labelled pixels", 0) + 1
+                labels.unlabelled["too few labelled pixels"] += 1
                 continue
             labels.pairs.append((recording.frames[index], np.nan_to_num(result.depth, nan=0.0)))
             labels.coverage.append(result.coverage)
