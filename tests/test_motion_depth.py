@@ -71,3 +71,14 @@ def test_a_static_camera_and_odometry_of_another_recording_are_refused(sequence)
     other = poses_of(generate_sequence(0, 1, "train", height=192, width=256, frames=10))
     with pytest.raises(MotionDepthError, match="the odometry does not match the frames"):
         frame_depth(frames, 5, sequence.intrinsics, teacher, poses=other)
+
+
+def test_odometry_moving_the_camera_backwards_is_a_mismatch(sequence) -> None:
+    """Mirrored translation keeps every epipolar line (the flow still 'fits'), but puts the
+    scene behind the camera: reported as odometry that does not match, not as a lack of
+    parallax."""
+    frames = [frame.rgb for frame in sequence.frames]
+    exact = poses_of(sequence)
+    mirrored = [CameraPose(pose.rotation, 2 * exact[0].centre - pose.centre) for pose in exact]
+    with pytest.raises(MotionDepthError, match="behind the camera"):
+        frame_depth(frames, 5, sequence.intrinsics, make_teacher_flow("dis"), poses=mirrored)
