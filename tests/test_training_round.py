@@ -1,5 +1,6 @@
 """One round of the on-robot loop on real bags: a candidate trained from an untrained deployed
-decoder on moving-camera bags passes the gates and is deployed; one trained on a static-camera
+decoder on moving-camera bags passes the gates and is deployed with the depth probe the bags'
+own motion taught it attached; one trained on a static-camera
 clip from the shipped decoder is refused and the deployed file stays; a stopped round resumes.
 Bag selection: finished bags only, a held-out split that never moves."""
 
@@ -23,13 +24,17 @@ from flowfeat_core.continual.deployment import Deployment
 from flowfeat_core.continual.gates import GateThresholds
 from flowfeat_core.continual.loop import round_folder
 from flowfeat_core.continual.training_round import (
+    DEPLOYABLE_FILE,
     RESULT_FILE,
     RoundSettings,
     run_round,
     train_config,
 )
-from flowfeat_core.hub.checkpoint import save_checkpoint
+from flowfeat_core.hub.checkpoint import read_checkpoint, save_checkpoint
 from flowfeat_core.hub.loading import load_model
+from flowfeat_core.models.fingerprint import model_fingerprint
+from flowfeat_core.probes.binding import trained_on
+from flowfeat_core.probes.io import attached_probe
 from flowfeat_core.training.trainer import Trainer
 
 pytestmark = pytest.mark.slow  # minutes of training or exporting on the 2-core machine
@@ -66,8 +71,19 @@ def test_a_real_gain_is_deployed(tmp_path: Path, bags) -> None:
     result = run_round(deployed, bags["moving"], bags["heldout"], tmp_path / "round1", FROM_UNTRAINED)
     assert result.decision is not None and result.decision.passed, result.decision
     assert result.candidate.loss < result.deployed.loss
-    assert deployed.read_bytes() == (tmp_path / "round1" / "flowfeat.safetensors").read_bytes() != before
-    assert json.loads((tmp_path / "round1" / RESULT_FILE).read_text())["passed"] is True
+    assert deployed.read_bytes() == (tmp_path / "round1" / DEPLOYABLE_FILE).read_bytes() != before
+    # The deployed file is the candidate with a relative depth probe (no odometry in these
+    # bags) fitted on its features, gated against the same probe on the old model's.
+    candidate = load_model(tmp_path / "round1" / "flowfeat.safetensors")
+    assert model_fingerprint(load_model(deployed)) == model_fingerprint(candidate)
+    probe = attached_probe(read_checkpoint(deployed).attachments(), "depth", str(deployed))
+    assert probe is not None and not probe.metric
+    assert trained_on(probe, model_fingerprint(candidate)) is True
+    report = json.loads((tmp_path / "round1" / RESULT_FILE).read_text())
+    assert report["passed"] is True and "depth AbsRel (median-scaled" in report["summary"]
+    comparison = report["depth"]["comparison"]
+    assert comparison["frames"] > 0 and comparison["metric"] is False
+    assert probe.metrics["validation"]["abs_rel"] == comparison["candidate"]
     assert (tmp_path / "round1" / "tensorboard").is_dir()
 
 

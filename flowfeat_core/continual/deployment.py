@@ -21,8 +21,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from flowfeat_core.hub.checkpoint import load_checkpoint
+from flowfeat_core.hub.checkpoint import model_from_contents, read_checkpoint
 from flowfeat_core.hub.errors import CheckpointError
+from flowfeat_core.probes.heads import TASKS
+from flowfeat_core.probes.io import ProbeError, attached_probe
 from flowfeat_core.process.atomic_io import copy_atomically
 
 
@@ -40,10 +42,14 @@ def file_digest(path: Path) -> str:
 
 
 def load_error(path: Path) -> str | None:
-    """Why ``path`` is not a loadable checkpoint (half-written, foreign, missing), or None."""
+    """Why ``path`` is not a loadable checkpoint (half-written, foreign, missing, a damaged
+    attached probe), or None."""
     try:
-        load_checkpoint(path)
-    except (CheckpointError, OSError, ValueError) as error:
+        contents = read_checkpoint(path)
+        model_from_contents(contents)
+        for task in TASKS:
+            attached_probe(contents.attachments(), task, str(path))
+    except (CheckpointError, ProbeError, OSError, ValueError) as error:
         return str(error)
     return None
 

@@ -8,7 +8,10 @@ features collapse onto a few directions (README, "Training"), so the effective r
 both absolutely and against the deployed model's. Loss, EPE and rank can all improve while
 real-image quality falls (the synthetic-corpus default did exactly that), so the label-free real
 measures on the robot's own held-out frames (propagation along flow-consistent video, temporal
-stability; :func:`flowfeat_core.training.heldout.label_free_scores`) must not fall either.
+stability; :func:`flowfeat_core.training.heldout.label_free_scores`) must not fall either. When
+the bags allow depth from motion, the depth probe trained on the candidate must not predict the
+held-out bags' depth worse than the one trained the same way on the deployed model
+(continual/depth_step.py).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ class GateThresholds:
     min_effective_rank: float = COLLAPSE_RANK  # absolute floor (the collapse warning's)
     min_rank_ratio: float = 0.75  # candidate's effective rank over the deployed one's
     max_label_free_drop: float = 0.01  # absolute fall allowed in each label-free real measure
+    max_depth_error_rise: float = 0.05  # relative rise allowed in the depth probe's AbsRel
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_loss_gain < 1:
@@ -42,6 +46,24 @@ class GateThresholds:
             raise ValueError(f"min_rank_ratio must be >= 0, got {self.min_rank_ratio}")
         if self.max_label_free_drop < 0:
             raise ValueError(f"max_label_free_drop must be >= 0, got {self.max_label_free_drop}")
+        if self.max_depth_error_rise < 0:
+            raise ValueError(f"max_depth_error_rise must be >= 0, got {self.max_depth_error_rise}")
+
+
+@dataclass(frozen=True)
+class DepthComparison:
+    """Held-out AbsRel of the from-motion depth probes of both models, against the held-out
+    bags' motion labels (median-scaled when the labels are relative)."""
+
+    candidate: float
+    deployed: float
+    metric: bool
+    frames: int
+
+    def describe(self) -> str:
+        kind = "metric" if self.metric else "median-scaled"
+        return (f"depth AbsRel ({kind}, {self.frames} held-out frames) "
+                f"{self.deployed:.3f} -> {self.candidate:.3f}")
 
 
 @dataclass(frozen=True)
@@ -58,8 +80,10 @@ class GateDecision:
 
 
 def judge_candidate(candidate: HeldOutScores, deployed: HeldOutScores,
-                    thresholds: GateThresholds = GateThresholds()) -> GateDecision:
-    """Apply every gate; the candidate passes only if it passes all of them."""
+                    thresholds: GateThresholds = GateThresholds(),
+                    depth: DepthComparison | None = None) -> GateDecision:
+    """Apply every gate; the candidate passes only if it passes all of them (the depth gate
+    only when ``depth`` is given)."""
     if candidate.pairs != deployed.pairs:
         raise ValueError(f"models scored on different held-out sets ({candidate.pairs} and "
                          f"{deployed.pairs} pairs)")
@@ -84,9 +108,14 @@ def judge_candidate(candidate: HeldOutScores, deployed: HeldOutScores,
         if after < before - thresholds.max_label_free_drop:
             failures.append(f"held-out {key} {before:.3f} -> {after:.3f} (fell by more than "
                             f"{thresholds.max_label_free_drop:g})")
+    if depth is not None and depth.candidate > depth.deployed * (1 + thresholds.max_depth_error_rise):
+        failures.append(f"held-out {depth.describe()} (rose by more than "
+                        f"{thresholds.max_depth_error_rise:.0%})")
     summary = (f"{candidate.pairs} held-out pairs: loss {deployed.loss:.4f} -> {candidate.loss:.4f}, "
                f"EPE {deployed.epe_dense:.4f} -> {candidate.epe_dense:.4f}, effective rank "
                f"{deployed_rank:.1f} -> {rank:.1f}")
     summary += "".join(f", {key} {deployed.label_free[key]:.3f} -> {candidate.label_free[key]:.3f}"
                        for key in label_free)
+    if depth is not None:
+        summary += f", {depth.describe()}"
     return GateDecision(tuple(failures), summary)

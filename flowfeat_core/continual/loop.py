@@ -4,7 +4,8 @@ Shared by the ``flowfeat_round`` command and the ROS ``trainer`` node, so both r
 same work folder::
 
     <work>/replay/     the replay and held-out bags (replay_store.py)
-    <work>/cache/      decoded frames and teacher flow, shared by rounds (rebuilt when deleted)
+    <work>/cache/      decoded frames, teacher flow and depth labels, shared by rounds (rebuilt
+                       when deleted)
     <work>/round_NNNN/ one round: its bags (plan.json), TensorBoard logs, candidate, round.json
     <work>/tensorboard the gate numbers of every round (one point per round)
 
@@ -103,7 +104,8 @@ class ContinualLoop:
         self._verified: tuple[int, int] | None = None  # (size, mtime) of the file last loaded
         self.settings = settings
         cache = self.work_dir / "cache"
-        self.caches = RoundCaches(frames=cache / "frames", flow=cache / "flow")
+        self.caches = RoundCaches(frames=cache / "frames", flow=cache / "flow",
+                                  depth_labels=cache / "depth_labels")
         self.store = ReplayStore(self.work_dir / "replay", settings.limits, caches=(cache,))
 
     def take_in_bags(self, now: float | None = None) -> AdmitReport:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from flowfeat_core.continual.depth_step import DepthStepSettings
 from flowfeat_core.continual.gates import GateThresholds
 from flowfeat_core.continual.loop import LoopSettings
 from flowfeat_core.continual.replay_store import StoreLimits
@@ -80,6 +81,16 @@ class LoopParameters:
     max_label_free_drop: float = setting(GateThresholds.max_label_free_drop, "refuse if "
                                          "held-out propagation or stability on real frames falls "
                                          "by more than this", low=0.0, high=1.0, read_only=True)
+    depth_probe: bool = setting(DepthStepSettings.enabled, "fit a depth probe from the bags' own "
+                                "motion for each candidate; deployed attached to it, and gated",
+                                read_only=True)
+    depth_frames_per_bag: int = setting(DepthStepSettings.frames_per_bag, "depth-labelled "
+                                        "frames per bag at most", low=1, high=10000,
+                                        read_only=True)
+    max_depth_error_rise: float = setting(GateThresholds.max_depth_error_rise, "refuse if the "
+                                          "candidate's depth probe has a held-out AbsRel higher "
+                                          "than the deployed model's by more than this fraction",
+                                          low=0.0, high=10.0, read_only=True)
 
     def loop_settings(self, progress_bar: bool) -> LoopSettings:
         """The loop's settings objects (raises ValueError when inconsistent)."""
@@ -96,4 +107,6 @@ class LoopParameters:
                 progress_bar=progress_bar,
                 thresholds=GateThresholds(self.min_loss_gain, self.max_epe_increase,
                                           self.min_effective_rank, self.min_rank_ratio,
-                                          self.max_label_free_drop)))
+                                          self.max_label_free_drop, self.max_depth_error_rise),
+                depth=DepthStepSettings(enabled=self.depth_probe,
+                                        frames_per_bag=self.depth_frames_per_bag)))

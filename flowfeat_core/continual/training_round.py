@@ -1,5 +1,6 @@
 """One round of the on-robot loop: train a candidate from the deployed model on recorded bags,
-score both on the held-out bags, deploy the candidate only if it passes the gates.
+score both on the held-out bags, fit both a depth probe from the bags' own motion
+(depth_step.py), deploy the candidate with its probe attached only if it passes the gates.
 
 A round lives in its own folder. Training state is saved there on a stop (and every
 ``save_every`` steps), so a round killed or stopped part-way resumes where it was; the candidate
@@ -17,10 +18,12 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from flowfeat_core.continual.deployment import Deployment, DeploymentError, file_digest
+from flowfeat_core.continual.depth_step import DepthStep, DepthStepSettings, run_depth_step
 from flowfeat_core.continual.gates import GateDecision, GateThresholds, judge_candidate
 from flowfeat_core.data.sources import build_frame_sequences
 from flowfeat_core.hub.loading import load_model
 from flowfeat_core.models.flowfeat import FlowFeat
+from flowfeat_core.probes.io import attach_probes
 from flowfeat_core.process.atomic_io import write_json_atomically
 from flowfeat_core.training.config import TrainConfig
 from flowfeat_core.training.heldout import (
@@ -33,6 +36,8 @@ from flowfeat_core.training.trainer import FINAL_CHECKPOINT, STATE_FILE, Trainer
 
 RESULT_FILE = "round.json"
 BASE_FILE = "base.json"
+#: The candidate with its depth probe attached: what is deployed when the bags gave depth labels.
+DEPLOYABLE_FILE = "flowfeat_with_probes.safetensors"
 
 
 def _base_digest(folder: Path, deployed: Path) -> str:
@@ -65,15 +70,18 @@ class RoundSettings:
     topic: str | None = None
     progress_bar: bool = True
     thresholds: GateThresholds = field(default_factory=GateThresholds)
+    depth: DepthStepSettings = field(default_factory=DepthStepSettings)
 
 
 @dataclass(frozen=True)
 class RoundCaches:
-    """Where decoded frames and teacher flow are cached; shared by rounds, both are rebuilt from
-    the bags when deleted. None: the defaults (frames under ~/.cache, flow in the round folder)."""
+    """Where decoded frames, teacher flow and depth labels are cached; shared by rounds, all are
+    rebuilt from the bags when deleted. None: the defaults (frames under ~/.cache, flow and
+    labels in the round folder)."""
 
     frames: Path | None = None
     flow: Path | None = None
+    depth_labels: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +95,7 @@ class RoundResult:
     deployed_entry: Path | None
     candidate: HeldOutScores | None = None
     deployed: HeldOutScores | None = None
+    depth: DepthStep | None = None
 
     @property
     def stopped(self) -> bool:
@@ -143,7 +152,8 @@ def run_round(deployed: Path, train_bags: list[Path], heldout_bags: list[Path], 
     deployment = Deployment(deployed, keep)
     history = deployment.history()
     # Deployed by this very round before a restart: score it against the model it replaced.
-    already_deployed = file_digest(deployed) == file_digest(candidate) and len(history) >= 2
+    already_deployed = len(history) >= 2 and file_digest(deployed) in (
+        file_digest(candidate), file_digest(folder / DEPLOYABLE_FILE))
     if trained_before and not already_deployed:
         # Training was done before a restart, but the final checkpoint may be missing or stale
         # (killed between the last state save and the final save): write it from the state.
@@ -153,23 +163,36 @@ def run_round(deployed: Path, train_bags: list[Path], heldout_bags: list[Path], 
                                       max_side=settings.max_side, cache_dir=caches.frames)
     batches = heldout_batches(sequences, settings.input_size, max_pairs=settings.heldout_pairs,
                               cache_dir=caches.flow)
-    scores = score_heldout({"deployed": load_model(baseline), "candidate": load_model(candidate)},
-                           batches, sequences, settings)
+    models = {"deployed": load_model(baseline), "candidate": load_model(candidate)}
+    scores = score_heldout(models, batches, sequences, settings)
     deployed_scores, candidate_scores = scores["deployed"], scores["candidate"]
     decision = judge_candidate(candidate_scores, deployed_scores, settings.thresholds)
+    depth = DepthStep(skipped="the candidate failed a gate before the depth step")
+    if decision.passed:  # probes are fitted only for a candidate that may be deployed
+        depth = run_depth_step(models, train_bags, heldout_bags,
+                               caches.depth_labels or folder / "depth_labels",
+                               replace(settings.depth, max_side=settings.max_side),
+                               settings.topic, settings.device)
+        decision = judge_candidate(candidate_scores, deployed_scores, settings.thresholds,
+                                   depth.comparison)
     entry = history[-1] if already_deployed else None
     if decision.passed and not already_deployed:
+        deployable = candidate
+        if "candidate" in depth.probes:
+            deployable = attach_probes(candidate, {"depth": depth.probes["candidate"]},
+                                       folder / DEPLOYABLE_FILE)
         try:
-            entry = deployment.deploy(candidate, expected=base)
+            entry = deployment.deploy(deployable, expected=base)
         except DeploymentError as error:
             decision = GateDecision((f"not deployed: {error}",), decision.summary)
     result = RoundResult(folder, steps, train_seconds, decision, entry, candidate_scores,
-                         deployed_scores)
+                         deployed_scores, depth)
     write_json_atomically(folder / RESULT_FILE, {
         "steps": steps, "train_seconds": train_seconds, "passed": decision.passed,
         "failures": list(decision.failures), "summary": decision.summary,
         "deployed_entry": str(entry) if entry else None,
         "candidate": asdict(candidate_scores), "deployed": asdict(deployed_scores),
+        "depth": depth.summary(),
     })
     (folder / STATE_FILE).unlink(missing_ok=True)
     shutil.rmtree(folder / "checkpoints", ignore_errors=True)  # periodic saves, for resuming only

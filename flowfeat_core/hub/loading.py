@@ -6,7 +6,12 @@ from pathlib import Path
 
 import torch
 
-from flowfeat_core.hub.checkpoint import load_checkpoint, read_checkpoint_metadata
+from flowfeat_core.hub.checkpoint import (
+    Attachment,
+    model_from_contents,
+    read_checkpoint,
+    read_checkpoint_metadata,
+)
 from flowfeat_core.hub.embedded import load_embedded_default
 from flowfeat_core.hub.errors import CheckpointError
 from flowfeat_core.hub.official import load_official_checkpoint
@@ -60,12 +65,21 @@ def load_model(source: str | Path, encoder: str | None = None) -> FlowFeat:
     ``.safetensors`` checkpoints, an official ``.pth`` (encoder inferred unless given), or a
     released weights name such as ``dino2_s14_flowfeat_yt`` (cache dir, then download).
     The feature dimension of official checkpoints is read from their decoder."""
+    return load_model_with_attachments(source, encoder)[0]
+
+
+def load_model_with_attachments(source: str | Path, encoder: str | None = None
+                                ) -> tuple[FlowFeat, dict[str, Attachment]]:
+    """:func:`load_model` plus what the checkpoint carries for its model (probes attached by the
+    on-robot loop), both from one read of the file; only our checkpoints have attachments."""
     source = str(source)
     kind, where = _classify(source)
+    attachments: dict[str, Attachment] = {}
     if kind == "embedded":
         model = load_embedded_default()
     elif kind == "ours":
-        model = load_checkpoint(where)
+        contents = read_checkpoint(where)
+        model, attachments = model_from_contents(contents), contents.attachments()
     elif kind == "released":
         model = load_official_checkpoint(resolve_released_weights(where), encoder or RELEASED_WEIGHTS[where])
     elif kind == "official":
@@ -73,7 +87,7 @@ def load_model(source: str | Path, encoder: str | None = None) -> FlowFeat:
     else:
         raise CheckpointError(f"unknown model source {source!r}: expected {SOURCE_HELP}")
     check_weights(model, source)
-    return model
+    return model, attachments
 
 
 #: Side of the image of the load-time forward pass: small (milliseconds on a CPU), a multiple of

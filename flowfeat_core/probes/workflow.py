@@ -54,8 +54,13 @@ DEFAULT_PALETTE = (
 def resolve_model(source: str) -> tuple[FlowFeat, dict]:
     """The FlowFeat network for ``source`` and a JSON description of it for probe checkpoints."""
     model = FlowFeat.embedded_default() if source == UNTRAINED_EMBEDDED else load_model(source)
-    return model.eval(), {"source": str(source), "config": model.config.to_dict(),
-                          MODEL_DIGEST: model_fingerprint(model)}
+    return model.eval(), model_description(model, source)
+
+
+def model_description(model: FlowFeat, source: str) -> dict:
+    """What a probe records of the model it was trained on (its fingerprint binds them)."""
+    return {"source": str(source), "config": model.config.to_dict(),
+            MODEL_DIGEST: model_fingerprint(model)}
 
 
 def default_colors(count: int) -> list[tuple[int, int, int]]:

@@ -63,9 +63,11 @@ class PerceptionSettings:
                                     "projection)", low=0, high=4096)
     pca_basis: str = setting("", "FeaturePCA file (.safetensors) for colours and channel "
                              "reduction; empty: fit once on the first processed frame")
-    depth_probe: str = setting("default", "depth probe file; 'default': the relative-depth "
-                               "probe shipped with the default model (learned from camera "
-                               "motion); empty: depth outputs disabled", tags=(PROBE,))
+    depth_probe: str = setting("default", "depth probe file; 'default': the probe attached to "
+                               "the checkpoint (the on-robot loop deploys each model with one), "
+                               "else the relative-depth probe shipped with the default model "
+                               "(learned from camera motion); empty: depth outputs disabled",
+                               tags=(PROBE,))
     segmentation_probe: str = setting("", "segmentation probe file; empty: segmentation "
                                       "disabled", tags=(PROBE,))
     depth_min: float = setting(0.0, "depth mapped to the first colour (0 with depth_max 0: "

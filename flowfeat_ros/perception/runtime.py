@@ -14,13 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flowfeat_core.hub.checkpoint import Attachment
 from flowfeat_core.hub.errors import CheckpointError, WeightsUnavailableError
-from flowfeat_core.hub.loading import load_model
+from flowfeat_core.hub.loading import load_model_with_attachments
 from flowfeat_core.inference.backends import AUTO
 from flowfeat_core.inference.predictor import Predictor
 from flowfeat_core.models.fingerprint import model_fingerprint
 from flowfeat_core.probes.binding import MODEL_DIGEST, channel_problem, trained_on
-from flowfeat_core.probes.io import probe_file
+from flowfeat_core.probes.heads import TASKS
+from flowfeat_core.probes.io import SHIPPED_PROBE, ProbeError, attached_probe, probe_file
 from flowfeat_ros.perception.parameters import PerceptionSettings
 from flowfeat_ros.perception.probe_loading import ProbeLoadError, load_task_probe
 
@@ -44,6 +46,10 @@ class Runtime:
     stopped_probes: dict[str, str] = field(default_factory=dict)
     #: Tasks whose probe records no model fingerprint (saved before they were recorded).
     unverified_probes: tuple[str, ...] = ()
+    #: What the checkpoint file carries besides the model (probes attached by the loop).
+    attachments: dict[str, Attachment] = field(default_factory=dict)
+    #: Tasks served by the probe attached to the checkpoint (their source is "default").
+    attached_tasks: tuple[str, ...] = ()
 
     @property
     def description(self) -> str:
@@ -51,10 +57,11 @@ class Runtime:
         parts = [self.settings.checkpoint]
         if self.settings.backend not in (AUTO, "torch"):  # auto logs what serves on each change
             parts.append(f"backend={self.settings.backend}")
-        if self.depth_probe is not None:
-            parts.append(f"depth={self.settings.depth_probe}")
-        if self.segmentation_probe is not None:
-            parts.append(f"segmentation={self.settings.segmentation_probe}")
+        for task in TASKS:
+            if getattr(self, f"{task}_probe") is not None:
+                source = ("attached to the checkpoint" if task in self.attached_tasks
+                          else getattr(self.settings, f"{task}_probe"))
+                parts.append(f"{task}={source}")
         return " ".join(parts)
 
 
@@ -76,13 +83,15 @@ def file_times(settings: PerceptionSettings) -> dict[str, float]:
     return times
 
 
-def _build_predictor(settings: PerceptionSettings) -> Predictor:
+def _build_predictor(settings: PerceptionSettings) -> tuple[Predictor, dict[str, Attachment]]:
+    """The predictor and the checkpoint's attachments, read from one version of the file (a
+    deploy that replaces it meanwhile cannot pair the new model with the old probe)."""
     exact = ((settings.input_height, settings.input_width) if settings.input_width else None)
     try:
-        model = load_model(settings.checkpoint)
+        model, attachments = load_model_with_attachments(settings.checkpoint)
         return Predictor(model, device=settings.device, precision=settings.precision,
                          input_short_side=settings.input_short_side, input_hw=exact,
-                         backend=settings.backend)
+                         backend=settings.backend), attachments
     except (CheckpointError, WeightsUnavailableError, OSError, ImportError, ValueError) as error:
         raise RuntimeLoadError(f"checkpoint {settings.checkpoint!r}: {error}") from error
     except Exception as error:  # torch/timm failing on a file that passed the checks: still a
@@ -91,12 +100,18 @@ def _build_predictor(settings: PerceptionSettings) -> Predictor:
                                f"{error}") from error
 
 
-def _load_probe(path: str, task: str, predictor: Predictor) -> Any | None:
+def _load_probe(path: str, task: str, predictor: Predictor,
+                attachments: dict[str, Attachment], checkpoint: str) -> tuple[Any | None, bool]:
+    """The probe ``path`` names and whether it is the one attached to the checkpoint (the
+    ``"default"`` source prefers it to the shipped probe)."""
     if not path:
-        return None
+        return None, False
     try:
-        probe = load_task_probe(path, task)
-    except ProbeLoadError as error:
+        probe = attached_probe(attachments, task, checkpoint) if path == SHIPPED_PROBE else None
+        attached = probe is not None
+        if probe is None:
+            probe = load_task_probe(path, task)
+    except (ProbeLoadError, ProbeError) as error:
         raise RuntimeLoadError(str(error)) from error
     problem = channel_problem(probe, predictor.model)
     if problem:
@@ -105,7 +120,7 @@ def _load_probe(path: str, task: str, predictor: Predictor) -> Any | None:
         probe = probe.to(predictor.device)
     if hasattr(probe, "eval"):
         probe.eval()
-    return probe
+    return probe, attached
 
 
 def build_runtime(settings: PerceptionSettings, previous: Runtime | None = None,
@@ -116,10 +131,11 @@ def build_runtime(settings: PerceptionSettings, previous: Runtime | None = None,
     reuse = previous is not None and not force
     if reuse and previous.settings.model_key() == settings.model_key():
         predictor, fingerprint = previous.predictor, previous.fingerprint
+        attachments = previous.attachments
     else:
-        predictor = _build_predictor(settings)
+        predictor, attachments = _build_predictor(settings)
         fingerprint = model_fingerprint(predictor.model)
-    probes, stopped, unverified = {}, {}, []
+    probes, stopped, unverified, attached = {}, {}, [], []
     for task, path in (("depth", settings.depth_probe),
                        ("segmentation", settings.segmentation_probe)):
         same = reuse and predictor is previous.predictor and getattr(
@@ -130,8 +146,12 @@ def build_runtime(settings: PerceptionSettings, previous: Runtime | None = None,
                 stopped[task] = previous.stopped_probes[task]
             if task in previous.unverified_probes:
                 unverified.append(task)
+            if task in previous.attached_tasks:
+                attached.append(task)
             continue
-        probe = _load_probe(path, task, predictor)
+        probe, is_attached = _load_probe(path, task, predictor, attachments, settings.checkpoint)
+        if is_attached:
+            attached.append(task)
         bound = None if probe is None else trained_on(probe, fingerprint)
         if bound is False:
             stopped[task] = (f"{task} probe {path!r} was trained on model "
@@ -143,7 +163,7 @@ def build_runtime(settings: PerceptionSettings, previous: Runtime | None = None,
             unverified.append(task)
         probes[task] = probe
     return Runtime(settings, predictor, probes["depth"], probes["segmentation"], times,
-                   fingerprint, stopped, tuple(unverified))
+                   fingerprint, stopped, tuple(unverified), attachments, tuple(attached))
 
 
 class RuntimeManager:
