@@ -12,7 +12,7 @@ import torch
 
 from flowfeat_core.cli.synthetic import main as synthetic_main
 from flowfeat_core.continual.deployment import Deployment, DeploymentError
-from flowfeat_core.continual.gates import GateThresholds, judge_candidate
+from flowfeat_core.continual.gates import DepthComparison, GateThresholds, judge_candidate
 from flowfeat_core.continual.training_round import RoundSettings, score_heldout
 from flowfeat_core.data.real_video import opencv_clip
 from flowfeat_core.data.sources import build_frame_sequences
@@ -77,6 +77,23 @@ def test_a_collapsed_candidate_is_refused_as_collapsed(scores) -> None:
     assert scores["collapsed"].features.effective_rank < 2
     assert any(failure.endswith("(collapsed)") for failure in decision.failures), decision
     assert any("below 75% of the deployed model's" in failure for failure in decision.failures)
+
+
+def test_a_candidate_whose_depth_probe_is_worse_is_refused(scores) -> None:
+    """The depth gate (the from-motion probes of both models on the held-out bags' labels):
+    5 % relative rise allowed by default."""
+    thresholds = GateThresholds(min_rank_ratio=0.5)  # as in test_a_real_gain_passes_the_gates
+    worse = DepthComparison(candidate=0.30, deployed=0.25, metric=True, frames=16)
+    decision = judge_candidate(scores["shipped"], scores["untrained"], thresholds, worse)
+    assert decision.failures == ("held-out depth AbsRel (metric, 16 held-out frames) 0.250 -> "
+                                 "0.300 (rose by more than 5%)",)
+    within = DepthComparison(candidate=0.26, deployed=0.25, metric=False, frames=16)
+    decision = judge_candidate(scores["shipped"], scores["untrained"], thresholds, within)
+    assert decision.passed, decision.failures
+    assert decision.summary.endswith("depth AbsRel (median-scaled, 16 held-out frames) 0.250 -> "
+                                     "0.260")
+    with pytest.raises(ValueError, match="max_depth_error_rise"):
+        GateThresholds(max_depth_error_rise=-0.1)
 
 
 def test_gates_refuse_incomparable_scores_and_bad_thresholds(scores) -> None:

@@ -251,6 +251,37 @@ def test_probe_outputs_advertised_and_computed_only_for_what_a_probe_fills(tmp_p
     assert maps.depth.shape == (24, 32) and not maps.metric and maps.class_ids is None
 
 
+def test_the_default_probe_is_the_one_attached_to_the_checkpoint_else_the_shipped_one(tmp_path):
+    """What the on-robot loop deploys (a model with its depth probe in one file) is served by
+    ``depth_probe: default``; without an attachment, 'default' is the shipped probe (stopped
+    here: it belongs to the default model); an explicit probe file wins over an attachment."""
+    from flowfeat_core.hub.checkpoint import save_checkpoint
+    from flowfeat_core.models.fingerprint import model_fingerprint
+    from flowfeat_core.models.flowfeat import FlowFeat
+    from flowfeat_core.probes.binding import MODEL_DIGEST
+    from flowfeat_core.probes.heads import Probe, ProbeSpec
+    from flowfeat_core.probes.io import SHIPPED_PROBE, attach_probes, probe_file
+    from flowfeat_ros.perception.probe_outputs import available_outputs
+    from flowfeat_ros.perception.runtime import build_runtime
+
+    model = FlowFeat.embedded_default().untrained_twin(seed=4)
+    plain = save_checkpoint(tmp_path / "model.safetensors", model)
+    probe = Probe(ProbeSpec("depth", "linear", 128, 0, metric=True))
+    probe.model_info = {MODEL_DIGEST: model_fingerprint(model)}
+    bundle = attach_probes(plain, {"depth": probe}, tmp_path / "bundle.safetensors")
+
+    runtime = build_runtime(_settings(checkpoint=str(bundle)))
+    assert runtime.settings.depth_probe == SHIPPED_PROBE and runtime.attached_tasks == ("depth",)
+    assert runtime.depth_probe.metric and not runtime.stopped_probes
+    assert {"depth", "points"} <= available_outputs(runtime)
+    assert "depth=attached to the checkpoint" in runtime.description
+    without = build_runtime(_settings(checkpoint=str(plain)))
+    assert without.depth_probe is None and "not on the running model" in without.stopped_probes["depth"]
+    explicit = build_runtime(_settings(checkpoint=str(bundle),
+                                       depth_probe=str(probe_file(SHIPPED_PROBE))))
+    assert explicit.attached_tasks == () and "depth" in explicit.stopped_probes
+
+
 def test_frame_processor_publishes_what_is_subscribed_and_refuses_bad_frames():
     """FrameProcessor in this process on a real rclpy node (no node subprocess): a good frame
     gives the subscribed outputs with its header; a frame whose camera_info is broken is

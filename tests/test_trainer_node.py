@@ -294,3 +294,59 @@ def test_a_damaged_deployed_file_without_history_is_recreated_then_restored(peer
         assert "CheckpointError" not in trainer.output(), trainer.output()
     finally:
         stop_all([trainer.proc])
+
+
+def test_a_camera_recorded_with_odometry_gives_perception_metric_depth_through_the_trainer(
+        peer, tmp_path):
+    """Bags of a moving camera with camera_info, wheel odometry and the camera's mount on
+    /tf_static (as the recorder writes them) -> trainer: the candidate is deployed with a metric
+    depth probe learned from that motion attached -> perception, which ran the shipped probe
+    (stopped: another model's), swaps model and probe at once and publishes metres."""
+    namespace, deployed = "/odometry", make_checkpoint(tmp_path / "deployed.safetensors")
+    synthetic_main(["--out", str(tmp_path / "robot"), "--textures", "training", "--no-labels",
+                    "--format", "bag", "--poses", "odometry", "--sequences", "3", "--frames",
+                    "12", "--height", "96", "--width", "128"])
+    started: list[subprocess.Popen] = []
+    try:
+        perception = PerceptionProcess(tmp_path / "perception.log",
+                                       base_params(deployed, depth_probe="default"), namespace)
+        started.append(perception.proc)
+        perception_status = Diagnostics(peer, f"{namespace}/perception")
+        camera = connected_camera(peer, perception, namespace)
+        spin_until(peer, lambda: "its outputs are stopped" in perception_status.message, 60,
+                   "the shipped probe stopped under the test's model", perception)
+        trainer = TrainerProcess(tmp_path / "trainer.log", {
+            **SMALL_ROUND, "bags_dir": tmp_path / "robot" / "bags", "work_dir": tmp_path / "work",
+            "deployed": deployed, "min_new_bags": 1, "heldout_fraction": 0.34,
+            # Every gate wide open: 60 steps from a random decoder pass them only most of the
+            # time (EPE +5.7 % once), and the gates are tested in test_continual and
+            # test_training_round; here the path of the probe matters.
+            "min_loss_gain": 0.0, "max_epe_increase": 10.0, "min_effective_rank": 1.0,
+            "min_rank_ratio": 0.0, "max_label_free_drop": 1.0, "max_depth_error_rise": 10.0},
+            namespace)
+        started.append(trainer.proc)
+        status = Diagnostics(peer, f"{namespace}/trainer", "trainer")
+        spin_until(peer, lambda: status.get("last_round") == "round_0001", 300,
+                   "the first round", trainer)
+        assert status.get("last_decision") == "deployed", status.values
+        assert "depth AbsRel (metric" in status.get("last_scores"), status.values
+
+        outputs = Outputs(peer, namespace, ("flowfeat/depth", "flowfeat/points"))
+        frame = read_video_frames("vtest.avi", 1, 160)[0]
+
+        def metric_depth_arrived() -> bool:
+            camera.send(frame)  # frames keep coming, as from a camera
+            spin_for(peer, 0.5)
+            return outputs.count("flowfeat/depth") > 0
+
+        spin_until(peer, metric_depth_arrived, 90, "metric depth", perception)
+        depth = image_msg_to_array(outputs.messages["flowfeat/depth"][-1])
+        assert np.isfinite(depth).all() and (depth > 0).all(), depth
+        assert "depth=attached to the checkpoint" in perception_status.get("model")
+        spin_until(peer, lambda: status.get("serving") == "round_0001 deployed; perception "
+                   "confirmed", 60, "the deploy confirmed", trainer)
+        assert "stopped" not in perception_status.message, perception_status.message
+        trainer.proc.send_signal(signal.SIGINT)
+        assert trainer.proc.wait(timeout=60) == 0, trainer.output()
+    finally:
+        stop_all(started)

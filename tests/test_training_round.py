@@ -201,3 +201,23 @@ def test_a_kill_after_training_or_after_the_deploy_finishes_the_round_once(tmp_p
             assert result.deployed_entry == Deployment(deployed).history()[-1]
             assert len(Deployment(deployed).history()) == history == 2
         assert not (folder / "state.safetensors").exists()
+
+
+def test_the_depth_step_labels_each_bag_once_and_says_why_a_bag_gives_none(tmp_path: Path,
+                                                                            bags) -> None:
+    """Bags without camera_info give no depth labels: the round's depth step says so (the
+    candidate may still be deployed, without a probe); labels are cached per bag."""
+    from flowfeat_core.continual.depth_step import DepthStepSettings, bag_labels, run_depth_step
+
+    settings = DepthStepSettings(max_side=128)
+    step = run_depth_step({}, bags["static"], bags["heldout"], tmp_path, settings)
+    assert step.skipped.startswith("no training bag gives depth labels from motion (")
+    assert "intrinsics cannot be known" in step.unlabelled_bags["vtest"]
+    assert step.probes == {} and step.comparison is None
+    cached = sorted(tmp_path.glob(f"{bags['heldout'][0].name}-*.npz"))  # labelled by the step
+    assert len(cached) == 1
+    written = cached[0].stat().st_mtime_ns
+    labels = bag_labels(bags["heldout"][0], settings, None, tmp_path)
+    assert labels.pairs and not labels.metric and not labels.reason  # no odometry: relative
+    assert cached[0].stat().st_mtime_ns == written  # read back, not computed again
+    assert all(d.shape == rgb.shape[:2] and (d > 0).any() for rgb, d in labels.pairs)
