@@ -68,6 +68,7 @@ def _run(params: LoopParameters, stop: StopSignals) -> int:
     verdict = "deployed" if result.decision.passed else "refused: " + "; ".join(result.decision.failures)
     print(f"{folder.name}: {result.steps} steps in {result.train_seconds:.0f} s; "
           f"{result.decision.summary}; {verdict}")
+    print(f"{folder.name}: {result.depth.describe()}")
     return 0
 
 

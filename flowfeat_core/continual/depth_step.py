@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -67,11 +68,22 @@ class DepthStep:
     comparison: DepthComparison | None = None
     skipped: str = ""
     unlabelled_bags: dict[str, str] = field(default_factory=dict)
+    label_seconds: float = 0.0  # labelling bags not labelled before (0 when all were cached)
+    fit_seconds: float = 0.0  # fitting and scoring both probes
+
+    def describe(self) -> str:
+        """One line for logs and diagnostics."""
+        if self.comparison is None:
+            return f"no depth probe: {self.skipped}"
+        return (f"{self.comparison.describe()}; labels {self.label_seconds:.0f} s, probes "
+                f"{self.fit_seconds:.0f} s")
 
     def summary(self) -> dict[str, object]:
         """For round.json."""
         return {"comparison": asdict(self.comparison) if self.comparison else None,
-                "skipped": self.skipped, "unlabelled_bags": self.unlabelled_bags}
+                "skipped": self.skipped, "unlabelled_bags": self.unlabelled_bags,
+                "label_seconds": round(self.label_seconds, 1),
+                "fit_seconds": round(self.fit_seconds, 1)}
 
 
 def _cache_file(bag: Path, settings: DepthStepSettings, topic: str | None, cache: Path) -> Path:
@@ -146,8 +158,10 @@ def run_depth_step(models: dict[str, FlowFeat], train_bags: list[Path], heldout_
     if not settings.enabled:
         step.skipped = "depth step disabled"
         return step
+    started = time.perf_counter()
     train, train_metric = _labels(train_bags, settings, topic, cache, step.unlabelled_bags)
     heldout, heldout_metric = _labels(heldout_bags, settings, topic, cache, step.unlabelled_bags)
+    step.label_seconds = time.perf_counter() - started
     if not train or not heldout:
         side = "training" if not train else "held-out"
         reasons = sorted(set(step.unlabelled_bags.values()))
@@ -155,7 +169,7 @@ def run_depth_step(models: dict[str, FlowFeat], train_bags: list[Path], heldout_
                         + (f" ({reasons[0]})" if reasons else ""))
         return step
     metric = train_metric and heldout_metric
-    errors = {}
+    errors, started = {}, time.perf_counter()
     for name in ("deployed", "candidate"):
         probe, predictor = fit_depth_probe(models[name], train, metric, settings, device)
         probe.metrics = {"labels": "motion (metric)" if metric else "motion (relative)",
@@ -164,4 +178,5 @@ def run_depth_step(models: dict[str, FlowFeat], train_bags: list[Path], heldout_
         errors[name] = probe.metrics["validation"]["abs_rel"]
         step.probes[name] = probe
     step.comparison = DepthComparison(errors["candidate"], errors["deployed"], metric, len(heldout))
+    step.fit_seconds = time.perf_counter() - started
     return step

@@ -95,7 +95,7 @@ class RoundResult:
     deployed_entry: Path | None
     candidate: HeldOutScores | None = None
     deployed: HeldOutScores | None = None
-    depth: DepthStep | None = None
+    depth: DepthStep = field(default_factory=lambda: DepthStep(skipped="the round stopped"))
 
     @property
     def stopped(self) -> bool:

@@ -239,7 +239,8 @@ class TrainerNode(Node):
         self.last_round = {"last_round": name, "last_decision": verdict,
                            "last_scores": decision.summary,
                            "last_refusal": "; ".join(decision.failures),
-                           "last_train_s": f"{result.train_seconds:.0f}"}
+                           "last_train_s": f"{result.train_seconds:.0f}",
+                           "last_depth": result.depth.describe()}
         log = self.get_logger().info if decision.passed else self.get_logger().warning
         log(f"{name}: {result.steps} steps in {result.train_seconds:.0f} s; {decision.summary}; "
             f"{verdict}{': ' + '; '.join(decision.failures) if decision.failures else ''}")
