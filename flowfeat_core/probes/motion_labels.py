@@ -54,7 +54,8 @@ def motion_labels(recordings: Sequence[CameraRecording], teacher: TeacherFlow, e
                   metric: bool = True) -> MotionLabels:
     """Depth labels for every ``every``-th frame of each recording. Metric only if ``metric``
     and every recording has poses. DataError when no frame of any recording gets labels (the
-    reason, e.g. a static camera, in one line)."""
+    reason, e.g. a static camera, in one line), or when most frames of a recording contradict its
+    odometry (a few may: a pair can be dominated by things that move on their own)."""
     with_poses = sum(r.poses is not None for r in recordings)
     labels = MotionLabels(metric=metric and with_poses == len(recordings))
     if metric and 0 < with_poses < len(recordings):
@@ -64,12 +65,19 @@ def motion_labels(recordings: Sequence[CameraRecording], teacher: TeacherFlow, e
     for recording in recordings:
         poses = recording.poses if labels.metric else None
         labelled_before = len(labels.pairs)
-        for index in range(0, len(recording.frames), max(1, every)):
+        indices = range(0, len(recording.frames), max(1, every))
+        mismatched: list[str] = []
+        for index in indices:
             try:
                 result = frame_depth(recording.frames, index, recording.intrinsics, teacher,
                                      MotionDepthConfig(), poses)
             except OdometryMismatchError as error:
-                raise DataError(f"{recording.source}: {error}") from None
+                mismatched.append(str(error))
+                labels.unlabelled["odometry mismatch"] += 1
+                if 2 * len(mismatched) > len(indices):  # most frames: the odometry is wrong
+                    raise DataError(f"{recording.source}: {len(mismatched)} of {len(indices)} "
+                                    f"frames: {mismatched[0]}") from None
+                continue
             except MotionDepthError as error:
                 first_reason = first_reason or f"{recording.source.name}: {error}"
                 labels.unlabelled[str(error).split(": ", 1)[-1].split(" (", 1)[0]] += 1
