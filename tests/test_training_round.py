@@ -21,6 +21,7 @@ from bag_writing import read_video_frames, write_image_bag
 from flowfeat_core.cli.synthetic import main as synthetic_main
 from flowfeat_core.continual.bag_sets import finished_bags
 from flowfeat_core.continual.deployment import Deployment
+from flowfeat_core.continual.depth_step import DepthStepSettings
 from flowfeat_core.continual.gates import GateThresholds
 from flowfeat_core.continual.loop import round_folder
 from flowfeat_core.continual.training_round import (
@@ -39,8 +40,11 @@ from flowfeat_core.training.trainer import Trainer
 
 pytestmark = pytest.mark.slow  # minutes of training or exporting on the 2-core machine
 
+#: Small rounds; the depth step on 3 frames per bag with 60 fitting steps (it runs in every
+#: round that passes the other gates: its cost is not what these tests are about).
 SETTINGS = RoundSettings(steps=30, batch_size=2, input_size=64, max_side=128, lr=3e-4,
-                         heldout_pairs=8, save_every=10)
+                         heldout_pairs=8, save_every=10,
+                         depth=DepthStepSettings(frames_per_bag=3, fit_steps=60))
 #: A round from an untrained decoder (see test_a_real_gain_is_deployed).
 FROM_UNTRAINED = replace(SETTINGS, thresholds=GateThresholds(min_rank_ratio=0.5))
 
@@ -207,7 +211,7 @@ def test_the_depth_step_labels_each_bag_once_and_says_why_a_bag_gives_none(tmp_p
                                                                             bags) -> None:
     """Bags without camera_info give no depth labels: the round's depth step says so (the
     candidate may still be deployed, without a probe); labels are cached per bag."""
-    from flowfeat_core.continual.depth_step import DepthStepSettings, bag_labels, run_depth_step
+    from flowfeat_core.continual.depth_step import bag_labels, run_depth_step
 
     settings = DepthStepSettings(max_side=128)
     step = run_depth_step({}, bags["static"], bags["heldout"], tmp_path, settings)
