@@ -47,8 +47,9 @@ def load_error(path: Path) -> str | None:
     try:
         contents = read_checkpoint(path)
         model_from_contents(contents)
+        attachments = contents.attachments()
         for task in TASKS:
-            attached_probe(contents.attachments(), task, str(path))
+            attached_probe(attachments, task, str(path))
     except (CheckpointError, ProbeError, OSError, ValueError) as error:
         return str(error)
     return None

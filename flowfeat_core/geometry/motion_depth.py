@@ -140,9 +140,7 @@ def _pair_depth(frame_a: np.ndarray, frame_b: np.ndarray, intrinsics: np.ndarray
         raise TwoViewError(f"median flow {np.median(moved):.2f} px: a static camera gives no "
                            "parallax")
     if known is None:
-        points_a = np.stack([xs[valid], ys[valid]], axis=1)
-        points_b = np.stack([new_xs[valid], new_ys[valid]], axis=1)
-        pose = relative_pose(points_a, points_b, intrinsics, config.max_epipolar_px, rng)
+        pose = _flow_pose(xs, ys, new_xs, new_ys, valid, intrinsics, config, rng)
         baseline = 1.0
     else:
         pose, baseline = known
@@ -157,7 +155,7 @@ def _pair_depth(frame_a: np.ndarray, frame_b: np.ndarray, intrinsics: np.ndarray
         if known is None:
             raise TwoViewError(f"only {result.fit_share:.0%} of the consistent flow fits one "
                                "camera motion")
-        best = _best_rigid_fit(flow, valid, xs, ys, intrinsics, config, rng)
+        best = _best_rigid_fit(flow, xs, ys, new_xs, new_ys, valid, intrinsics, config, rng)
         if result.fit_share < config.min_odometry_agreement * best:
             raise TwoViewError(f"{ODOMETRY_MISMATCH}: only {result.fit_share:.0%} of the "
                                "consistent flow fits the camera motion it gives, "
@@ -168,15 +166,22 @@ def _pair_depth(frame_a: np.ndarray, frame_b: np.ndarray, intrinsics: np.ndarray
     return result.depth
 
 
-def _best_rigid_fit(flow: np.ndarray, valid: np.ndarray, xs: np.ndarray, ys: np.ndarray,
-                    intrinsics: np.ndarray, config: MotionDepthConfig,
-                    rng: np.random.Generator) -> float:
+def _flow_pose(xs: np.ndarray, ys: np.ndarray, new_xs: np.ndarray, new_ys: np.ndarray,
+               valid: np.ndarray, intrinsics: np.ndarray, config: MotionDepthConfig,
+               rng: np.random.Generator) -> RelativePose:
+    """The camera motion estimated from the consistent flow (pixel -> where it went)."""
+    points_a = np.stack([xs[valid], ys[valid]], axis=1)
+    points_b = np.stack([new_xs[valid], new_ys[valid]], axis=1)
+    return relative_pose(points_a, points_b, intrinsics, config.max_epipolar_px, rng)
+
+
+def _best_rigid_fit(flow: np.ndarray, xs: np.ndarray, ys: np.ndarray, new_xs: np.ndarray,
+                    new_ys: np.ndarray, valid: np.ndarray, intrinsics: np.ndarray,
+                    config: MotionDepthConfig, rng: np.random.Generator) -> float:
     """Share of the consistent flow that the camera motion estimated from it fits: what any
     correct odometry should come close to."""
-    points_a = np.stack([xs[valid], ys[valid]], axis=1)
-    points_b = points_a + flow[valid]
     try:
-        pose = relative_pose(points_a, points_b, intrinsics, config.max_epipolar_px, rng)
+        pose = _flow_pose(xs, ys, new_xs, new_ys, valid, intrinsics, config, rng)
     except TwoViewError:
         return 0.0
     return triangulate(flow, valid, intrinsics, pose, 1.0, config.max_epipolar_px,

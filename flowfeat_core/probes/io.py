@@ -11,12 +11,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from safetensors import SafetensorError
-from safetensors.torch import load_file
-
 from flowfeat_core.hub.checkpoint import Attachment, read_checkpoint, save_with_attachments
 from flowfeat_core.hub.embedded import SHIPPED_DEPTH_PROBE
-from flowfeat_core.hub.safetensors_header import read_tagged_metadata
+from flowfeat_core.hub.safetensors_header import read_tagged_file
 from flowfeat_core.probes.heads import Probe, ProbeSpec
 from flowfeat_core.process.atomic_io import save_safetensors
 
@@ -59,11 +56,7 @@ def save_probe(path: str | Path, probe: Probe) -> Path:
 def load_probe(path: str | Path) -> Probe:
     """Rebuild a probe saved by :func:`save_probe` (in eval mode, on the CPU)."""
     path = Path(path)
-    metadata = read_tagged_metadata(path, FORMAT_KEY, FORMAT_VERSION, "probe", ProbeError)
-    try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as error:
-        raise ProbeError(f"{path} is not a readable safetensors file: {error}") from None
+    metadata, tensors = read_tagged_file(path, FORMAT_KEY, FORMAT_VERSION, "probe", ProbeError)
     return _rebuild(metadata, tensors, str(path))
 
 
