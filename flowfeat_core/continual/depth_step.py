@@ -105,10 +105,10 @@ def bag_labels(bag: Path, settings: DepthStepSettings, topic: str | None, cache:
             LOG.warning("depth label cache %s unreadable (%s): computing it again", path, error)
     try:
         recording = read_camera_recording(bag, topic, max_side=settings.max_side)
-        every = max(1, len(recording.frames) // settings.frames_per_bag)
+        every = -(-len(recording.frames) // settings.frames_per_bag)  # <= frames_per_bag frames
         labels = motion_labels([recording], make_teacher_flow(settings.teacher, offline=True),
                                every)
-        found = BagLabels(labels.pairs[:settings.frames_per_bag], labels.metric)
+        found = BagLabels(labels.pairs, labels.metric)
     except DataError as error:
         found = BagLabels(reason=str(error))
     frames = np.stack([rgb for rgb, _ in found.pairs]) if found.pairs else np.zeros((0, 1, 1, 3), np.uint8)
