@@ -334,17 +334,23 @@ def test_a_camera_recorded_with_odometry_gives_perception_metric_depth_through_t
         outputs = Outputs(peer, namespace, ("flowfeat/depth", "flowfeat/points"))
         frame = read_video_frames("vtest.avi", 1, 160)[0]
 
-        def metric_depth_arrived() -> bool:
-            camera.send(frame)  # frames keep coming, as from a camera
-            spin_for(peer, 0.5)
-            return outputs.count("flowfeat/depth") > 0
+        def streaming_until(condition: Callable[[], bool]) -> Callable[[], bool]:
+            """``condition`` checked while frames keep coming, as from a camera (frames
+            processed before the trainer's confirmation window opened do not confirm it)."""
+            def check() -> bool:
+                camera.send(frame)
+                spin_for(peer, 0.5)
+                return condition()
+            return check
 
-        spin_until(peer, metric_depth_arrived, 90, "metric depth", perception)
+        spin_until(peer, streaming_until(lambda: outputs.count("flowfeat/depth") > 0), 90,
+                   "metric depth", perception)
         depth = image_msg_to_array(outputs.messages["flowfeat/depth"][-1])
         assert np.isfinite(depth).all() and (depth > 0).all(), depth
         assert "depth=attached to the checkpoint" in perception_status.get("model")
-        spin_until(peer, lambda: status.get("serving") == "round_0001 deployed; perception "
-                   "confirmed", 60, "the deploy confirmed", trainer)
+        spin_until(peer, streaming_until(lambda: status.get("serving") == "round_0001 deployed; "
+                                         "perception confirmed"), 60, "the deploy confirmed",
+                   trainer)
         assert "stopped" not in perception_status.message, perception_status.message
         trainer.proc.send_signal(signal.SIGINT)
         assert trainer.proc.wait(timeout=60) == 0, trainer.output()
