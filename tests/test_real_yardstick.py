@@ -116,6 +116,21 @@ def test_encoder_keeping_loss_is_zero_for_a_linear_code_and_pushes_towards_one()
         encoder_keeping_loss(linear, hypercolumn[:, :, :16])
 
 
+def test_keeping_by_directions_counts_every_direction_not_only_the_largest() -> None:
+    """Features that carry only a hypercolumn's dominant direction keep most of its variance
+    (the plain loss is small) but one of its eight directions (the per-direction loss is not)."""
+    generator = torch.Generator().manual_seed(0)
+    sources = torch.randn(2, 8, 24, 24, generator=generator)
+    scales = torch.tensor([10.0, 1, 1, 1, 1, 1, 1, 1]).view(1, 8, 1, 1)
+    hypercolumn = torch.einsum("bshw,sk->bkhw", sources * scales, torch.randn(8, 40, generator=generator))
+    noise = 1e-3 * torch.randn(2, 16, 24, 24, generator=generator)
+    dominant_only = sources[:, :1].repeat(1, 16, 1, 1) + noise
+    assert encoder_keeping_loss(dominant_only, hypercolumn, alpha=1e-6) < 0.15
+    assert encoder_keeping_loss(dominant_only, hypercolumn, alpha=1e-6, directions=8) > 0.8
+    everything = torch.einsum("bshw,sc->bchw", sources, torch.randn(8, 16, generator=generator))
+    assert encoder_keeping_loss(everything, hypercolumn, alpha=1e-6, directions=8) < 1e-3
+
+
 def test_a_depth_probe_is_judged_by_rank_and_median_scaled_error_on_real_stereo() -> None:
     """The ground truth's own depth (any scale) scores a rank correlation of 1 and AbsRel 0;
     depth upside down correlates negatively; a blurred copy sits in between."""

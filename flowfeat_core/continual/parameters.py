@@ -61,6 +61,10 @@ class LoopParameters:
     keep_weight: float = setting(RoundSettings.keep_weight, "encoder-keeping term weight "
                                  "(features must linearly reconstruct the encoder's levels)",
                                  low=0.0, high=100.0, read_only=True)
+    keep_directions: int = setting(RoundSettings.keep_directions, "the encoder-keeping term "
+                                   "weighs this many principal directions of the encoder's levels "
+                                   "equally (0 = by their variance)", low=0, high=4096,
+                                   read_only=True)
     heldout_pairs: int = setting(RoundSettings.heldout_pairs, "held-out frame pairs both models "
                                  "are scored on", low=1, high=100000, read_only=True)
     save_every: int = setting(RoundSettings.save_every, "save resumable state every this many "
@@ -102,7 +106,8 @@ class LoopParameters:
             round=RoundSettings(
                 steps=self.steps, batch_size=self.batch_size, input_size=self.input_size,
                 max_side=self.max_side, lr=self.lr, rank_weight=self.rank_weight,
-                keep_weight=self.keep_weight, heldout_pairs=self.heldout_pairs,
+                keep_weight=self.keep_weight, keep_directions=self.keep_directions,
+                heldout_pairs=self.heldout_pairs,
                 device=self.device, save_every=self.save_every, topic=self.topic or None,
                 progress_bar=progress_bar,
                 thresholds=GateThresholds(self.min_loss_gain, self.max_epe_increase,

@@ -60,8 +60,9 @@ class RoundSettings:
     input_size: int = 128
     max_side: int = 256
     lr: float = 1e-4
-    rank_weight: float = 0.0
-    keep_weight: float = 1.0
+    rank_weight: float = TrainConfig.rank_weight
+    keep_weight: float = TrainConfig.keep_weight
+    keep_directions: int = TrainConfig.keep_directions
     heldout_pairs: int = 48
     label_free: bool = True  # score propagation and stability on the held-out frames too
     device: str = "cpu"
@@ -111,7 +112,7 @@ def train_config(deployed: Path, train_bags: list[Path], folder: Path,
         steps=settings.steps, batch_size=settings.batch_size, lr=settings.lr, lr_schedule="cosine",
         warmup_steps=min(20, settings.steps - 1), ema_decay=0.99, ema_every=1,
         input_size=settings.input_size, rank_weight=settings.rank_weight,
-        keep_weight=settings.keep_weight,
+        keep_weight=settings.keep_weight, keep_directions=settings.keep_directions,
         max_side=settings.max_side, workers=settings.workers, device=settings.device,
         save_every=settings.save_every, image_every=10 * settings.steps,
         progress_bar=settings.progress_bar, frame_cache=caches.frames, flow_cache=caches.flow,

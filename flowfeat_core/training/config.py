@@ -33,6 +33,7 @@ class TrainConfig:
     crop_scale: tuple[float, float] = (0.5, 0.75)
     rank_weight: float = 0.0
     keep_weight: float = 1.0
+    keep_directions: int = 0
     gap: int = 2
     max_side: int = 320
     teacher: str = "dis"
@@ -122,6 +123,13 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         "hypercolumn; 0 = off)",
     )
     run.add_argument(
+        "--keep-directions",
+        type=int,
+        default=defaults.keep_directions,
+        help="keep the hypercolumn's first K principal directions of each crop, each weighted "
+        "equally (0 = its variance, dominated by the largest directions)",
+    )
+    run.add_argument(
         "--teacher", default=defaults.teacher, choices=list(TEACHER_FLOWS), help=teacher_flow_help()
     )
     run.add_argument("--flow-cache", type=Path, help="teacher-flow cache dir (default: OUT/flow_cache)")
@@ -150,8 +158,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     for name in ("steps", "batch_size", "accumulate", "input_size", "gap", "ema_every", "max_side"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
-    if args.rank_weight < 0 or args.keep_weight < 0:
-        parser.error("--rank-weight and --keep-weight must be >= 0")
+    if args.rank_weight < 0 or args.keep_weight < 0 or args.keep_directions < 0:
+        parser.error("--rank-weight, --keep-weight and --keep-directions must be >= 0")
     if args.real_check_every < 0:
         parser.error("--real-check-every must be >= 0")
     if args.workers < 0:

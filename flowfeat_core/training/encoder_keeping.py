@@ -25,9 +25,16 @@ POOL = 4
 RIDGE_ALPHA = 0.1
 
 
-def encoder_keeping_loss(features: Tensor, hypercolumn: Tensor, alpha: float = RIDGE_ALPHA) -> Tensor:
+def encoder_keeping_loss(
+    features: Tensor, hypercolumn: Tensor, alpha: float = RIDGE_ALPHA, directions: int = 0
+) -> Tensor:
     """Unexplained variance fraction of ``hypercolumn`` (B x K x H x W, detached) after the best
-    ridge map from ``features`` (B x C x H x W) plus a bias, averaged over the batch."""
+    ridge map from ``features`` (B x C x H x W) plus a bias, averaged over the batch.
+
+    ``directions`` > 0 replaces the hypercolumn by its first ``directions`` principal components
+    in the sample, each scaled to unit variance, so the loss is the mean unexplained fraction per
+    direction: the plain fraction is dominated by the few largest directions, and features that
+    keep only those have a low effective rank."""
     if features.dim() != 4 or hypercolumn.shape[0] != features.shape[0] or (
         hypercolumn.shape[2:] != features.shape[2:]
     ):
@@ -40,6 +47,8 @@ def encoder_keeping_loss(features: Tensor, hypercolumn: Tensor, alpha: float = R
         targets = F.avg_pool2d(hypercolumn.detach().float(), POOL, ceil_mode=True).flatten(2).transpose(1, 2)
         rows = rows - rows.mean(1, keepdim=True)  # the bias, fitted exactly
         targets = targets - targets.mean(1, keepdim=True)
+        if directions > 0:
+            targets = torch.linalg.svd(targets, full_matrices=False).U[..., :directions]
         count, channels = rows.shape[1], rows.shape[2]
         gram = rows.transpose(1, 2) @ rows / count + alpha * torch.eye(channels, device=rows.device)
         weights = torch.linalg.solve(gram, rows.transpose(1, 2) @ targets / count)

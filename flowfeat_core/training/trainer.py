@@ -162,7 +162,7 @@ class Trainer:
         if self.config.keep_weight > 0:
             with torch.no_grad():
                 kept = self.model.hypercolumn([m[count:] for m in multiscale], size_hw)
-            keep = encoder_keeping_loss(student, kept)
+            keep = encoder_keeping_loss(student, kept, directions=self.config.keep_directions)
             losses = replace(losses, total=losses.total + self.config.keep_weight * keep, keep=keep)
         return losses, views, student
 
