@@ -108,7 +108,8 @@ def test_resume_continues_from_saved_state(small_bag: Path, tmp_path: Path) -> N
     assert provenance["wall_seconds"] > state.train_seconds > 0, "wall time adds up over resumes"
     assert provenance["machine"]["cpu_count"] >= 1 and provenance["machine"]["torch"] == torch.__version__
     config = provenance["train_config"]
-    assert (config["rank_weight"], config["keep_weight"]) == (0.0, 1.0), "the default recipe"
+    recipe = (config["rank_weight"], config["keep_weight"], config["keep_directions"])
+    assert recipe == (0.0, 1.0, 32), "the default recipe"
     model = load_checkpoint(out / "flowfeat.safetensors")
     assert not torch.equal(model.decoder.norm.norm.weight, state.decoder["norm.norm.weight"])
     third = run_train("--bags", str(small_bag), "--steps", "4", "--resume", "--out", str(out), *TINY)

@@ -8,9 +8,9 @@ flowfeat_core.training.heldout for the two protocols). The run is sized for a 2-
 of batch 4 at 96 px, a faster EMA than the reference's 0.999 every 5 steps, meant for long runs).
 The run uses the authors' loss alone (``--rank-weight 0 --keep-weight 0``): this test is the evidence that the
 distillation objective learns from robot bags, and the held-out loss it asserts on is that
-objective. The default recipe adds the anti-collapse term, which trades some flow fit for spread
-(measured at 128 px: -17.3 % held-out loss in 300 steps instead of -22.7 %); its evidence is the shipped
-default's evaluation (tests/test_evaluate.py). Numbers: README.md ("Training on robot bags").
+objective. The default recipe adds the encoder-keeping term, which trades some flow fit for what
+the encoder knows; its evidence is the shipped default's evaluation on real images
+(tests/test_evaluate.py). Numbers: README.md ("Training on robot bags").
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ class TrainConfig:
     crop_scale: tuple[float, float] = (0.5, 0.75)
     rank_weight: float = 0.0
     keep_weight: float = 1.0
-    keep_directions: int = 0
+    keep_directions: int = 32
     gap: int = 2
     max_side: int = 320
     teacher: str = "dis"
