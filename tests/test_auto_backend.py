@@ -22,6 +22,7 @@ from flowfeat_core.inference.backends import (
     use_inductor_cache,
 )
 from flowfeat_core.inference.device import native_bf16
+from flowfeat_core.inference.numerics import TOLERANCE, relative_error
 from flowfeat_core.inference.predictor import Predictor
 
 BUILD_TIMEOUT_S = 900.0  # a cold compile of the default model takes 1-3 minutes on 2 cores
@@ -66,7 +67,10 @@ def test_auto_serves_eager_at_once_then_the_compiled_package_checked_on_the_fram
     assert "largest relative error against eager fp32" in auto.backend_status().detail
     assert auto.backend_status().precision == plan.precision
     got = auto.predict(photo)
-    assert not torch.equal(got, want) and float((got - want).abs().max()) < 1e-3  # compiled, close
+    # compiled, and as close as the backend's own load check demands of its precision (bf16 where
+    # the CPU computes it natively, as AVX512-BF16 and AMX machines do)
+    assert not torch.equal(got, want)
+    assert relative_error(got.float().numpy(), want.float().numpy()) <= TOLERANCE[plan.precision]
 
     # A restart loads the cached package instead of compiling again; another model has its own.
     (package,) = package_dir().glob(f"*-1x3x{side}x{side}-*.pt2")
