@@ -11,9 +11,12 @@ echo "[run_tests] ruff check ."
 ruff_status=0
 ruff check . || ruff_status=$?
 
-echo "[run_tests] python -m pytest $*"
+# Two worker processes, each test file on one of them (its module fixtures built once);
+# FLOWFEAT_TEST_WORKERS=0 runs everything in this process.
+workers=(-n "${FLOWFEAT_TEST_WORKERS:-2}" --dist loadfile)
+echo "[run_tests] python -m pytest ${workers[*]} $*"
 pytest_status=0
-python -m pytest "$@" || pytest_status=$?
+python -m pytest "${workers[@]}" "$@" || pytest_status=$?
 if [[ "$pytest_status" -eq 5 ]]; then
     echo "[run_tests] ERROR: pytest collected no tests (exit 5); check the selection: $*" >&2
 fi

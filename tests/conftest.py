@@ -8,6 +8,7 @@ with its reason, counted and listed in its own section, and does not fail the ru
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import tempfile
@@ -15,8 +16,24 @@ from pathlib import Path
 
 import pytest
 
+#: The largest domain id whose DDS ports stay out of Linux's ephemeral ports (ROS 2's domain-id
+#: guide: 0..101).
+MAX_DOMAIN_ID = 101
+
+
+def _session_domain_id() -> int:
+    """A DDS domain for this pytest process. Runs draw theirs at random; the xdist workers of one
+    run (which share its id) take consecutive domains from one draw, so they never share one."""
+    run, worker = os.environ.get("PYTEST_XDIST_TESTRUNUID"), os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not (run and worker.startswith("gw")):
+        return random.SystemRandom().randint(1, MAX_DOMAIN_ID)
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    first = 1 + int(hashlib.sha256(run.encode()).hexdigest(), 16) % (MAX_DOMAIN_ID - workers + 1)
+    return first + int(worker[2:])
+
+
 # Each pytest process uses its own DDS domain, on localhost only: parallel runs never cross-talk.
-os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 101)))
+os.environ.setdefault("ROS_DOMAIN_ID", str(_session_domain_id()))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 # ONNX exports made by backend tests (and the nodes they start) stay out of the user's cache.
 os.environ.setdefault("FLOWFEAT_BACKEND_CACHE", tempfile.mkdtemp(prefix="flowfeat-backends-"))
