@@ -8,7 +8,6 @@ with its reason, counted and listed in its own section, and does not fail the ru
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 import tempfile
@@ -19,28 +18,29 @@ import pytest
 #: The largest domain id whose DDS ports stay out of Linux's ephemeral ports (ROS 2's domain-id
 #: guide: 0..101).
 MAX_DOMAIN_ID = 101
+#: "gw0", "gw1", ... in the worker processes of a parallel run (pytest-xdist), else "". Workers
+#: inherit the environment the controlling process set below.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 
-
-def _session_domain_id() -> int:
-    """A DDS domain for this pytest process. Runs draw theirs at random; the xdist workers of one
-    run (which share its id) take consecutive domains from one draw, so they never share one."""
-    run, worker = os.environ.get("PYTEST_XDIST_TESTRUNUID"), os.environ.get("PYTEST_XDIST_WORKER", "")
-    if not (run and worker.startswith("gw")):
-        return random.SystemRandom().randint(1, MAX_DOMAIN_ID)
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    first = 1 + int(hashlib.sha256(run.encode()).hexdigest(), 16) % (MAX_DOMAIN_ID - workers + 1)
-    return first + int(worker[2:])
-
-
-# Each pytest process uses its own DDS domain, on localhost only: parallel runs never cross-talk.
-os.environ.setdefault("ROS_DOMAIN_ID", str(_session_domain_id()))
+# Each pytest process uses its own DDS domain, on localhost only: parallel runs never cross-talk,
+# and the workers of one run take consecutive domains after the run's.
+os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, MAX_DOMAIN_ID)))
+if WORKER:
+    shifted = int(os.environ["ROS_DOMAIN_ID"]) + int(WORKER.removeprefix("gw"))
+    os.environ["ROS_DOMAIN_ID"] = str((shifted - 1) % MAX_DOMAIN_ID + 1)
+    # One torch thread per worker (its child processes inherit it): two workers with a torch
+    # thread per core each took half again the CPU time of the serial run.
+    os.environ["OMP_NUM_THREADS"] = "1"
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-# ONNX exports made by backend tests (and the nodes they start) stay out of the user's cache.
-os.environ.setdefault("FLOWFEAT_BACKEND_CACHE", tempfile.mkdtemp(prefix="flowfeat-backends-"))
-# So do inductor's compiled kernels and packages; the session's compiles share them (a graph
-# compiles once).
+# Inductor's compiled kernels and packages stay out of the user's cache; the run's compiles share
+# them (a graph compiles once, whichever worker compiles it).
 os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="flowfeat-inductor-"))
-os.environ.setdefault("FLOWFEAT_HOME", tempfile.mkdtemp(prefix="flowfeat-home-"))
+# ONNX exports made by backend tests (and the nodes they start), and the package's own cache, too;
+# each worker has its own, since tests count what they find there.
+for variable, prefix in (("FLOWFEAT_BACKEND_CACHE", "flowfeat-backends-"),
+                         ("FLOWFEAT_HOME", "flowfeat-home-")):
+    if WORKER or variable not in os.environ:
+        os.environ[variable] = tempfile.mkdtemp(prefix=prefix)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 OPENCV_DATA_DIR = Path("/usr/share/doc/opencv-doc/examples/data")
@@ -149,5 +149,9 @@ def torch_sees_cuda() -> bool:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if WORKER:
+        import torch
+
+        torch.set_num_threads(1)  # in case torch was imported before OMP_NUM_THREADS was set
     if running_in_ci():
         config.pluginmanager.register(SkipsFailInCI(), "flowfeat-skips-fail-in-ci")
