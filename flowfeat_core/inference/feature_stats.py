@@ -20,6 +20,8 @@ import torch.nn.functional as F
 LOG = logging.getLogger(__name__)
 #: Pixels sampled per image for the statistics (the covariance needs far fewer than a frame has).
 MAX_PIXELS = 20_000
+#: Total variance of unit-length pixel features below which they count as one point.
+COLLAPSED_VARIANCE = 1e-10
 #: Below this effective rank the features are treated as collapsed and a warning is raised; the
 #: embedded encoder with an untrained decoder scores about 13 on real photos.
 COLLAPSE_RANK = 8.0
@@ -59,11 +61,14 @@ def feature_stats(features: torch.Tensor, max_pixels: int = MAX_PIXELS, seed: in
     rows = _pixel_rows(features.detach().cpu(), max_pixels, generator)
     if rows.shape[0] < 2:
         raise ValueError("feature statistics need at least two pixels")
-    centred = rows - rows.mean(0)
-    eigenvalues = torch.linalg.eigvalsh(centred.T @ centred / (rows.shape[0] - 1)).clamp_min(0).flip(0)
-    total = eigenvalues.sum()
-    if total <= 0:
+    centred = (rows - rows.mean(0)).double()
+    covariance = centred.T @ centred / (rows.shape[0] - 1)
+    # Unit-length rows whose spread is at rounding level are one point (a collapsed model); its
+    # covariance is rounding noise, on which LAPACK's eigensolver can fail to converge.
+    if covariance.trace() <= COLLAPSED_VARIANCE:
         return FeatureStats(effective_rank=1.0, top3_share=1.0, pair_cosine=1.0)
+    eigenvalues = torch.linalg.eigvalsh(covariance).clamp_min(0).flip(0)
+    total = eigenvalues.sum()
     shares = eigenvalues / total
     nonzero = shares[shares > 0]
     entropy = -(nonzero * nonzero.log()).sum()
