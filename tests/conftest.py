@@ -148,6 +148,13 @@ def torch_sees_cuda() -> bool:
     return torch.cuda.is_available()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files with a ``slow`` test first (each file's order kept): the two workers share out the
+    long files before the short ones, so neither is left alone with a long file at the end."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     if WORKER:
         import torch

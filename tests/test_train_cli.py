@@ -17,6 +17,7 @@ import torch
 from bag_writing import read_video_frames, write_image_bag
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from flowfeat_core.cli.train import main as train_main
 from flowfeat_core.hub.checkpoint import load_checkpoint, read_checkpoint_metadata
 from flowfeat_core.training.state import load_training_state
 
@@ -86,6 +87,22 @@ def test_bag_without_image_topic_and_unknown_init(small_bag: Path, tmp_path: Pat
     assert result.returncode == 1 and "checkpoint not found" in result.stderr
     result = run_train("--bags", str(small_bag), "--steps", "0")
     assert result.returncode == 2 and "--steps must be >= 1" in result.stderr
+
+
+def test_keep_directions_reach_the_training_loss(small_bag: Path, tmp_path: Path) -> None:
+    """The first step (same seed, batch and fresh decoder) scores the encoder-keeping term by
+    principal direction (the default, 32) differently from by variance (0): the option reaches
+    the loss the trainer optimises, not only the provenance."""
+    keep = {}
+    for directions in ("0", "32"):
+        out = tmp_path / directions
+        assert train_main(["--bags", str(small_bag), "--steps", "1", "--keep-directions", directions,
+                           "--out", str(out), *TINY]) == 0
+        events = EventAccumulator(str(out / "tensorboard"))
+        events.Reload()
+        keep[directions] = events.Scalars("loss/keep")[0].value
+    assert all(0 < value <= 1 for value in keep.values()), keep
+    assert abs(keep["0"] - keep["32"]) > 0.01, keep
 
 
 def test_resume_continues_from_saved_state(small_bag: Path, tmp_path: Path) -> None:
