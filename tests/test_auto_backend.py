@@ -52,7 +52,9 @@ def photo() -> np.ndarray:
 
 @pytest.mark.slow
 def test_auto_serves_eager_at_once_then_the_compiled_package_checked_on_the_frames_size(
-        photo) -> None:
+        photo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A package cache of its own: other tests on this worker build packages of this size too.
+    monkeypatch.setenv("FLOWFEAT_HOME", str(tmp_path))
     side = load_model("default").size_multiple * 4  # test_backends runs this size too
     eager = Predictor(load_model("default"), device="cpu", input_hw=(side, side))
     auto = Predictor(load_model("default"), device="cpu", input_hw=(side, side), backend="auto")
