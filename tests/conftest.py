@@ -8,8 +8,10 @@ with its reason, counted and listed in its own section, and does not fail the ru
 
 from __future__ import annotations
 
+import atexit
 import os
 import random
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -32,15 +34,27 @@ if WORKER:
     # thread per core each took half again the CPU time of the serial run.
     os.environ["OMP_NUM_THREADS"] = "1"
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+
+
+def _session_temp_dir(variable: str, prefix: str) -> None:
+    """Point ``variable`` at a fresh temporary folder, removed when this process exits (a run
+    made ~150 MB of compiled packages per session)."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    os.environ[variable] = path
+
+
 # Inductor's compiled kernels and packages stay out of the user's cache; the run's compiles share
-# them (a graph compiles once, whichever worker compiles it).
-os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="flowfeat-inductor-"))
+# them (a graph compiles once, whichever worker compiles it): the controlling process makes the
+# folder, and removes it after its workers have exited.
+if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+    _session_temp_dir("TORCHINDUCTOR_CACHE_DIR", "flowfeat-inductor-")
 # ONNX exports made by backend tests (and the nodes they start), and the package's own cache, too;
 # each worker has its own, since tests count what they find there.
 for variable, prefix in (("FLOWFEAT_BACKEND_CACHE", "flowfeat-backends-"),
                          ("FLOWFEAT_HOME", "flowfeat-home-")):
     if WORKER or variable not in os.environ:
-        os.environ[variable] = tempfile.mkdtemp(prefix=prefix)
+        _session_temp_dir(variable, prefix)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 OPENCV_DATA_DIR = Path("/usr/share/doc/opencv-doc/examples/data")
