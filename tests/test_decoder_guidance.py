@@ -68,3 +68,4 @@ def test_guidance_is_refused_where_it_cannot_work() -> None:
     with pytest.raises(SystemExit):
         parse_args(["--videos", "clip.mp4", "--init", "default", "--decoder-guidance"])
     assert parse_args(["--videos", "clip.mp4", "--decoder-guidance"]).decoder_guidance
+    assert not parse_args(["--videos", "clip.mp4"]).decoder_guidance  # the shipped default's recipe
