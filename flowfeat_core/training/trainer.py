@@ -61,7 +61,7 @@ def build_model(config: TrainConfig) -> FlowFeat:
     if config.init:
         return load_model(config.init)
     torch.manual_seed(config.seed)
-    return FlowFeat.embedded_default()
+    return FlowFeat.embedded_default(decoder_guidance=config.decoder_guidance)
 
 
 class Trainer:

@@ -56,13 +56,21 @@ class FusionBlock(nn.Module):
 
 class FusionHead(nn.Module):
     """Projects four feature maps (finest first) to ``width``, fuses them coarsest first, and
-    produces an ``out_dim`` map at the requested output size."""
+    produces an ``out_dim`` map at the requested output size.
+
+    With ``guide_channels``, the first map is a stride-2 guide (half the finest level's stride),
+    added to the output head by one convolution: the fusion path ends at stride 2 but is built
+    from stride-4 and coarser maps, so it cannot place boundaries finer than those."""
 
     def __init__(
-        self, in_channels: Sequence[int], width: int, out_dim: int, head_width: int | None = None
+        self, in_channels: Sequence[int], width: int, out_dim: int, head_width: int | None = None,
+        guide_channels: int = 0,
     ) -> None:
         super().__init__()
         head_width = head_width or width
+        self.guided = guide_channels > 0
+        if self.guided:
+            self.guide_rn = conv3x3(guide_channels, head_width)
         for level, channels in enumerate(in_channels, start=1):
             self.add_module(f"layer{level}_rn", conv3x3(channels, width, bias=False))
             self.add_module(f"refinenet{level}", FusionBlock(width))
@@ -72,6 +80,8 @@ class FusionHead(nn.Module):
         )
 
     def forward(self, features: Sequence[torch.Tensor], out_hw: tuple[int, int]) -> torch.Tensor:
+        guide = features[0] if self.guided else None
+        features = features[1:] if self.guided else features
         laterals = [
             getattr(self, f"layer{level}_rn")(feature) for level, feature in enumerate(features, start=1)
         ]
@@ -83,6 +93,8 @@ class FusionHead(nn.Module):
             upsampled_hw = laterals[level - 2].shape[-2:] if level > 1 else (2 * finest_h, 2 * finest_w)
             path = block(path, lateral, tuple(upsampled_hw))
         path = self.output_conv0(path)
+        if guide is not None:
+            path = path + self.guide_rn(guide)
         path = F.interpolate(path, size=out_hw, mode="bilinear", align_corners=False)
         return self.output_conv1(path)
 
@@ -99,11 +111,16 @@ class ChannelLayerNorm(nn.Module):
 
 
 class FusionDecoder(nn.Module):
-    """Fuses multi-scale CNN features (strides 4..32) into ``fdim`` channel-normalised features."""
+    """Fuses multi-scale CNN features (strides 4..32, preceded by a stride-2 guide when
+    ``guided``) into ``fdim`` channel-normalised features."""
 
-    def __init__(self, in_channels: Sequence[int], width: int, head_width: int, fdim: int) -> None:
+    def __init__(
+        self, in_channels: Sequence[int], width: int, head_width: int, fdim: int, guided: bool = False
+    ) -> None:
         super().__init__()
-        self.scratch = FusionHead(in_channels, width=width, out_dim=fdim, head_width=head_width)
+        guide_channels = in_channels[0] if guided else 0
+        self.scratch = FusionHead(in_channels[1:] if guided else in_channels, width=width,
+                                  out_dim=fdim, head_width=head_width, guide_channels=guide_channels)
         self.norm = ChannelLayerNorm(fdim)
 
     def forward(self, features: Sequence[torch.Tensor], out_hw: tuple[int, int]) -> torch.Tensor:

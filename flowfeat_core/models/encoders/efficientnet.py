@@ -11,6 +11,8 @@ from torch import nn
 
 # Blocks after which the strides 4, 8, 16 and 32 features are taken (timm feature_info).
 _FEATURE_BLOCKS = (1, 2, 4, 6)
+# The block after which the stride-2 map is taken when the decoder asks for it.
+_FINE_BLOCK = 0
 
 
 def packaged_weights_path() -> Path:
@@ -45,23 +47,25 @@ def load_imagenet_classifier(weights: Path | None = None) -> nn.Module:
 
 
 class EfficientNetEncoder(nn.Module):
-    """EfficientNet-Lite0 trunk returning feature maps at strides 4, 8, 16 and 32."""
+    """EfficientNet-Lite0 trunk returning feature maps at strides 4, 8, 16 and 32, preceded by
+    its stride-2 map when ``fine_level`` (the fine image structure a guided decoder uses)."""
 
-    channels = (24, 40, 112, 320)
     # Stride-32 maps of inputs that are multiples of 16 are padded by at most half a cell.
     size_multiple = 16
 
-    def __init__(self, classifier: nn.Module | None = None) -> None:
+    def __init__(self, classifier: nn.Module | None = None, fine_level: bool = False) -> None:
         super().__init__()
+        self.feature_blocks = ((_FINE_BLOCK,) if fine_level else ()) + _FEATURE_BLOCKS
+        self.channels = ((16,) if fine_level else ()) + (24, 40, 112, 320)
         classifier = classifier or timm.create_model("efficientnet_lite0", pretrained=False)
         self.conv_stem = classifier.conv_stem
         self.bn1 = classifier.bn1
         self.blocks = nn.Sequential(*list(classifier.blocks)[: _FEATURE_BLOCKS[-1] + 1])
 
     @classmethod
-    def pretrained(cls, weights: Path | None = None) -> EfficientNetEncoder:
+    def pretrained(cls, weights: Path | None = None, fine_level: bool = False) -> EfficientNetEncoder:
         """The encoder with the packaged ImageNet weights."""
-        return cls(load_imagenet_classifier(weights))
+        return cls(load_imagenet_classifier(weights), fine_level)
 
     def multiscale_features(self, images: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Multi-scale maps (finest first) and the coarsest map as the encoder's own features."""
@@ -69,6 +73,6 @@ class EfficientNetEncoder(nn.Module):
         features = []
         for index, block in enumerate(self.blocks):
             x = block(x)
-            if index in _FEATURE_BLOCKS:
+            if index in self.feature_blocks:
                 features.append(x)
         return features, features[-1]
