@@ -15,6 +15,7 @@ from flowfeat_core.hub.loading import load_model
 from flowfeat_core.models.config import ModelConfig
 from flowfeat_core.models.registry import VIT_SPECS, model_config
 from flowfeat_core.training.config import parse_args
+from flowfeat_core.training.trainer import build_model
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +66,18 @@ def test_guidance_is_refused_where_it_cannot_work() -> None:
     assert not ModelConfig.from_dict(
         {k: v for k, v in model_config("efficientnet_lite0").to_dict().items() if k != "decoder_guidance"}
     ).decoder_guidance  # checkpoints written before the field load unguided
-    with pytest.raises(SystemExit):
-        parse_args(["--videos", "clip.mp4", "--init", "default", "--decoder-guidance"])
     assert parse_args(["--videos", "clip.mp4", "--decoder-guidance"]).decoder_guidance
     assert not parse_args(["--videos", "clip.mp4"]).decoder_guidance  # the shipped default's recipe
+
+
+def test_guidance_added_to_a_trained_decoder_starts_from_its_features(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    plain = FlowFeat.embedded_default().eval()
+    path = save_checkpoint(tmp_path / "plain.safetensors", plain)
+    model = build_model(parse_args(["--videos", "clip.mp4", "--init", str(path), "--decoder-guidance"]))
+    assert model.config.decoder_guidance and not model.training
+    images = torch.randn(1, 3, 64, 96)
+    with torch.inference_mode():
+        assert torch.equal(model(images)[1], plain(images)[1])
+    with pytest.raises(ValueError, match="guided already"):
+        model.with_decoder_guidance()

@@ -70,6 +70,21 @@ class FlowFeat(nn.Module):
         twin.encoder.load_state_dict(self.encoder.state_dict())
         return twin.to(next(self.parameters()).device).eval()
 
+    def with_decoder_guidance(self) -> FlowFeat:
+        """A guided copy (``ModelConfig.decoder_guidance``) whose features equal this model's: the
+        new stride-2 convolution starts at zero, so training a trained decoder on from here adds
+        fine structure instead of starting over."""
+        if self.config.decoder_guidance:
+            raise ValueError("the model's decoder is guided already")
+        guided = FlowFeat(replace(self.config, decoder_guidance=True))
+        guided.encoder.load_state_dict(self.encoder.state_dict())
+        missing, unexpected = guided.decoder.load_state_dict(self.decoder.state_dict(), strict=False)
+        if unexpected or any(not key.startswith("scratch.guide_rn.") for key in missing):
+            raise ValueError(f"decoder does not fit a guided one: missing {missing}, unexpected {unexpected}")
+        nn.init.zeros_(guided.decoder.scratch.guide_rn.weight)
+        nn.init.zeros_(guided.decoder.scratch.guide_rn.bias)
+        return guided.to(next(self.parameters()).device).train(self.training)
+
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         multiscale, encoder_features = self.encode(images)
         return encoder_features, self.decode(multiscale, tuple(images.shape[-2:]))

@@ -20,7 +20,7 @@ class TrainConfig:
     images: list[str] = field(default_factory=list)
     topic: str | None = None
     init: str | None = None
-    decoder_guidance: bool = False  # fresh decoders only; --init keeps its model's architecture
+    decoder_guidance: bool = False
     out: Path = Path("runs/flowfeat")
     steps: int = 2000
     batch_size: int = 8
@@ -96,9 +96,9 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     )
     model.add_argument(
         "--decoder-guidance", action="store_true",
-        help="a fresh decoder also fuses the encoder's stride-2 map into its output head: sharper "
+        help="the decoder also fuses the encoder's stride-2 map into its output head: sharper "
         "boundaries and better real propagation, worse real depth from the features alone (README, "
-        "'What was tried'); not with --init, which keeps its model's architecture",
+        "'What was tried'); with --init of an unguided model, its features are the start",
     )
     model.add_argument("--input-size", type=int, default=defaults.input_size, help="crop side (px)")
     run = parser.add_argument_group("optimisation")
@@ -167,8 +167,6 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
     if args.rank_weight < 0 or args.keep_weight < 0 or args.keep_directions < 0:
         parser.error("--rank-weight, --keep-weight and --keep-directions must be >= 0")
-    if args.init and args.decoder_guidance:
-        parser.error("--decoder-guidance shapes a fresh decoder; --init keeps its model's architecture")
     if args.real_check_every < 0:
         parser.error("--real-check-every must be >= 0")
     if args.workers < 0:

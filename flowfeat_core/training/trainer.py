@@ -57,9 +57,12 @@ class TrainSummary:
 
 
 def build_model(config: TrainConfig) -> FlowFeat:
-    """The model to train: ``--init`` if given, else the embedded encoder with a fresh decoder."""
+    """The model to train: ``--init`` if given (guided from there on with ``--decoder-guidance``),
+    else the embedded encoder with a fresh decoder."""
     if config.init:
-        return load_model(config.init)
+        model = load_model(config.init)
+        guide = config.decoder_guidance and not model.config.decoder_guidance
+        return model.with_decoder_guidance() if guide else model
     torch.manual_seed(config.seed)
     return FlowFeat.embedded_default(decoder_guidance=config.decoder_guidance)
 
