@@ -63,6 +63,8 @@ def test_guidance_is_refused_where_it_cannot_work() -> None:
         replace(model_config("efficientnet_lite0"), decoder_guidance="yes")
     with pytest.raises(ValueError, match="decoder_guidance needs a CNN encoder"):
         FlowFeat(replace(model_config(VIT_SPECS["dino_vits16"]), decoder_guidance=True))
+    # an unguided model's config, and so its fingerprint, is what it was before the field existed
+    assert "decoder_guidance" not in model_config("efficientnet_lite0").to_dict()
     assert not ModelConfig.from_dict(
         {k: v for k, v in model_config("efficientnet_lite0").to_dict().items() if k != "decoder_guidance"}
     ).decoder_guidance  # checkpoints written before the field load unguided
