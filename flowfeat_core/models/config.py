@@ -12,10 +12,10 @@ from flowfeat_core.models.validation import require_floats, require_int
 
 # Keys written by earlier versions that carry no information; accepted when reading old files.
 _LEGACY_EMPTY_KEYS = ("extra",)
-# Fields added later, left out of the dict while they hold the value that means "as before": the
-# configs of earlier models, and so their fingerprints (which probes, exports and caches record),
-# stay what they were.
-_ADDED_FIELDS_DEFAULTS = {"decoder_guidance": False}
+# Fields added later, left out of the dict while they hold their default (which means "as
+# before"): the configs of earlier models, and so their fingerprints (which probes, exports and
+# caches record), stay what they were.
+_ADDED_FIELDS = ("decoder_guidance",)
 #: Integer fields and their allowed ranges.
 INT_FIELDS = {"fdim": (1, 4096), "decoder_width": (1, 4096), "decoder_head_width": (1, 4096),
               "input_short_side": (16, 4096)}
@@ -60,8 +60,8 @@ class ModelConfig:
         """JSON-friendly form."""
         data = asdict(self)
         data["vit_spec"] = self.vit_spec.to_dict() if self.vit_spec else None
-        for key, default in _ADDED_FIELDS_DEFAULTS.items():
-            if data[key] is default:
+        for key in _ADDED_FIELDS:
+            if data[key] == self.__dataclass_fields__[key].default:
                 del data[key]
         return data
 

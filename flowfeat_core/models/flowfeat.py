@@ -29,8 +29,6 @@ class FlowFeat(nn.Module):
         self.encoder = entry.build(config, pretrained_encoder)
         self.decoder = DECODERS[entry.decoder](config, tuple(self.encoder.channels))
         self.encoder.requires_grad_(False)
-        # Maps before the encoder's own levels (a guided decoder's stride-2 map): not its features.
-        self.guide_levels = 1 if config.decoder_guidance else 0
 
     @property
     def size_multiple(self) -> int:
@@ -59,7 +57,7 @@ class FlowFeat(nn.Module):
         """The training-free baseline at ``image_hw``: all encoder levels upsampled and
         L2-normalised (see :mod:`flowfeat_core.models.hypercolumn`)."""
         height, width = image_hw
-        levels = multiscale[self.guide_levels:]
+        levels = multiscale[1:] if self.config.decoder_guidance else multiscale  # not the guide map
         return hypercolumn(levels, self.padded_hw(image_hw))[..., :height, :width]
 
     def untrained_twin(self, seed: int = 0) -> FlowFeat:

@@ -58,19 +58,20 @@ class FusionHead(nn.Module):
     """Projects four feature maps (finest first) to ``width``, fuses them coarsest first, and
     produces an ``out_dim`` map at the requested output size.
 
-    With ``guide_channels``, the first map is a stride-2 guide (half the finest level's stride),
-    added to the output head by one convolution: the fusion path ends at stride 2 but is built
-    from stride-4 and coarser maps, so it cannot place boundaries finer than those."""
+    When ``guided``, the first map is a stride-2 guide (half the finest level's stride), added to
+    the output head by one convolution: the fusion path ends at stride 2 but is built from
+    stride-4 and coarser maps, so it cannot place boundaries finer than those."""
 
     def __init__(
         self, in_channels: Sequence[int], width: int, out_dim: int, head_width: int | None = None,
-        guide_channels: int = 0,
+        guided: bool = False,
     ) -> None:
         super().__init__()
         head_width = head_width or width
-        self.guided = guide_channels > 0
-        if self.guided:
-            self.guide_rn = conv3x3(guide_channels, head_width)
+        self.guided = guided
+        if guided:
+            self.guide_rn = conv3x3(in_channels[0], head_width)
+            in_channels = in_channels[1:]
         for level, channels in enumerate(in_channels, start=1):
             self.add_module(f"layer{level}_rn", conv3x3(channels, width, bias=False))
             self.add_module(f"refinenet{level}", FusionBlock(width))
@@ -118,9 +119,8 @@ class FusionDecoder(nn.Module):
         self, in_channels: Sequence[int], width: int, head_width: int, fdim: int, guided: bool = False
     ) -> None:
         super().__init__()
-        guide_channels = in_channels[0] if guided else 0
-        self.scratch = FusionHead(in_channels[1:] if guided else in_channels, width=width,
-                                  out_dim=fdim, head_width=head_width, guide_channels=guide_channels)
+        self.scratch = FusionHead(in_channels, width=width, out_dim=fdim, head_width=head_width,
+                                  guided=guided)
         self.norm = ChannelLayerNorm(fdim)
 
     def forward(self, features: Sequence[torch.Tensor], out_hw: tuple[int, int]) -> torch.Tensor:
