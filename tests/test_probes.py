@@ -90,7 +90,8 @@ def test_unknown_or_foreign_probe_files_are_refused(tmp_path):
         load_probe(tmp_path / "other.safetensors")
 
 
-def test_depth_cli_trains_from_bags(data, tmp_path, capsys):
+@pytest.mark.parametrize("context", [False, True])
+def test_depth_cli_trains_from_bags(data, tmp_path, capsys, context):
     bag = write_sequence_bag(data[0][0], tmp_path / "bag", depth_delay_ns=5_000_000)
     topics = BagTopics()
     out = tmp_path / "depth.safetensors"
@@ -112,10 +113,10 @@ def test_depth_cli_trains_from_bags(data, tmp_path, capsys):
         "cpu",
         "--input-short-side",
         "96",
-    ]
+    ] + (["--context"] if context else [])
     assert probe_main(args) == 0, capsys.readouterr().err
     probe = load_probe(out)
-    assert probe.task == "depth" and probe.metric
+    assert probe.task == "depth" and probe.metric and probe.spec.context == context
     assert set(probe.metrics["validation"]) == {"abs_rel", "rmse", "delta1"}
     assert probe.model_info["source"] == UNTRAINED_EMBEDDED
     # a depth stamp 30 ms from every colour image is not paired with the default 20 ms tolerance

@@ -76,6 +76,12 @@ def _add_common(parser: argparse.ArgumentParser, target: str) -> None:
         help="what the head reads: FlowFeat's dense features, those plus the bilinearly upsampled "
         "encoder features, or the upsampled encoder features alone (the baseline)",
     )
+    parser.add_argument(
+        "--context",
+        action="store_true",
+        help="the head also reads the image's mean feature vector and each pixel's position "
+        "(scene scale, and the ground plane of a fixed camera)",
+    )
     parser.add_argument("--max-stamp-diff-ms", type=float, default=20.0)
     parser.add_argument("--every", type=int, default=1, help="keep every N-th pair")
     parser.add_argument("--val-fraction", type=float, default=0.2)
@@ -207,7 +213,8 @@ def run_from_motion(args: argparse.Namespace) -> dict:
     val_labels = motion_labels(val_recordings, teacher, args.every, metric=train_labels.metric)
     model, model_info = resolve_model(args.model)
     predictor = Predictor(model, device=args.device, input_short_side=args.input_short_side)
-    spec_for = partial(make_spec, "depth", args.head, args.features, metric=train_labels.metric)
+    spec_for = partial(make_spec, "depth", args.head, args.features, metric=train_labels.metric,
+                       context=args.context)
     probe = train_on_pairs(predictor, train_labels.pairs, spec_for, args.pixels_per_image,
                            FitConfig(steps=args.steps, seed=args.seed))
     probe.model_info = model_info
@@ -263,6 +270,7 @@ def run(args: argparse.Namespace) -> dict:
         metric=not getattr(args, "relative", False),
         class_names=names,
         class_colors=colors,
+        context=args.context,
     )
     probe = train_on_pairs(
         predictor, train_pairs, spec_for, args.pixels_per_image, FitConfig(steps=args.steps, seed=args.seed)

@@ -1,5 +1,6 @@
 """Probe heads on frozen FlowFeat features: a linear or small MLP (1x1 convolutions) head on the
-dense features, optionally concatenated with the bilinearly upsampled encoder features."""
+dense features, optionally concatenated with the bilinearly upsampled encoder features, and
+optionally given the image's context (its mean feature vector and each pixel's position)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from torch import Tensor, nn
 
 TASKS = ("depth", "segmentation")
 HEADS = ("linear", "mlp")
+#: Context channels that give a pixel's place in the image: normalised row, then column.
+POSITION_CHANNELS = 2
 
 
 @dataclass(frozen=True)
@@ -19,7 +22,10 @@ class ProbeSpec:
 
     ``dense_channels`` / ``encoder_channels`` are 0 when that feature map is not used; a probe on
     encoder features alone is the bilinear-upsampling baseline. Depth probes predict log-depth
-    and output depth (metres when ``metric``, else up to an unknown scale).
+    and output depth (metres when ``metric``, else up to an unknown scale). With ``context`` the
+    head also reads, at every pixel, the image's mean input vector (the scene-level cue DINOv2's
+    linear depth probes take from the class token) and the pixel's normalised row and column
+    (a fixed camera's ground plane ties image height to distance).
     """
 
     task: str
@@ -30,12 +36,15 @@ class ProbeSpec:
     class_names: tuple[str, ...] = ()
     class_colors: tuple[tuple[int, int, int], ...] = ()
     hidden_channels: int = 256
+    context: bool = False
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
             raise ValueError(f"probe task must be one of {TASKS}, got {self.task!r}")
         if self.head not in HEADS:
             raise ValueError(f"probe head must be one of {HEADS}, got {self.head!r}")
+        if not isinstance(self.context, bool):
+            raise ValueError(f"probe context must be true or false, got {self.context!r}")
         if self.dense_channels < 0 or self.encoder_channels < 0 or not self.in_channels:
             raise ValueError("a probe needs dense and/or encoder feature channels")
         if self.task == "segmentation" and (
@@ -46,6 +55,11 @@ class ProbeSpec:
     @property
     def in_channels(self) -> int:
         return self.dense_channels + self.encoder_channels
+
+    @property
+    def head_channels(self) -> int:
+        """Width of the vector the head reads per pixel (features, then context if used)."""
+        return 2 * self.in_channels + POSITION_CHANNELS if self.context else self.in_channels
 
     @property
     def out_channels(self) -> int:
@@ -89,6 +103,25 @@ def assemble_inputs(
     return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
 
 
+def pixel_positions(height: int, width: int, like: Tensor) -> Tensor:
+    """1 x 2 x H x W: each pixel centre's row and column, from -1 (top, left) to 1."""
+    rows = (torch.arange(height, dtype=like.dtype, device=like.device) + 0.5) * (2.0 / height) - 1.0
+    cols = (torch.arange(width, dtype=like.dtype, device=like.device) + 0.5) * (2.0 / width) - 1.0
+    return torch.stack(torch.meshgrid(rows, cols, indexing="ij")).unsqueeze(0)
+
+
+def head_inputs(spec: ProbeSpec, inputs: Tensor) -> Tensor:
+    """What the head reads at every pixel, for assembled inputs (B x C x H x W): the inputs, and
+    with ``spec.context`` their image mean and the pixel positions appended. Training samples
+    pixels of this map; ``Probe.forward`` computes the same result without building it."""
+    if not spec.context:
+        return inputs
+    batch, _, height, width = inputs.shape
+    mean = inputs.mean(dim=(2, 3), keepdim=True).expand(-1, -1, height, width)
+    positions = pixel_positions(height, width, inputs).expand(batch, -1, -1, -1)
+    return torch.cat([inputs, mean, positions], dim=1)
+
+
 class Probe(nn.Module):
     """A trained probe. ``probe(dense, encoder_features)`` gives depth (B x 1 x H x W) or class
     logits (B x K x H x W) at the resolution of ``dense``."""
@@ -96,13 +129,13 @@ class Probe(nn.Module):
     def __init__(self, spec: ProbeSpec) -> None:
         super().__init__()
         self.spec = spec
-        self.register_buffer("input_mean", torch.zeros(spec.in_channels))
-        self.register_buffer("input_std", torch.ones(spec.in_channels))
+        self.register_buffer("input_mean", torch.zeros(spec.head_channels))
+        self.register_buffer("input_std", torch.ones(spec.head_channels))
         if spec.head == "linear":
-            self.head = nn.Conv2d(spec.in_channels, spec.out_channels, 1)
+            self.head = nn.Conv2d(spec.head_channels, spec.out_channels, 1)
         else:
             self.head = nn.Sequential(
-                nn.Conv2d(spec.in_channels, spec.hidden_channels, 1),
+                nn.Conv2d(spec.head_channels, spec.hidden_channels, 1),
                 nn.GELU(),
                 nn.Conv2d(spec.hidden_channels, spec.out_channels, 1),
             )
@@ -114,20 +147,39 @@ class Probe(nn.Module):
     class_names = property(lambda self: list(self.spec.class_names))
     class_colors = property(lambda self: [tuple(color) for color in self.spec.class_colors])
 
-    def raw_output(self, inputs: Tensor) -> Tensor:
-        """Head output (log-depth or logits) for assembled, unnormalised inputs. The input
-        normalisation is folded into the first 1x1 convolution, so the inputs are read once:
-        normalising them first cost two more passes over the map, 50 of the 60 ms a linear depth
-        probe took per 320x240 frame on one thread."""
+    def folded_first_layer(self) -> tuple[Tensor, Tensor]:
+        """Weight and bias of the head's first 1x1 convolution with the input normalisation
+        folded in, so the inputs are read once: normalising them first cost two more passes over
+        the map, 50 of the 60 ms a linear depth probe took per 320x240 frame on one thread."""
         first = self.head if isinstance(self.head, nn.Conv2d) else self.head[0]
         weight = first.weight / self.input_std.view(1, -1, 1, 1)
-        bias = first.bias - weight.flatten(1) @ self.input_mean
-        output = F.conv2d(inputs, weight.to(inputs.dtype), bias.to(inputs.dtype))
-        return output if first is self.head else self.head[1:](output)
+        return weight, first.bias - weight.flatten(1) @ self.input_mean
+
+    def after_first_layer(self, output: Tensor) -> Tensor:
+        """The rest of the head, after its first convolution."""
+        return output if isinstance(self.head, nn.Conv2d) else self.head[1:](output)
+
+    def raw_output(self, inputs: Tensor) -> Tensor:
+        """Head output (log-depth or logits) for unnormalised head inputs (``head_inputs``)."""
+        weight, bias = self.folded_first_layer()
+        return self.after_first_layer(F.conv2d(inputs, weight.to(inputs.dtype), bias.to(inputs.dtype)))
 
     def forward(self, dense: Tensor, encoder_features: Tensor) -> Tensor:
         inputs = assemble_inputs(
             dense, encoder_features, self.spec.dense_channels, self.spec.encoder_channels
         )
-        output = self.raw_output(inputs)
+        output = self.context_output(inputs) if self.spec.context else self.raw_output(inputs)
         return output.exp() if self.spec.task == "depth" else output
+
+    def context_output(self, inputs: Tensor) -> Tensor:
+        """``raw_output(head_inputs(spec, inputs))`` without the widened map: the mean's share of
+        the first layer is one bias per image, the positions' a two-channel convolution."""
+        weight, bias = self.folded_first_layer()
+        weight, bias = weight.to(inputs.dtype), bias.to(inputs.dtype)
+        channels = inputs.shape[1]
+        on_pixels, on_mean, on_positions = weight.split([channels, channels, POSITION_CHANNELS], dim=1)
+        image_bias = bias + inputs.mean(dim=(2, 3)) @ on_mean.flatten(1).T  # B x out
+        positions = pixel_positions(inputs.shape[2], inputs.shape[3], inputs)
+        output = (F.conv2d(inputs, on_pixels) + F.conv2d(positions, on_positions)
+                  + image_bias[:, :, None, None])
+        return self.after_first_layer(output)

@@ -1,5 +1,6 @@
 """Train probes on frozen features: features are computed once per image, a fixed number of
-labelled pixels per image is kept, and the 1x1-convolution head is fitted on those pixels."""
+labelled pixels per image is kept (with the image's context, if the probe reads it), and the
+1x1-convolution head is fitted on those pixels."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from flowfeat_core.inference.predictor import Predictor
-from flowfeat_core.probes.heads import Probe, ProbeSpec, assemble_inputs
+from flowfeat_core.probes.heads import Probe, ProbeSpec, assemble_inputs, head_inputs
 from flowfeat_core.probes.losses import METRIC_LAMBDA, RELATIVE_LAMBDA, silog_loss
 from flowfeat_core.probes.metrics import IGNORE_LABEL
 
@@ -79,8 +80,8 @@ def fit_probe(spec: ProbeSpec, samples: PixelSamples, config: FitConfig = FitCon
         raise ValueError("no labelled pixels to train the probe on")
     inputs = torch.stack(samples.inputs).float()  # N x C x P
     targets = torch.stack(samples.targets)  # N x P
-    if inputs.shape[1] != spec.in_channels:
-        raise ValueError(f"samples have {inputs.shape[1]} channels, the probe expects {spec.in_channels}")
+    if inputs.shape[1] != spec.head_channels:
+        raise ValueError(f"samples have {inputs.shape[1]} channels, the probe expects {spec.head_channels}")
     if spec.task == "segmentation" and int(targets.max()) >= spec.out_channels:
         raise ValueError(
             f"labels contain class id {int(targets.max())} but only "
@@ -114,8 +115,9 @@ def fit_probe(spec: ProbeSpec, samples: PixelSamples, config: FitConfig = FitCon
 
 
 def probe_inputs(probe_spec: ProbeSpec, dense: torch.Tensor, encoder_features: torch.Tensor) -> torch.Tensor:
-    """Assembled inputs for ``probe_spec`` from one image's features."""
-    return assemble_inputs(dense, encoder_features, probe_spec.dense_channels, probe_spec.encoder_channels)
+    """What the head of ``probe_spec`` reads at every pixel of one image (``head_inputs``)."""
+    return head_inputs(probe_spec, assemble_inputs(
+        dense, encoder_features, probe_spec.dense_channels, probe_spec.encoder_channels))
 
 
 @torch.inference_mode()

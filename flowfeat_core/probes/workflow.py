@@ -77,6 +77,7 @@ def make_spec(
     metric: bool = True,
     class_names: Sequence[str] = (),
     class_colors: Sequence[tuple[int, int, int]] = (),
+    context: bool = False,
 ) -> ProbeSpec:
     """A probe spec whose input channels match these features for feature ``choice``."""
     if choice not in FEATURE_CHOICES:
@@ -90,6 +91,7 @@ def make_spec(
         metric,
         tuple(class_names),
         tuple(tuple(color) for color in class_colors),
+        context=context,
     )
 
 
