@@ -249,6 +249,12 @@ def test_probe_outputs_advertised_and_computed_only_for_what_a_probe_fills(tmp_p
     assert run_probes(frozenset({"pca"}), features, encoder, runtime, (24, 32)).depth is None
     maps = run_probes(frozenset({"depth_relative"}), features, encoder, runtime, (24, 32))
     assert maps.depth.shape == (24, 32) and not maps.metric and maps.class_ids is None
+    with_context = save_probe(tmp_path / "context.safetensors", Probe(ProbeSpec(
+        task="depth", head="mlp", dense_channels=128, encoder_channels=0, metric=False,
+        context=True)))
+    runtime = build_runtime(_settings(depth_probe=str(with_context)), bare)
+    maps = run_probes(frozenset({"depth_relative"}), features, encoder, runtime, (24, 32))
+    assert maps.depth.shape == (24, 32) and np.isfinite(maps.depth).all() and not maps.metric
 
 
 def test_the_default_probe_is_the_one_attached_to_the_checkpoint_else_the_shipped_one(tmp_path):
