@@ -90,8 +90,8 @@ def test_unknown_or_foreign_probe_files_are_refused(tmp_path):
         load_probe(tmp_path / "other.safetensors")
 
 
-@pytest.mark.parametrize("context", [False, True])
-def test_depth_cli_trains_from_bags(data, tmp_path, capsys, context):
+@pytest.mark.parametrize("head", [[], ["--context"], ["--head", "conv"]])
+def test_depth_cli_trains_from_bags(data, tmp_path, capsys, head):
     bag = write_sequence_bag(data[0][0], tmp_path / "bag", depth_delay_ns=5_000_000)
     topics = BagTopics()
     out = tmp_path / "depth.safetensors"
@@ -113,10 +113,13 @@ def test_depth_cli_trains_from_bags(data, tmp_path, capsys, context):
         "cpu",
         "--input-short-side",
         "96",
-    ] + (["--context"] if context else [])
+        *head,
+    ]
     assert probe_main(args) == 0, capsys.readouterr().err
     probe = load_probe(out)
-    assert probe.task == "depth" and probe.metric and probe.spec.context == context
+    assert probe.task == "depth" and probe.metric
+    expected_head = head[-1] if "--head" in head else "linear"
+    assert (probe.spec.context, probe.spec.head) == ("--context" in head, expected_head)
     assert set(probe.metrics["validation"]) == {"abs_rel", "rmse", "delta1"}
     assert probe.model_info["source"] == UNTRAINED_EMBEDDED
     # a depth stamp 30 ms from every colour image is not paired with the default 20 ms tolerance

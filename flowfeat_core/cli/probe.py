@@ -32,6 +32,7 @@ from flowfeat_core.data.camera_recording import (
 from flowfeat_core.data.errors import DataError
 from flowfeat_core.data.video_reader import find_videos
 from flowfeat_core.inference.predictor import Predictor
+from flowfeat_core.probes.heads import HEADS
 from flowfeat_core.probes.io import save_probe
 from flowfeat_core.probes.labeled_data import (
     decode_depth_message,
@@ -68,7 +69,14 @@ def _add_common(parser: argparse.ArgumentParser, target: str) -> None:
         "or 'embedded-untrained'",
     )
     parser.add_argument("--out", type=Path, required=True, help="probe file to write (.safetensors)")
-    parser.add_argument("--head", choices=("linear", "mlp"), default="linear")
+    parser.add_argument(
+        "--head",
+        choices=HEADS,
+        default="linear",
+        help="linear or mlp: 1x1 convolutions, pixel by pixel; conv: three 3x3 layers and a "
+        "scene-wide branch on 4x pooled features, which see the scene's layout (depth and "
+        "segmentation)",
+    )
     parser.add_argument(
         "--features",
         choices=tuple(FEATURE_CHOICES),
@@ -85,7 +93,9 @@ def _add_common(parser: argparse.ArgumentParser, target: str) -> None:
     parser.add_argument("--max-stamp-diff-ms", type=float, default=20.0)
     parser.add_argument("--every", type=int, default=1, help="keep every N-th pair")
     parser.add_argument("--val-fraction", type=float, default=0.2)
-    parser.add_argument("--steps", type=int, default=FitConfig.steps)
+    parser.add_argument("--steps", type=int,
+                        help=f"optimisation steps (default: {FitConfig.steps}, conv head "
+                        f"{FitConfig.conv_steps})")
     parser.add_argument("--pixels-per-image", type=int, default=1024)
     parser.add_argument("--input-short-side", type=int, default=0,
                         help="network input short side (0: the model's preferred size)")
@@ -132,6 +142,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--class-colors", default="", help="semicolon-separated r,g,b per class (default: a fixed palette)"
     )
     return parser
+
+
+def _fit_config(args: argparse.Namespace) -> FitConfig:
+    """The probe's optimisation: --steps replaces the default of the chosen head."""
+    if args.steps is None:
+        return FitConfig(seed=args.seed)
+    if args.steps < 1:
+        raise DataError(f"--steps must be >= 1, got {args.steps}")
+    return FitConfig(steps=args.steps, conv_steps=args.steps, seed=args.seed)
 
 
 def _load_pairs(args: argparse.Namespace, target: str, bags: list | None = None,
@@ -216,7 +235,7 @@ def run_from_motion(args: argparse.Namespace) -> dict:
     spec_for = partial(make_spec, "depth", args.head, args.features, metric=train_labels.metric,
                        context=args.context)
     probe = train_on_pairs(predictor, train_labels.pairs, spec_for, args.pixels_per_image,
-                           FitConfig(steps=args.steps, seed=args.seed))
+                           _fit_config(args))
     probe.model_info = model_info
     probe.metrics = {
         "labels": "motion (metric)" if train_labels.metric else "motion (relative)",
@@ -273,7 +292,7 @@ def run(args: argparse.Namespace) -> dict:
         context=args.context,
     )
     probe = train_on_pairs(
-        predictor, train_pairs, spec_for, args.pixels_per_image, FitConfig(steps=args.steps, seed=args.seed)
+        predictor, train_pairs, spec_for, args.pixels_per_image, _fit_config(args)
     )
     probe.model_info = model_info
     probe.metrics = {

@@ -1,6 +1,6 @@
-"""Train probes on frozen features: features are computed once per image, a fixed number of
-labelled pixels per image is kept (with the image's context, if the probe reads it), and the
-1x1-convolution head is fitted on those pixels."""
+"""Train probes on frozen features: features are computed once per image. For the 1x1 heads a
+fixed number of labelled pixels per image is kept (with the image's context, if the probe reads
+it) and the head is fitted on those pixels; the conv head is fitted on whole pooled maps."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from flowfeat_core.inference.predictor import Predictor
-from flowfeat_core.probes.heads import Probe, ProbeSpec, assemble_inputs, head_inputs
+from flowfeat_core.probes.heads import Probe, ProbeSpec, assemble_inputs, conv_inputs, head_inputs
 from flowfeat_core.probes.losses import METRIC_LAMBDA, RELATIVE_LAMBDA, silog_loss
 from flowfeat_core.probes.metrics import IGNORE_LABEL
 
@@ -26,6 +26,9 @@ class FitConfig:
     weight_decay: float = 1e-4
     images_per_step: int = 16
     seed: int = 0
+    #: The conv head's steps and peak rate (one-cycle schedule): it has 3x3 layers to train.
+    conv_steps: int = 1000
+    conv_learning_rate: float = 1e-3
 
 
 def features_of(predictor: Predictor, rgb: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,8 +77,37 @@ class PixelSamples:
         )
 
 
-def fit_probe(spec: ProbeSpec, samples: PixelSamples, config: FitConfig = FitConfig()) -> Probe:
+@dataclass
+class MapSamples:
+    """Per image, the conv head's pooled input map and the full-resolution target."""
+
+    task: str
+    inputs: list[torch.Tensor] = field(default_factory=list)
+    targets: list[torch.Tensor] = field(default_factory=list)
+
+    def add(self, inputs: torch.Tensor, target: np.ndarray, rng: np.random.Generator | None = None) -> None:
+        """Keep one image's assembled inputs (1 x C x H x W), pooled, with its target (H x W)."""
+        if inputs.shape[-2:] != target.shape:
+            raise ValueError(f"target {target.shape} does not match features {tuple(inputs.shape[-2:])}")
+        valid = target_validity(self.task, target)
+        if not valid.any():
+            return
+        self.inputs.append(conv_inputs(inputs)[0].to(torch.float16))
+        if self.task == "depth":  # invalid depth stored as 0, which the loss masks
+            self.targets.append(torch.from_numpy(np.where(valid, target, 0).astype(np.float32)))
+        else:
+            self.targets.append(torch.from_numpy(target.astype(np.uint8)))
+
+
+def new_samples(spec: ProbeSpec, pixels_per_image: int) -> PixelSamples | MapSamples:
+    """The training samples ``spec``'s head is fitted on."""
+    return MapSamples(spec.task) if spec.head == "conv" else PixelSamples(spec.task, pixels_per_image)
+
+
+def fit_probe(spec: ProbeSpec, samples: PixelSamples | MapSamples, config: FitConfig = FitConfig()) -> Probe:
     """A probe of ``spec`` fitted on ``samples`` (input statistics standardised first)."""
+    if spec.head == "conv":
+        return _fit_conv_probe(spec, samples, config)
     if not samples.inputs:
         raise ValueError("no labelled pixels to train the probe on")
     inputs = torch.stack(samples.inputs).float()  # N x C x P
@@ -111,6 +143,60 @@ def fit_probe(spec: ProbeSpec, samples: PixelSamples, config: FitConfig = FitCon
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+    return probe.eval()
+
+
+def _size_groups(maps: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Indices of the maps grouped by size (images of other aspect ratios give other sizes)."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for index, item in enumerate(maps):
+        groups.setdefault(tuple(item.shape), []).append(index)
+    return [torch.tensor(indices) for indices in groups.values()]
+
+
+def _fit_conv_probe(spec: ProbeSpec, samples: MapSamples, config: FitConfig) -> Probe:
+    """The conv head fitted on whole maps: its pooled output upsampled to the target's size, the
+    same as at inference, and scored on every labelled pixel."""
+    if not samples.inputs:
+        raise ValueError("no labelled images to train the probe on")
+    if samples.inputs[0].shape[0] != spec.head_channels:
+        raise ValueError(f"samples have {samples.inputs[0].shape[0]} channels, the probe expects "
+                         f"{spec.head_channels}")
+    torch.manual_seed(config.seed)
+    probe = Probe(spec)
+    flat = torch.cat([item.flatten(1).float() for item in samples.inputs], dim=1)
+    probe.input_mean.copy_(flat.mean(dim=1))
+    probe.input_std.copy_(flat.std(dim=1).clamp_min(1e-4))
+    del flat
+    if spec.task == "depth":
+        logs = torch.cat([target[target > 0].log() for target in samples.targets])
+        with torch.no_grad():
+            probe.head.output.bias.fill_(float(logs.mean()))
+    optimizer = torch.optim.AdamW(probe.parameters(), lr=config.conv_learning_rate,
+                                  weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.conv_learning_rate,
+                                                   total_steps=config.conv_steps)
+    generator = torch.Generator().manual_seed(config.seed)
+    groups = _size_groups(samples.inputs)
+    weights = torch.tensor([float(len(group)) for group in groups])
+    lam = METRIC_LAMBDA if spec.metric else RELATIVE_LAMBDA
+    for _ in range(config.conv_steps):
+        group = groups[int(torch.multinomial(weights, 1, generator=generator))]
+        batch = group[torch.randperm(len(group), generator=generator)[: config.images_per_step]]
+        inputs = torch.stack([samples.inputs[i] for i in batch]).float()
+        targets = torch.stack([samples.targets[i] for i in batch])
+        output = F.interpolate(probe.conv_output(inputs), size=targets.shape[-2:], mode="bilinear",
+                               align_corners=False)
+        if spec.task == "depth":
+            valid = targets > 0
+            loss = silog_loss(output[:, 0].flatten(1), targets.clamp_min(1e-6).log().flatten(1),
+                              valid.flatten(1), lam)
+        else:
+            loss = F.cross_entropy(output, targets.long(), ignore_index=IGNORE_LABEL)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
     return probe.eval()
 
 

@@ -17,9 +17,9 @@ from flowfeat_core.probes.heads import Probe, ProbeSpec
 from flowfeat_core.probes.metrics import DepthMetrics, SegmentationMetrics, median_scaled
 from flowfeat_core.probes.training import (
     FitConfig,
-    PixelSamples,
     features_of,
     fit_probe,
+    new_samples,
     predict_map,
     probe_inputs,
     resize_target,
@@ -109,7 +109,7 @@ def train_on_pairs(
         dense, encoder_features = features_of(predictor, rgb)
         if spec is None:
             spec = spec_for(dense, encoder_features)
-            samples = PixelSamples(spec.task, pixels_per_image)
+            samples = new_samples(spec, pixels_per_image)
         inputs = probe_inputs(spec, dense, encoder_features)
         samples.add(inputs, resize_target(target, tuple(dense.shape[-2:])), rng)
     if spec is None:

@@ -1,18 +1,26 @@
-"""Probes that read the image's context (its mean feature vector and the pixel's position):
-what the head computes at inference equals what it was trained on, it learns what a per-pixel
-head cannot, and the choice survives a checkpoint."""
+"""Probes that see beyond their pixel: 1x1 heads that read the image's context (its mean feature
+vector and the pixel's position), and the conv head. What they compute at inference equals what
+they were trained on, they learn what a head on the pixel alone cannot, and checkpoints keep
+them."""
 
 from __future__ import annotations
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
 from flowfeat_core.probes.heads import Probe, ProbeSpec, assemble_inputs, head_inputs
 from flowfeat_core.probes.io import load_probe, save_probe
-from flowfeat_core.probes.training import FitConfig, PixelSamples, fit_probe, predict_map
+from flowfeat_core.probes.training import (
+    FitConfig,
+    PixelSamples,
+    fit_probe,
+    new_samples,
+    predict_map,
+)
 
 
 @pytest.mark.parametrize("head", ["linear", "mlp"])
@@ -76,3 +84,48 @@ def test_context_is_kept_by_checkpoints_and_old_files_read_without_it(tmp_path):
     assert ProbeSpec.from_dict(json.loads(json.dumps(old_spec))).context is False
     with pytest.raises(ValueError, match="context must be true or false"):
         ProbeSpec("depth", "linear", 8, 0, context="yes")
+
+
+def _neighbourhood_scenes(count: int, rng: np.random.Generator) -> list[tuple[torch.Tensor, np.ndarray]]:
+    """Two local appearances in blobs; depth follows the share of the second within about 16
+    pixels, which neither the pixel nor the image mean tells."""
+    scenes = []
+    for _ in range(count):
+        noise = cv2.GaussianBlur(rng.standard_normal((48, 64)).astype(np.float32), (0, 0), 3)
+        second = (noise > 0).astype(np.float32)
+        depth = 1.0 + 3.0 * cv2.GaussianBlur(second, (0, 0), 8)
+        scenes.append((torch.from_numpy(np.stack([second, 1.0 - second]))[None], depth))
+    return scenes
+
+
+def test_conv_head_learns_from_the_neighbourhood_what_pixel_heads_cannot():
+    rng = np.random.default_rng(0)
+    train, test = _neighbourhood_scenes(24, rng), _neighbourhood_scenes(8, rng)
+    errors = {}
+    for head, context in (("mlp", True), ("conv", False)):
+        spec = ProbeSpec("depth", head, 2, 0, context=context, hidden_channels=32)
+        samples = new_samples(spec, 256)
+        for features, depth in train:
+            samples.add(head_inputs(spec, features), depth, rng)
+        config = FitConfig(steps=150, conv_steps=150, images_per_step=8)
+        errors[head] = _abs_rel(fit_probe(spec, samples, config), test)
+    assert errors["conv"] < 0.05 < 0.1 < errors["mlp"], errors
+
+
+def test_conv_head_segments_round_trips_and_refuses_context(tmp_path):
+    rng = np.random.default_rng(1)
+    spec = ProbeSpec("segmentation", "conv", 2, 0, class_names=("a", "b"),
+                     class_colors=((0, 0, 0), (255, 255, 255)))
+    samples = new_samples(spec, 256)
+    for features, depth in _neighbourhood_scenes(8, rng):
+        labels = (depth > 2.5).astype(np.uint8)
+        labels[:4] = 255  # ignored
+        samples.add(features, labels, rng)
+    probe = fit_probe(spec, samples, FitConfig(conv_steps=20, images_per_step=4))
+    loaded = load_probe(save_probe(tmp_path / "conv.safetensors", probe))
+    features = torch.randn(1, 2, 30, 41)  # not a multiple of the pooling
+    with torch.inference_mode():
+        assert torch.equal(loaded(features, features[:, :0]), probe(features, features[:, :0]))
+        assert probe(features, features[:, :0]).shape == (1, 2, 30, 41)
+    with pytest.raises(ValueError, match="conv head reads the image's context itself"):
+        ProbeSpec("depth", "conv", 8, 0, context=True)
