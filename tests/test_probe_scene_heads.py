@@ -127,5 +127,8 @@ def test_conv_head_segments_round_trips_and_refuses_context(tmp_path):
     with torch.inference_mode():
         assert torch.equal(loaded(features, features[:, :0]), probe(features, features[:, :0]))
         assert probe(features, features[:, :0]).shape == (1, 2, 30, 41)
+    samples.add(features, np.full((30, 41), 5, np.uint8))
+    with pytest.raises(ValueError, match="class id 5 but only 2 class names"):
+        fit_probe(spec, samples, FitConfig(conv_steps=1))
     with pytest.raises(ValueError, match="conv head reads the image's context itself"):
         ProbeSpec("depth", "conv", 8, 0, context=True)

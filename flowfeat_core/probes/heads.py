@@ -14,7 +14,7 @@ from torch import Tensor, nn
 TASKS = ("depth", "segmentation")
 HEADS = ("linear", "mlp", "conv")
 #: The conv head runs on the inputs average-pooled by this factor: its 3x3 layers (dilations 1,
-#: 2, 4) then span 60 x 60 dense pixels, and it costs little next to the decoder.
+#: 2, 4) then span 60 x 60 dense pixels, on a sixteenth of the pixels.
 CONV_POOL = 4
 #: Width of the conv head's layers.
 CONV_CHANNELS = 64
@@ -141,8 +141,9 @@ class ConvHead(nn.Module):
     """Three 3x3 convolutions (dilations 1, 2, 4) on the standardised, pooled inputs and the
     pixel positions, a scene-wide branch (the mean of the last layer, added back everywhere) and
     a 1x1 output. A per-pixel head cannot see where the floor meets the wall or how far the free
-    space reaches; on procedural scenes with odometry this head's metric depth error was about
-    two thirds of the per-pixel MLP's (README, "Depth without a depth sensor")."""
+    space reaches: on procedural bags with odometry, trained from motion, this head's metric
+    depth AbsRel was 0.206 where the per-pixel MLP's was 0.341 (README, "Depth without a depth
+    sensor")."""
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()

@@ -114,11 +114,7 @@ def fit_probe(spec: ProbeSpec, samples: PixelSamples | MapSamples, config: FitCo
     targets = torch.stack(samples.targets)  # N x P
     if inputs.shape[1] != spec.head_channels:
         raise ValueError(f"samples have {inputs.shape[1]} channels, the probe expects {spec.head_channels}")
-    if spec.task == "segmentation" and int(targets.max()) >= spec.out_channels:
-        raise ValueError(
-            f"labels contain class id {int(targets.max())} but only "
-            f"{spec.out_channels} class names were given (255 = ignore)"
-        )
+    _check_class_ids(spec, targets)
     torch.manual_seed(config.seed)
     probe = Probe(spec)
     probe.input_mean.copy_(inputs.mean(dim=(0, 2)))
@@ -146,6 +142,18 @@ def fit_probe(spec: ProbeSpec, samples: PixelSamples | MapSamples, config: FitCo
     return probe.eval()
 
 
+def _check_class_ids(spec: ProbeSpec, targets: torch.Tensor) -> None:
+    """Refuse segmentation labels with ids past the class names (255, ignored, excepted)."""
+    if spec.task != "segmentation":
+        return
+    ids = targets[targets != IGNORE_LABEL]
+    if ids.numel() and int(ids.max()) >= spec.out_channels:
+        raise ValueError(
+            f"labels contain class id {int(ids.max())} but only "
+            f"{spec.out_channels} class names were given (255 = ignore)"
+        )
+
+
 def _size_groups(maps: list[torch.Tensor]) -> list[torch.Tensor]:
     """Indices of the maps grouped by size (images of other aspect ratios give other sizes)."""
     groups: dict[tuple[int, ...], list[int]] = {}
@@ -162,6 +170,8 @@ def _fit_conv_probe(spec: ProbeSpec, samples: MapSamples, config: FitConfig) -> 
     if samples.inputs[0].shape[0] != spec.head_channels:
         raise ValueError(f"samples have {samples.inputs[0].shape[0]} channels, the probe expects "
                          f"{spec.head_channels}")
+    for target in samples.targets:
+        _check_class_ids(spec, target)
     torch.manual_seed(config.seed)
     probe = Probe(spec)
     flat = torch.cat([item.flatten(1).float() for item in samples.inputs], dim=1)
