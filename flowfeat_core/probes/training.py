@@ -51,6 +51,11 @@ def target_validity(task: str, target: np.ndarray) -> np.ndarray:
     return target != IGNORE_LABEL
 
 
+def _check_target_shape(inputs: torch.Tensor, target: np.ndarray) -> None:
+    if inputs.shape[-2:] != target.shape:
+        raise ValueError(f"target {target.shape} does not match features {tuple(inputs.shape[-2:])}")
+
+
 @dataclass
 class PixelSamples:
     """Per image, ``pixels`` sampled input vectors (C) with their targets; grows image by image."""
@@ -62,8 +67,7 @@ class PixelSamples:
 
     def add(self, inputs: torch.Tensor, target: np.ndarray, rng: np.random.Generator) -> None:
         """Sample from one image's assembled inputs (1 x C x H x W) and its target (H x W)."""
-        if inputs.shape[-2:] != target.shape:
-            raise ValueError(f"target {target.shape} does not match features {tuple(inputs.shape[-2:])}")
+        _check_target_shape(inputs, target)
         valid = np.flatnonzero(target_validity(self.task, target))
         if valid.size == 0:
             return
@@ -87,8 +91,7 @@ class MapSamples:
 
     def add(self, inputs: torch.Tensor, target: np.ndarray, rng: np.random.Generator | None = None) -> None:
         """Keep one image's assembled inputs (1 x C x H x W), pooled, with its target (H x W)."""
-        if inputs.shape[-2:] != target.shape:
-            raise ValueError(f"target {target.shape} does not match features {tuple(inputs.shape[-2:])}")
+        _check_target_shape(inputs, target)
         valid = target_validity(self.task, target)
         if not valid.any():
             return
@@ -162,6 +165,20 @@ def _size_groups(maps: list[torch.Tensor]) -> list[torch.Tensor]:
     return [torch.tensor(indices) for indices in groups.values()]
 
 
+def _channel_statistics(maps: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and (unbiased) standard deviation over every pixel of the maps, summed
+    map by map: no float32 copy of all of them at once."""
+    count, total, squares = 0, 0.0, 0.0
+    for item in maps:
+        values = item.flatten(1).double()
+        count += values.shape[1]
+        total = total + values.sum(dim=1)
+        squares = squares + (values * values).sum(dim=1)
+    mean = total / count
+    variance = (squares - count * mean * mean) / max(count - 1, 1)
+    return mean.float(), variance.clamp_min(0.0).sqrt().float()
+
+
 def _fit_conv_probe(spec: ProbeSpec, samples: MapSamples, config: FitConfig) -> Probe:
     """The conv head fitted on whole maps: its pooled output upsampled to the target's size, the
     same as at inference, and scored on every labelled pixel."""
@@ -174,10 +191,9 @@ def _fit_conv_probe(spec: ProbeSpec, samples: MapSamples, config: FitConfig) -> 
         _check_class_ids(spec, target)
     torch.manual_seed(config.seed)
     probe = Probe(spec)
-    flat = torch.cat([item.flatten(1).float() for item in samples.inputs], dim=1)
-    probe.input_mean.copy_(flat.mean(dim=1))
-    probe.input_std.copy_(flat.std(dim=1).clamp_min(1e-4))
-    del flat
+    mean, std = _channel_statistics(samples.inputs)
+    probe.input_mean.copy_(mean)
+    probe.input_std.copy_(std.clamp_min(1e-4))
     if spec.task == "depth":
         logs = torch.cat([target[target > 0].log() for target in samples.targets])
         with torch.no_grad():
