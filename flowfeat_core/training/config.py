@@ -21,6 +21,8 @@ class TrainConfig:
     topic: str | None = None
     init: str | None = None
     decoder_guidance: bool = False
+    decoder_head_width: int | None = None  # None: the encoder's registry value
+    decoder_upsample_last: bool = False
     out: Path = Path("runs/flowfeat")
     steps: int = 2000
     batch_size: int = 8
@@ -100,6 +102,15 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         "boundaries and better real propagation, worse real depth from the features alone (README, "
         "'What was tried'); with --init of an unguided model, its features are the start",
     )
+    model.add_argument(
+        "--decoder-head-width", type=int, default=defaults.decoder_head_width,
+        help="channels of the fresh fusion decoder's output head (default: 32)",
+    )
+    model.add_argument(
+        "--decoder-upsample-last", action="store_true",
+        help="the fresh fusion decoder's output head works at stride 2 and only its last 1x1 "
+        "projection at full resolution (a wider head for the same time; README, 'What was tried')",
+    )
     model.add_argument("--input-size", type=int, default=defaults.input_size, help="crop side (px)")
     run = parser.add_argument_group("optimisation")
     run.add_argument("--steps", type=int, default=defaults.steps)
@@ -167,6 +178,11 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
     if args.rank_weight < 0 or args.keep_weight < 0 or args.keep_directions < 0:
         parser.error("--rank-weight, --keep-weight and --keep-directions must be >= 0")
+    if args.init and (args.decoder_head_width is not None or args.decoder_upsample_last):
+        parser.error("--decoder-head-width and --decoder-upsample-last shape a fresh decoder; "
+                     "--init brings its own")
+    if args.decoder_head_width is not None and args.decoder_head_width < 1:
+        parser.error("--decoder-head-width must be >= 1")
     if args.real_check_every < 0:
         parser.error("--real-check-every must be >= 0")
     if args.workers < 0:

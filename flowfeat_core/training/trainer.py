@@ -64,7 +64,11 @@ def build_model(config: TrainConfig) -> FlowFeat:
         guide = config.decoder_guidance and not model.config.decoder_guidance
         return model.with_decoder_guidance() if guide else model
     torch.manual_seed(config.seed)
-    return FlowFeat.embedded_default(decoder_guidance=config.decoder_guidance)
+    shape = {"decoder_guidance": config.decoder_guidance,
+             "decoder_upsample_last": config.decoder_upsample_last}
+    if config.decoder_head_width is not None:
+        shape["decoder_head_width"] = config.decoder_head_width
+    return FlowFeat.embedded_default(**shape)
 
 
 class Trainer:
