@@ -15,13 +15,14 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 from bag_writing import read_video_frames, write_image_bag
 
 from flowfeat_core.cli.synthetic import main as synthetic_main
 from flowfeat_core.continual.bag_sets import finished_bags
 from flowfeat_core.continual.deployment import Deployment
-from flowfeat_core.continual.depth_step import DepthStepSettings
+from flowfeat_core.continual.depth_step import DepthStepSettings, run_depth_step
 from flowfeat_core.continual.gates import GateThresholds
 from flowfeat_core.continual.loop import round_folder
 from flowfeat_core.continual.training_round import (
@@ -211,7 +212,7 @@ def test_the_depth_step_labels_each_bag_once_and_says_why_a_bag_gives_none(tmp_p
                                                                             bags) -> None:
     """Bags without camera_info give no depth labels: the round's depth step says so (the
     candidate may still be deployed, without a probe); labels are cached per bag."""
-    from flowfeat_core.continual.depth_step import bag_labels, run_depth_step
+    from flowfeat_core.continual.depth_step import bag_labels
 
     settings = DepthStepSettings(max_side=128)
     step = run_depth_step({}, bags["static"], bags["heldout"], tmp_path, settings)
@@ -225,3 +226,17 @@ def test_the_depth_step_labels_each_bag_once_and_says_why_a_bag_gives_none(tmp_p
     assert labels.pairs and not labels.metric and not labels.reason  # no odometry: relative
     assert cached[0].stat().st_mtime_ns == written  # read back, not computed again
     assert all(d.shape == rgb.shape[:2] and (d > 0).any() for rgb, d in labels.pairs)
+
+
+@pytest.mark.parametrize("head", ["linear", "conv"])
+def test_the_depth_step_fits_the_head_it_is_set_to(tmp_path: Path, bags, head: str) -> None:
+    """The loop's probe is the shipped kind by default (linear, reading the image context); the
+    conv head is a setting away, for both models alike."""
+    deployed = load_model("default")
+    models = {"deployed": deployed, "candidate": deployed.untrained_twin()}
+    settings = DepthStepSettings(head=head, frames_per_bag=3, fit_steps=20, max_side=128)
+    step = run_depth_step(models, bags["moving"], bags["heldout"], tmp_path, settings)
+    assert step.comparison is not None and step.comparison.frames > 0, step.skipped
+    for probe in step.probes.values():
+        assert probe.spec.head == head and probe.spec.context == (head == "linear")
+        assert np.isfinite(probe.metrics["validation"]["abs_rel"])

@@ -12,6 +12,7 @@ from flowfeat_core.continual.gates import GateThresholds
 from flowfeat_core.continual.loop import LoopSettings
 from flowfeat_core.continual.replay_store import StoreLimits
 from flowfeat_core.continual.training_round import RoundSettings
+from flowfeat_core.probes.heads import HEADS
 from flowfeat_core.settings import setting
 
 MB = 1024 * 1024
@@ -88,6 +89,13 @@ class LoopParameters:
     depth_probe: bool = setting(DepthStepSettings.enabled, "fit a depth probe from the bags' own "
                                 "motion for each candidate; deployed attached to it, and gated",
                                 read_only=True)
+    depth_probe_head: str = setting(DepthStepSettings.head, "the depth probe's head: linear "
+                                    "(fast), mlp, or conv (sees the pixel's neighbourhood: "
+                                    "better metric depth, minutes more per round)",
+                                    choices=HEADS, read_only=True)
+    depth_probe_context: bool = setting(DepthStepSettings.context, "a linear or mlp depth probe "
+                                        "also reads the image's mean feature and the pixel's "
+                                        "position (conv always does)", read_only=True)
     depth_frames_per_bag: int = setting(DepthStepSettings.frames_per_bag, "depth-labelled "
                                         "frames per bag at most", low=1, high=10000,
                                         read_only=True)
@@ -113,5 +121,6 @@ class LoopParameters:
                 thresholds=GateThresholds(self.min_loss_gain, self.max_epe_increase,
                                           self.min_effective_rank, self.min_rank_ratio,
                                           self.max_label_free_drop, self.max_depth_error_rise),
-                depth=DepthStepSettings(enabled=self.depth_probe,
+                depth=DepthStepSettings(enabled=self.depth_probe, head=self.depth_probe_head,
+                                        context=self.depth_probe_context,
                                         frames_per_bag=self.depth_frames_per_bag)))
