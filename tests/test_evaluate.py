@@ -114,10 +114,10 @@ def test_evaluate_cli_tiny_json(capsys):
 @pytest.mark.slow
 def test_default_model_beats_its_untrained_decoder_and_bilinear_upsampling_on_real_images(capsys):
     """The decision table (README, "Real-image yardstick"), on the fast subset of the tune split
-    (measured: depth R2 0.569 / 0.299 untrained / 0.568 bilinear, propagation gap 2 0.854 / 0.803
-    / 0.765, gap 8 0.819 / 0.719 / 0.675, stability 0.997 / 0.984 / 0.986): the shipped decoder
+    (measured: depth R2 0.658 / 0.357 untrained / 0.568 bilinear, propagation gap 2 0.858 / 0.826
+    / 0.765, gap 8 0.825 / 0.756 / 0.675, stability 0.996 / 0.980 / 0.986): the shipped decoder
     beats its untrained twin on every real measure, and bilinear upsampling on propagation and
-    stability (depth is within 0.01 there and not asserted)."""
+    stability (depth too on this split, but not on the report split's scene, so not asserted)."""
     assert evaluate_main(["--model", "default", "--real-split", "tune", "--real-fast", "--no-synthetic",
                           "--depth-probes", "default", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
