@@ -230,13 +230,13 @@ def test_the_depth_step_labels_each_bag_once_and_says_why_a_bag_gives_none(tmp_p
 
 @pytest.mark.parametrize("head", ["linear", "conv"])
 def test_the_depth_step_fits_the_head_it_is_set_to(tmp_path: Path, bags, head: str) -> None:
-    """The loop's probe is the shipped kind by default (linear, reading the image context); the
-    conv head is a setting away, for both models alike."""
+    """The loop's probe is linear on the pixel by default; the conv head is a setting away, for
+    both models alike."""
     deployed = load_model("default")
     models = {"deployed": deployed, "candidate": deployed.untrained_twin()}
     settings = DepthStepSettings(head=head, frames_per_bag=3, fit_steps=20, max_side=128)
     step = run_depth_step(models, bags["moving"], bags["heldout"], tmp_path, settings)
     assert step.comparison is not None and step.comparison.frames > 0, step.skipped
     for probe in step.probes.values():
-        assert probe.spec.head == head and probe.spec.context == (head == "linear")
+        assert probe.spec.head == head and not probe.spec.context
         assert np.isfinite(probe.metrics["validation"]["abs_rel"])

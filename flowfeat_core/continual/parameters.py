@@ -95,7 +95,8 @@ class LoopParameters:
                                     choices=HEADS, read_only=True)
     depth_probe_context: bool = setting(DepthStepSettings.context, "a linear or mlp depth probe "
                                         "also reads the image's mean feature and the pixel's "
-                                        "position (conv always does)", read_only=True)
+                                        "position (conv always does); overfits on few frames",
+                                        read_only=True)
     depth_frames_per_bag: int = setting(DepthStepSettings.frames_per_bag, "depth-labelled "
                                         "frames per bag at most", low=1, high=10000,
                                         read_only=True)
