@@ -123,7 +123,7 @@ def test_default_model_beats_its_untrained_decoder_and_bilinear_upsampling_on_re
     report = json.loads(capsys.readouterr().out)
     real = report["real"]
     # the shipped relative-depth probe (learned from motion, reading the image context) orders
-    # real depth (measured: rank correlation 0.63, median-scaled AbsRel 0.26 on the Aloe scene)
+    # real depth (measured: rank correlation 0.58, median-scaled AbsRel 0.28 on the Aloe scene)
     shipped = report["real_depth_probes"]["default"]
     assert shipped["rank_correlation"] > 0.3 and shipped["abs_rel_median_scaled"] < 0.4
     for measure in ("depth_r2", "propagation_gap2", "propagation_gap8", "stability"):

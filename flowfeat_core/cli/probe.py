@@ -146,11 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _fit_config(args: argparse.Namespace) -> FitConfig:
     """The probe's optimisation: --steps replaces the default of the chosen head."""
-    if args.steps is None:
-        return FitConfig(seed=args.seed)
-    if args.steps < 1:
+    if args.steps is not None and args.steps < 1:
         raise DataError(f"--steps must be >= 1, got {args.steps}")
-    return FitConfig(steps=args.steps, conv_steps=args.steps, seed=args.seed)
+    return FitConfig.with_steps(args.steps, args.seed)
 
 
 def _load_pairs(args: argparse.Namespace, target: str, bags: list | None = None,

@@ -152,9 +152,8 @@ def fit_depth_probe(model: FlowFeat, pairs: list[LabeledPair], metric: bool,
     predictor = Predictor(model, device=device)
     spec_for = partial(make_spec, "depth", settings.head, "flowfeat", metric=metric,
                        context=settings.context and settings.head != "conv")
-    steps = settings.fit_steps
-    fit = FitConfig() if steps is None else FitConfig(steps=steps, conv_steps=steps)
-    probe = train_on_pairs(predictor, pairs, spec_for, settings.pixels_per_image, fit)
+    probe = train_on_pairs(predictor, pairs, spec_for, settings.pixels_per_image,
+                           FitConfig.with_steps(settings.fit_steps))
     probe.model_info = model_description(model, "on-robot loop")
     return probe, predictor
 

@@ -30,6 +30,11 @@ class FitConfig:
     conv_steps: int = 1000
     conv_learning_rate: float = 1e-3
 
+    @classmethod
+    def with_steps(cls, steps: int | None, seed: int = 0) -> FitConfig:
+        """``steps`` for whichever head is fitted; None keeps each head's own default."""
+        return cls(seed=seed) if steps is None else cls(steps=steps, conv_steps=steps, seed=seed)
+
 
 def features_of(predictor: Predictor, rgb: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """(dense, encoder) features of one RGB uint8 image, on the CPU, batch of one."""

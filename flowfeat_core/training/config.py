@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from flowfeat_core.data.real_video import TRAINING_CLIPS
+from flowfeat_core.models.config import ModelConfig
 from flowfeat_core.training.schedule import LR_SCHEDULES
 from flowfeat_core.training.teacher_flow import TEACHER_FLOWS, teacher_flow_help
 
@@ -104,7 +105,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     )
     model.add_argument(
         "--decoder-head-width", type=int, default=defaults.decoder_head_width,
-        help="channels of the fresh fusion decoder's output head (default: 32)",
+        help="channels of the fresh fusion decoder's output head (default: "
+        f"{ModelConfig.decoder_head_width})",
     )
     model.add_argument(
         "--decoder-upsample-last", action="store_true",
