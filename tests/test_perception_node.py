@@ -315,9 +315,10 @@ def test_depth_and_segmentation_probes_load_at_run_time_and_publish(peer, node, 
     assert all(r.successful for r in results)
     spin_until(peer, lambda: f"segmentation={seg_file}" in node.output(), 30, "probes loaded",
                node)
+    # a deadline, like the waits beside it (10 s ran out once under the full suite's load)
     spin_until(peer, lambda: advertised() == {"/pn/flowfeat/depth", "/pn/flowfeat/points",
                                               "/pn/flowfeat/segmentation",
-                                              "/pn/flowfeat/segmentation/overlay"}, 10,
+                                              "/pn/flowfeat/segmentation/overlay"}, 30,
                "the metric depth and segmentation topics", node)
     probes = Outputs(peer, "/pn", ("flowfeat/depth", "flowfeat/depth/colored",
                                    "flowfeat/segmentation", "flowfeat/segmentation/overlay"))
