@@ -44,8 +44,8 @@ def test_the_stride_2_map_reaches_the_features(guided: FlowFeat) -> None:
     images = torch.randn(1, 3, 64, 64)
     with torch.inference_mode():
         multiscale, _ = guided.encode(images)
-        dense = guided.decode(multiscale, (64, 64))
-        without_guide = guided.decode([torch.zeros_like(multiscale[0]), *multiscale[1:]], (64, 64))
+        dense = guided.decode(multiscale, images)
+        without_guide = guided.decode([torch.zeros_like(multiscale[0]), *multiscale[1:]], images)
     assert not torch.allclose(dense, without_guide, atol=1e-3)
 
 

@@ -17,9 +17,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="flowfeat_export_default", description=__doc__)
     parser.add_argument("checkpoint", type=Path, help="a .safetensors checkpoint with the embedded encoder")
     parser.add_argument("--out", type=Path, default=EMBEDDED_DECODER)
+    parser.add_argument("--decoder-edge-radius", type=int,
+                        help="ship the decoder with this edge-aware smoothing radius (0 = off; "
+                        "default: the checkpoint's own; README, 'Edge-aware smoothing')")
     args = parser.parse_args(argv)
     _, provenance = read_checkpoint_metadata(args.checkpoint)
-    print(save_embedded_decoder(load_checkpoint(args.checkpoint), provenance, args.out))
+    model = load_checkpoint(args.checkpoint)
+    if args.decoder_edge_radius is not None:
+        model = model.with_edge_filter(args.decoder_edge_radius)
+    print(save_embedded_decoder(model, provenance, args.out))
     return 0
 
 

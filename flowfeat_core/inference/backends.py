@@ -61,7 +61,7 @@ class ReducedPrecisionForward(nn.Module):
         with autocast if self.autocast_encoder else nullcontext():
             multiscale, encoder = self.model.encode(images)
         with autocast:
-            dense = self.model.decode(multiscale, (images.shape[-2], images.shape[-1]))
+            dense = self.model.decode(multiscale, images)
         return encoder.float(), dense.float()
 
 

@@ -45,13 +45,25 @@ class FlowFeat(nn.Module):
         return height + (-height % self.size_multiple), width + (-width % self.size_multiple)
 
     def decode(
-        self, multiscale: list[torch.Tensor], image_hw: tuple[int, int], decoder: nn.Module | None = None
+        self, multiscale: list[torch.Tensor], images: torch.Tensor, decoder: nn.Module | None = None
     ) -> torch.Tensor:
-        """Dense features at ``image_hw`` from :meth:`encode`'s maps (``decoder`` defaults to ours;
-        training passes its EMA copy, evaluation an untrained one)."""
-        height, width = image_hw
-        dense = (decoder or self.decoder)(multiscale, self.padded_hw(image_hw))
+        """Dense features at the size of ``images`` (the normalised input :meth:`encode` saw) from
+        its maps (``decoder`` defaults to ours; training passes its EMA copy, evaluation an
+        untrained one). The images themselves guide an edge-aware decoder's smoothing."""
+        height, width = images.shape[-2:]
+        padded_hw = self.padded_hw((height, width))
+        decoder = decoder or self.decoder
+        if self.config.decoder_edge_radius:
+            dense = decoder(multiscale, padded_hw, self._colour_guide(images))
+        else:
+            dense = decoder(multiscale, padded_hw)
         return dense[..., :height, :width]
+
+    def _colour_guide(self, images: torch.Tensor) -> torch.Tensor:
+        """The padded input as RGB in [0, 1] (normalisation undone), guide of edge-aware smoothing."""
+        mean = images.new_tensor(self.config.mean).view(1, 3, 1, 1)
+        std = images.new_tensor(self.config.std).view(1, 3, 1, 1)
+        return (pad_to_multiple(images, self.size_multiple) * std + mean).clamp(0.0, 1.0)
 
     def hypercolumn(self, multiscale: list[torch.Tensor], image_hw: tuple[int, int]) -> torch.Tensor:
         """The training-free baseline at ``image_hw``: all encoder levels upsampled and
@@ -83,9 +95,17 @@ class FlowFeat(nn.Module):
         nn.init.zeros_(guided.decoder.scratch.guide_rn.bias)
         return guided.to(next(self.parameters()).device).train(self.training)
 
+    def with_edge_filter(self, radius: int) -> FlowFeat:
+        """A copy whose stride-2 head is smoothed along the image's colour edges with window
+        ``radius`` (``ModelConfig.decoder_edge_radius``; 0 = off). The filter has no parameters,
+        so the weights carry over unchanged."""
+        model = FlowFeat(replace(self.config, decoder_edge_radius=radius))
+        model.load_state_dict(self.state_dict())
+        return model.to(next(self.parameters()).device).train(self.training)
+
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         multiscale, encoder_features = self.encode(images)
-        return encoder_features, self.decode(multiscale, tuple(images.shape[-2:]))
+        return encoder_features, self.decode(multiscale, images)
 
     @classmethod
     def embedded_default(cls, fdim: int = 128, **decoder_shape: object) -> FlowFeat:

@@ -15,6 +15,7 @@ from torch import nn
 from flowfeat_core.models.config import ModelConfig
 from flowfeat_core.models.decoders.dpt import DPTDecoder
 from flowfeat_core.models.decoders.fusion import FusionDecoder
+from flowfeat_core.models.decoders.guided_filter import GuidedFilter
 from flowfeat_core.models.encoders.efficientnet import EfficientNetEncoder
 from flowfeat_core.models.encoders.vit import DINO_HOOKS, DinoViT, ViTSpec
 from flowfeat_core.models.normalization import IMAGENET_MEAN, IMAGENET_STD
@@ -98,6 +99,8 @@ DECODERS: dict[str, DecoderBuilder] = {
     "fusion": lambda config, channels: FusionDecoder(
         channels, config.decoder_width, config.decoder_head_width, config.fdim, config.decoder_guidance,
         config.decoder_upsample_last,
+        GuidedFilter(config.decoder_edge_radius, config.decoder_edge_eps) if config.decoder_edge_radius
+        else None,
     ),
     "dpt": lambda config, channels: DPTDecoder(channels, config.fdim),
 }

@@ -22,3 +22,12 @@ def require_floats(owner: str, name: str, values: Any, count: int, positive: boo
         kind = "positive finite numbers" if positive else "finite numbers"
         raise ValueError(f"{owner}.{name} must be {count} {kind}, got {values!r}")
     return tuple(numbers)
+
+
+def require_positive_float(owner: str, name: str, value: Any) -> float:
+    """``value`` as a positive finite float (not a bool); else ValueError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+        math.isfinite(value) and value > 0
+    ):
+        raise ValueError(f"{owner}.{name} must be a positive finite number, got {value!r}")
+    return float(value)

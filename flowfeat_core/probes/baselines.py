@@ -40,7 +40,7 @@ class FeatureSets:
         image_hw = tuple(images.shape[-2:])
         multiscale, coarse = model.encode(images)
         # at a reduced precision FlowFeat runs as the predictor serves it; the baselines stay fp32
-        flowfeat = (model.decode(multiscale, image_hw) if self.predictor.precision == "fp32"
+        flowfeat = (model.decode(multiscale, images) if self.predictor.precision == "fp32"
                     else self.predictor.run(images)[1]).float().cpu()
         hypercolumn = model.hypercolumn(multiscale, image_hw).float().cpu()
         return {
@@ -48,7 +48,7 @@ class FeatureSets:
                 coarse.float(), size=image_hw, mode="bilinear", align_corners=False
             ).cpu(),
             "hypercolumn": hypercolumn,
-            "untrained": model.decode(multiscale, image_hw, self.untrained.decoder).float().cpu(),
+            "untrained": model.decode(multiscale, images, self.untrained.decoder).float().cpu(),
             "flowfeat": flowfeat,
             # FlowFeat joins as one more level, L2-normalised like the others: raw, its norm
             # (sqrt(128) after LayerNorm) would swamp the unit-length levels in cosine affinities.

@@ -24,6 +24,7 @@ class TrainConfig:
     decoder_guidance: bool = False
     decoder_head_width: int | None = None  # None: the encoder's registry value
     decoder_upsample_last: bool = False
+    decoder_edge_radius: int | None = None  # None: the model's own (off for a fresh decoder)
     out: Path = Path("runs/flowfeat")
     steps: int = 2000
     batch_size: int = 8
@@ -113,6 +114,12 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         help="the fresh fusion decoder's output head works at stride 2 and only its last 1x1 "
         "projection at full resolution (a wider head for the same time; README, 'What was tried')",
     )
+    model.add_argument(
+        "--decoder-edge-radius", type=int, default=defaults.decoder_edge_radius,
+        help="smooth that stride-2 head along the image's colour edges (guided-filter window "
+        "radius at stride 4; 0 = off; default: the model's own). Needs --decoder-upsample-last "
+        "or an --init model with that head (README, 'Edge-aware smoothing')",
+    )
     model.add_argument("--input-size", type=int, default=defaults.input_size, help="crop side (px)")
     run = parser.add_argument_group("optimisation")
     run.add_argument("--steps", type=int, default=defaults.steps)
@@ -185,6 +192,11 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
                      "--init brings its own")
     if args.decoder_head_width is not None and args.decoder_head_width < 1:
         parser.error("--decoder-head-width must be >= 1")
+    if args.decoder_edge_radius is not None and args.decoder_edge_radius < 0:
+        parser.error("--decoder-edge-radius must be >= 0")
+    if args.decoder_edge_radius and not (args.init or args.decoder_upsample_last):
+        parser.error("--decoder-edge-radius needs --decoder-upsample-last (a fresh decoder's head at "
+                     "stride 2) or an --init model with that head")
     if args.real_check_every < 0:
         parser.error("--real-check-every must be >= 0")
     if args.workers < 0:

@@ -104,7 +104,7 @@ def evaluate_heldout(
         views = to_views(batch, device, model.config.mean, model.config.std)
         multiscale1, coarse1 = model.encode(views.image1)
         multiscale2, coarse2 = model.encode(views.image2)
-        dense1, dense2 = model.decode(multiscale1, size_hw), model.decode(multiscale2, size_hw)
+        dense1, dense2 = model.decode(multiscale1, views.image1), model.decode(multiscale2, views.image2)
         losses.append(distillation_losses(dense1, dense2, views.flow1, views.flow2).total.item())
         dense_errors.append(_epe(dense1, dense2, views.flow1, views.flow2))
         stats.extend(feature_stats(features) for features in dense1)

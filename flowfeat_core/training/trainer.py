@@ -58,17 +58,23 @@ class TrainSummary:
 
 def build_model(config: TrainConfig) -> FlowFeat:
     """The model to train: ``--init`` if given (guided from there on with ``--decoder-guidance``),
-    else the embedded encoder with a fresh decoder."""
+    else the embedded encoder with a fresh decoder; edge-aware upsampling as ``--decoder-edge-radius``
+    asks."""
     if config.init:
         model = load_model(config.init)
-        guide = config.decoder_guidance and not model.config.decoder_guidance
-        return model.with_decoder_guidance() if guide else model
-    torch.manual_seed(config.seed)
-    shape = {"decoder_guidance": config.decoder_guidance,
-             "decoder_upsample_last": config.decoder_upsample_last}
-    if config.decoder_head_width is not None:
-        shape["decoder_head_width"] = config.decoder_head_width
-    return FlowFeat.embedded_default(**shape)
+        if config.decoder_guidance and not model.config.decoder_guidance:
+            model = model.with_decoder_guidance()
+    else:
+        torch.manual_seed(config.seed)
+        shape = {"decoder_guidance": config.decoder_guidance,
+                 "decoder_upsample_last": config.decoder_upsample_last}
+        if config.decoder_head_width is not None:
+            shape["decoder_head_width"] = config.decoder_head_width
+        model = FlowFeat.embedded_default(**shape)
+    radius = config.decoder_edge_radius
+    if radius is None or radius == model.config.decoder_edge_radius:
+        return model
+    return model.with_edge_filter(radius)
 
 
 class Trainer:
@@ -160,8 +166,8 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
             with torch.no_grad():
                 multiscale, _ = self.model.encode(torch.cat([views.image1, views.image2]))
-                teacher = self.model.decode([m[:count] for m in multiscale], size_hw, self.ema.module)
-            student = self.model.decode([m[count:] for m in multiscale], size_hw, self.student)
+                teacher = self.model.decode([m[:count] for m in multiscale], views.image1, self.ema.module)
+            student = self.model.decode([m[count:] for m in multiscale], views.image2, self.student)
         losses = distillation_losses(teacher, student, views.flow1, views.flow2)
         if self.config.rank_weight > 0:
             rank = coding_rate_loss(student)

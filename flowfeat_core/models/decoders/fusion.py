@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from flowfeat_core.models.decoders.guided_filter import GuidedFilter
+
 
 def conv3x3(in_channels: int, out_channels: int, bias: bool = True) -> nn.Conv2d:
     """A same-size 3x3 convolution."""
@@ -64,16 +66,21 @@ class FusionHead(nn.Module):
 
     When ``upsample_last``, the head's 3x3 convolutions run at stride 2 and only its final 1x1
     projection at full resolution: the full-resolution 3x3 convolution is most of the decoder's
-    arithmetic, and moving it to stride 2 buys a head about 1.5x as wide for the same time."""
+    arithmetic, and moving it to stride 2 buys a head about 1.5x as wide for the same time.
+    ``edge_filter`` then smooths that stride-2 head along the image's colour edges before it is
+    upsampled (:class:`GuidedFilter`)."""
 
     def __init__(
         self, in_channels: Sequence[int], width: int, out_dim: int, head_width: int | None = None,
-        guided: bool = False, upsample_last: bool = False,
+        guided: bool = False, upsample_last: bool = False, edge_filter: GuidedFilter | None = None,
     ) -> None:
         super().__init__()
+        if edge_filter is not None and not upsample_last:
+            raise ValueError("edge-aware smoothing needs the head at stride 2 (upsample_last)")
         head_width = head_width or width
         self.guided = guided
         self.upsample_last = upsample_last
+        self.edge_filter = edge_filter
         if guided:
             self.guide_rn = conv3x3(in_channels[0], head_width)
             in_channels = in_channels[1:]
@@ -85,7 +92,9 @@ class FusionHead(nn.Module):
             conv3x3(head_width, head_width), nn.ReLU(inplace=True), nn.Conv2d(head_width, out_dim, 1)
         )
 
-    def forward(self, features: Sequence[torch.Tensor], out_hw: tuple[int, int]) -> torch.Tensor:
+    def forward(self, features: Sequence[torch.Tensor], out_hw: tuple[int, int],
+                image: torch.Tensor | None = None) -> torch.Tensor:
+        """``image``: the RGB input in [0, 1] at ``out_hw``, needed by ``edge_filter`` only."""
         guide = features[0] if self.guided else None
         features = features[1:] if self.guided else features
         laterals = [
@@ -103,7 +112,13 @@ class FusionHead(nn.Module):
             path = path + self.guide_rn(guide)
         if self.upsample_last:
             refine, relu, project = self.output_conv1
-            path = F.interpolate(relu(refine(path)), size=out_hw, mode="bilinear", align_corners=False)
+            path = relu(refine(path))
+            if self.edge_filter is not None:
+                if image is None:
+                    raise ValueError("this decoder's edge-aware smoothing needs the input image")
+                factor = (image.shape[-2] // path.shape[-2], image.shape[-1] // path.shape[-1])
+                path = self.edge_filter(path, F.avg_pool2d(image, factor))  # the image at stride 2
+            path = F.interpolate(path, size=out_hw, mode="bilinear", align_corners=False)
             return project(path)
         path = F.interpolate(path, size=out_hw, mode="bilinear", align_corners=False)
         return self.output_conv1(path)
@@ -126,12 +141,13 @@ class FusionDecoder(nn.Module):
 
     def __init__(
         self, in_channels: Sequence[int], width: int, head_width: int, fdim: int, guided: bool = False,
-        upsample_last: bool = False,
+        upsample_last: bool = False, edge_filter: GuidedFilter | None = None,
     ) -> None:
         super().__init__()
         self.scratch = FusionHead(in_channels, width=width, out_dim=fdim, head_width=head_width,
-                                  guided=guided, upsample_last=upsample_last)
+                                  guided=guided, upsample_last=upsample_last, edge_filter=edge_filter)
         self.norm = ChannelLayerNorm(fdim)
 
-    def forward(self, features: Sequence[torch.Tensor], out_hw: tuple[int, int]) -> torch.Tensor:
-        return self.norm(self.scratch(features, out_hw))
+    def forward(self, features: Sequence[torch.Tensor], out_hw: tuple[int, int],
+                image: torch.Tensor | None = None) -> torch.Tensor:
+        return self.norm(self.scratch(features, out_hw, image))
