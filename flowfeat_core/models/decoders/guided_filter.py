@@ -46,8 +46,8 @@ def _solve_symmetric_3x3(
     c00, c01, c02 = s11 * s22 - s12 * s12, s02 * s12 - s01 * s22, s01 * s12 - s02 * s11
     c11, c12, c22 = s00 * s22 - s02 * s02, s01 * s02 - s00 * s12, s00 * s11 - s01 * s01
     inverse_det = 1.0 / (s00 * c00 + s01 * c01 + s02 * c02)
-    cofactors = ((c00, c01, c02), (c01, c11, c12), (c02, c12, c22))
-    return [sum(cofactors[i][j] * inverse_det * rhs[j] for j in range(3)) for i in range(3)]
+    inverse = [[c * inverse_det for c in row] for row in ((c00, c01, c02), (c01, c11, c12), (c02, c12, c22))]
+    return [torch.addcmul(torch.addcmul(row[0] * rhs[0], row[1], rhs[1]), row[2], rhs[2]) for row in inverse]
 
 
 class GuidedFilter(nn.Module):
@@ -66,26 +66,27 @@ class GuidedFilter(nn.Module):
     def forward(self, values: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
         # channels-last throughout: a CPU runs these depthwise and pointwise maps far faster so
         dtype = torch.promote_types(values.dtype, torch.float32)
+        layout = (torch.channels_last if values.is_contiguous(memory_format=torch.channels_last)
+                  else torch.contiguous_format)
         with torch.autocast(values.device.type, enabled=False):
-            return self._filter(values.to(dtype).contiguous(memory_format=torch.channels_last),
-                                guide.to(dtype).contiguous(memory_format=torch.channels_last))
+            filtered = self._filter(values.to(dtype).contiguous(memory_format=torch.channels_last),
+                                    guide.to(dtype).contiguous(memory_format=torch.channels_last))
+        # the layout the rest of the decoder runs in (channel slices above can lose it)
+        return filtered.contiguous(memory_format=layout)
 
     def _filter(self, values: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
         # Float32 loses digits to cancellation in two places, so the inputs are first changed in
         # ways the filter's output does not see. Covariances are differences of window means:
-        # centring both inputs keeps those means small (the filter commutes with shifts, so only
-        # the values' mean is added back). In greyish windows R, G and B move together, and the
-        # 3x3 cofactors of their covariance are differences of nearly equal products: in
-        # opponent colours (an orthonormal basis, under which a filter with eps * identity is
-        # unchanged) the covariance is near diagonal instead.
-        value_offset = values.mean(dim=(2, 3), keepdim=True)
-        values = values - value_offset
-        guide = F.conv2d(guide - guide.mean(dim=(2, 3), keepdim=True), OPPONENT_COLOURS.to(guide))
-        return self._filter_centred(values, guide) + value_offset
-
-    def _filter_centred(self, values: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
+        # centring both inputs keeps those means small (the filter commutes with shifts, so the
+        # values' mean is added back to the offsets). In greyish windows R, G and B move
+        # together, and the 3x3 cofactors of their covariance are differences of nearly equal
+        # products: in opponent colours (an orthonormal basis, under which a filter with
+        # eps * identity is unchanged) the covariance is near diagonal instead.
         channels = values.shape[1]
-        small_values, small_guide = F.avg_pool2d(values, 2), F.avg_pool2d(guide, 2)
+        guide = F.conv2d(guide - guide.mean(dim=(2, 3), keepdim=True), OPPONENT_COLOURS.to(guide))
+        small_guide, small_values = F.avg_pool2d(guide, 2), F.avg_pool2d(values, 2)
+        value_offset = small_values.mean(dim=(2, 3), keepdim=True)
+        small_values = small_values - value_offset
         colours = [small_guide[:, i : i + 1] for i in range(3)]
         pairs = [(i, j) for i in range(3) for j in range(i, 3)]
         # one box filter over every map that needs one: colours, values, colour x values, colour pairs
@@ -94,7 +95,8 @@ class GuidedFilter(nn.Module):
         colour_means = [means[:, i : i + 1] for i in range(3)]
         value_mean = means[:, 3 : 3 + channels]
         covariances = [
-            means[:, 3 + (i + 1) * channels : 3 + (i + 2) * channels] - colour_means[i] * value_mean
+            torch.addcmul(means[:, 3 + (i + 1) * channels : 3 + (i + 2) * channels], colour_means[i],
+                          value_mean, value=-1.0)
             for i in range(3)
         ]
         pair_means = means[:, 3 + 4 * channels :]
@@ -104,7 +106,9 @@ class GuidedFilter(nn.Module):
             for k, (i, j) in enumerate(pairs)
         }
         slopes = _solve_symmetric_3x3(variances, covariances)
-        offset = value_mean - sum(slope * mean for slope, mean in zip(slopes, colour_means, strict=True))
+        offset = value_mean + value_offset
+        for slope, colour_mean in zip(slopes, colour_means, strict=True):
+            offset = torch.addcmul(offset, slope, colour_mean, value=-1.0)
         coefficients = F.interpolate(box_mean(torch.cat([*slopes, offset], dim=1), self.radius),
                                      size=values.shape[-2:], mode="bilinear", align_corners=False)
         filtered = coefficients[:, 3 * channels :]
