@@ -114,8 +114,8 @@ def test_evaluate_cli_tiny_json(capsys):
 @pytest.mark.slow
 def test_default_model_beats_its_untrained_decoder_and_bilinear_upsampling_on_real_images(capsys):
     """The decision table (README, "Real-image yardstick"), on the fast subset of the tune split
-    (measured: depth R2 0.658 / 0.357 untrained / 0.568 bilinear, propagation gap 2 0.858 / 0.826
-    / 0.765, gap 8 0.825 / 0.756 / 0.675, stability 0.996 / 0.980 / 0.986): the shipped decoder
+    (measured: depth R2 0.735 / 0.580 untrained / 0.568 bilinear, propagation gap 2 0.859 / 0.838
+    / 0.765, gap 8 0.819 / 0.762 / 0.675, stability 0.997 / 0.991 / 0.986): the shipped decoder
     beats its untrained twin on every real measure, and bilinear upsampling on propagation and
     stability (depth too on this split, but not on the report split's scene, so not asserted)."""
     assert evaluate_main(["--model", "default", "--real-split", "tune", "--real-fast", "--no-synthetic",
@@ -123,15 +123,17 @@ def test_default_model_beats_its_untrained_decoder_and_bilinear_upsampling_on_re
     report = json.loads(capsys.readouterr().out)
     real = report["real"]
     # the shipped relative-depth probe (learned from motion, reading the image context) orders
-    # real depth (measured: rank correlation 0.58, median-scaled AbsRel 0.28 on the Aloe scene)
+    # real depth (measured: rank correlation 0.60, median-scaled AbsRel 0.28 on the Aloe scene)
     shipped = report["real_depth_probes"]["default"]
     assert shipped["rank_correlation"] > 0.3 and shipped["abs_rel_median_scaled"] < 0.4
-    for measure in ("depth_r2", "propagation_gap2", "propagation_gap8", "stability"):
+    for measure in ("depth_r2", "propagation_gap2", "propagation_gap8"):
         assert real["flowfeat"][measure] > real["untrained"][measure] + 0.01, (measure, real)
     for measure in ("propagation_gap2", "propagation_gap8"):
         assert real["flowfeat"][measure] > real["bilinear"][measure] + 0.01, (measure, real)
-    # stability sits near its ceiling of 1: compare what is left of it (0.004 against 0.014)
-    assert 1 - real["flowfeat"]["stability"] < 0.5 * (1 - real["bilinear"]["stability"]), real
+    # stability sits near its ceiling of 1: compare what is left of it (0.003 against 0.009
+    # untrained and 0.014 bilinear)
+    for baseline in ("untrained", "bilinear"):
+        assert 1 - real["flowfeat"]["stability"] < 0.5 * (1 - real[baseline]["stability"]), real
 
 
 @pytest.mark.slow

@@ -58,7 +58,7 @@ class TrainSummary:
 
 def build_model(config: TrainConfig) -> FlowFeat:
     """The model to train: ``--init`` if given (guided from there on with ``--decoder-guidance``),
-    else the embedded encoder with a fresh decoder; edge-aware upsampling as ``--decoder-edge-radius``
+    else the embedded encoder with a fresh decoder; edge-aware smoothing as ``--decoder-edge-radius``
     asks."""
     if config.init:
         model = load_model(config.init)
