@@ -10,6 +10,7 @@ from torch import nn
 
 from flowfeat_core.models.config import ModelConfig
 from flowfeat_core.models.hypercolumn import hypercolumn
+from flowfeat_core.models.normalization import PixelNormalizer
 from flowfeat_core.models.registry import DECODERS, DEFAULT_ENCODER, encoder_entry, model_config
 
 
@@ -61,9 +62,8 @@ class FlowFeat(nn.Module):
 
     def _colour_guide(self, images: torch.Tensor) -> torch.Tensor:
         """The padded input as RGB in [0, 1] (normalisation undone), guide of edge-aware smoothing."""
-        mean = images.new_tensor(self.config.mean).view(1, 3, 1, 1)
-        std = images.new_tensor(self.config.std).view(1, 3, 1, 1)
-        return (pad_to_multiple(images, self.size_multiple) * std + mean).clamp(0.0, 1.0)
+        normalizer = PixelNormalizer(self.config.mean, self.config.std, images.device)
+        return (normalizer.denormalize(pad_to_multiple(images, self.size_multiple)) / 255.0).clamp(0.0, 1.0)
 
     def hypercolumn(self, multiscale: list[torch.Tensor], image_hw: tuple[int, int]) -> torch.Tensor:
         """The training-free baseline at ``image_hw``: all encoder levels upsampled and

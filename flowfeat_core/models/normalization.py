@@ -25,6 +25,10 @@ class PixelNormalizer:
         """0..255 RGB (any float or integer dtype) -> normalised float32 input."""
         return (pixels.float() - self.mean) / self.std
 
+    def denormalize(self, normalized: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`normalize`: 0..255 RGB as float (not clipped)."""
+        return normalized * self.std + self.mean
+
     def to_uint8(self, normalized: torch.Tensor) -> torch.Tensor:
         """Inverse of :meth:`normalize`, rounded and clipped to uint8 (for pictures in logs)."""
-        return (normalized * self.std + self.mean).clamp(0, 255).round().to(torch.uint8)
+        return self.denormalize(normalized).clamp(0, 255).round().to(torch.uint8)
