@@ -21,6 +21,7 @@ from torch import nn
 from flowfeat_core.error_text import first_line
 from flowfeat_core.export.onnx_export import OUTPUT_NAMES, export_onnx
 from flowfeat_core.home import flowfeat_home
+from flowfeat_core.inference.batch_norm_folding import fold_batch_norms
 from flowfeat_core.inference.device import AUTOCAST_DTYPES, Precision
 from flowfeat_core.inference.numerics import ONNX_PRECISIONS, TOLERANCE, relative_error
 from flowfeat_core.models.fingerprint import model_fingerprint
@@ -70,8 +71,10 @@ def torch_runner(model: FlowFeat, device: torch.device, precision: Precision,
     """Eager PyTorch, or with ``compile_model`` ``torch.compile`` of the same forward, compiled on
     the first call at each input size (a camera stream keeps one). Static shapes: with
     ``dynamic=True`` inductor fails on the model's padding arithmetic (torch 2.14:
-    "TensorReferenceAnalysis has no attribute python_mod")."""
+    "TensorReferenceAnalysis has no attribute python_mod"). Batch norms are folded into their
+    convolutions first (``fold_batch_norms``)."""
     dtype = AUTOCAST_DTYPES[precision]
+    model = fold_batch_norms(model)
     forward: nn.Module = ReducedPrecisionForward(model, device, dtype) if dtype else model
     if compile_model:
         use_inductor_cache()
