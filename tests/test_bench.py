@@ -21,7 +21,8 @@ def test_bench_prints_a_row_per_configuration_with_its_error() -> None:
     assert result.returncode == 0, result.stderr
     rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()[2:]}
     assert set(rows) == {"default-320x240-torch-fp32-nchw", "default-320x240-torch-fp32"}
-    assert float(rows["default-320x240-torch-fp32-nchw"][-2]) == 0.0
+    # served with folded batch norms: rounding away from the model itself, no more
+    assert 0.0 < float(rows["default-320x240-torch-fp32-nchw"][-2]) < 1e-5
     assert float(rows["default-320x240-torch-fp32"][-2]) < 1e-4  # rel L2 of channels-last
     assert float(rows["default-320x240-torch-fp32"][2]) > 0  # ms
 
