@@ -114,12 +114,16 @@ def test_cameras_share_batches_and_unwatched_outputs_are_not_computed(peer, chec
         # Only right's camera_info is wanted: the model never runs, left is not even decoded.
         info_only = Outputs(peer, "/mc/right", ("flowfeat/camera_info",))
         spin_until(peer, info_only.connected, 20, "output connection", node)
-        for index in range(10):
+        # Keep sending until 5 came out: the mailbox keeps only the newest frame, so under load
+        # a fixed burst can leave fewer than 5 to process (a deadline, not a speed check).
+        deadline = time.monotonic() + 20
+        index = 0
+        while info_only.count("flowfeat/camera_info") < 5 and time.monotonic() < deadline:
             left.send(frames[index % 6])
             right.send(frames[index % 6])
             spin_for(peer, 0.05)
-        spin_until(peer, lambda: info_only.count("flowfeat/camera_info") >= 5, 20,
-                   "camera_info", node)
+            index += 1
+        assert info_only.count("flowfeat/camera_info") >= 5, node.output()
         spin_until(peer, lambda: int(diagnostics.values.get("processed_frames", 0)) >= 5, 10,
                    "diagnostics", node)
         assert diagnostics.values["stage_model_ms"] == "0.000"
