@@ -3,9 +3,9 @@
 In eval mode a batch norm is a per-channel scale and shift, so the convolution that feeds it can
 absorb it exactly (up to float rounding). Eager PyTorch otherwise makes one more pass over every
 feature map of the encoder for it: on the default model (EfficientNet-Lite0, 48 batch norms)
-folding cut the eager fp32 forward at 320x240 by about 5 ms on the 2-core Xeon (README,
-"Benchmarks"). The trained model and its checkpoints keep their batch norms; only the copies that
-serve frames are folded.
+folding cut the eager fp32 forward at 320x240 by 3.5-5.7 ms (6-9 %) on the 2-core Xeon (README,
+"Batch norms folded for serving"). The trained model and its checkpoints keep their batch
+norms; only the copies that serve frames are folded.
 """
 
 from __future__ import annotations
@@ -75,8 +75,9 @@ def fold_batch_norms(model: ModelT, example: torch.Tensor | None = None) -> Mode
     """An eval-mode copy of ``model`` with every convolution -> batch norm pair folded into one
     convolution; ``model`` itself when it has no batch norm or is training. ``example``: an input
     to find the pairs and check the copy on (default: a fixed random image of 4 x the size
-    multiple of a FlowFeat model). If the copy's outputs differ from the model's (a convolution output that
-    something besides its batch norm also reads), the model is returned, with a warning."""
+    multiple of a FlowFeat model). If the copy's outputs differ from the model's (a convolution
+    output that something besides its batch norm also reads), the model is returned, with a
+    warning."""
     if model.training or not any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
         return model
     if example is None:
