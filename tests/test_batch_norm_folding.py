@@ -72,7 +72,9 @@ class _Pairs(_PreNormResidual):
 def test_pairs_follow_the_data_and_a_changed_result_is_refused(caplog) -> None:
     model = _PreNormResidual().eval()
     example = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
-    assert conv_batch_norm_pairs(model, example) == [("conv", "norm"), ("second", "second_norm")]
+    pairs, output = conv_batch_norm_pairs(model, example)
+    assert pairs == [("conv", "norm"), ("second", "second_norm")]
+    assert torch.equal(output, model(example))
     with caplog.at_level(logging.WARNING):
         assert fold_batch_norms(model, example) is model
     assert "not folded" in caplog.text

@@ -23,7 +23,7 @@ from flowfeat_core.export.onnx_export import OUTPUT_NAMES, export_onnx
 from flowfeat_core.home import flowfeat_home
 from flowfeat_core.inference.batch_norm_folding import fold_batch_norms
 from flowfeat_core.inference.device import AUTOCAST_DTYPES, Precision
-from flowfeat_core.inference.numerics import ONNX_PRECISIONS, TOLERANCE, relative_error
+from flowfeat_core.inference.numerics import ONNX_PRECISIONS, TOLERANCE, check_input, relative_error
 from flowfeat_core.models.fingerprint import model_fingerprint
 from flowfeat_core.models.flowfeat import FlowFeat, pad_to_multiple
 from flowfeat_core.models.registry import encoder_entry
@@ -198,8 +198,7 @@ def check_against_eager(backend: str, runner: Runner, model: FlowFeat, device: t
                         precision: Precision) -> float:
     """Largest relative error of ``runner`` against eager fp32 on a fixed input; BackendError
     above ``TOLERANCE[precision]``."""
-    side = model.size_multiple * 4
-    images = torch.randn(1, 3, side, side, generator=torch.Generator().manual_seed(0)).to(device)
+    images = check_input(model.size_multiple, device)
     try:
         got = runner(images)
     except BackendError:
@@ -214,7 +213,8 @@ def compare_with_eager(backend: str, got: tuple[torch.Tensor, torch.Tensor], mod
                        images: torch.Tensor, precision: Precision) -> float:
     """Largest relative error (max abs error / max abs value) of a backend's (encoder, dense)
     outputs for ``images`` against eager fp32; BackendError above ``TOLERANCE[precision]``."""
-    want = torch_runner(model, images.device, "fp32")(images)
+    with torch.inference_mode():  # the model itself, not a serving copy with folded batch norms
+        want = model(images)
     worst = 0.0
     for name, a, b in zip(("encoder", "features"), got, want, strict=True):
         error = relative_error(a.detach().float().cpu().numpy(), b.detach().float().cpu().numpy())

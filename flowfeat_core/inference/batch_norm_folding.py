@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from flowfeat_core.inference.numerics import check_input, relative_error
 
 ModelT = TypeVar("ModelT", bound=nn.Module)
 LOGGER = logging.getLogger(__name__)
@@ -26,9 +28,10 @@ LOGGER = logging.getLogger(__name__)
 FOLD_TOLERANCE = 1e-4
 
 
-def conv_batch_norm_pairs(model: nn.Module, example: torch.Tensor) -> list[tuple[str, str]]:
+def conv_batch_norm_pairs(model: nn.Module, example: torch.Tensor) -> tuple[list[tuple[str, str]], Any]:
     """(convolution, batch norm) module names where the batch norm's input is the convolution's
-    output, found by running ``model`` once on ``example`` (the data flow, not the module tree)."""
+    output, found by running ``model`` once on ``example`` (the data flow, not the module tree),
+    and the model's output of that run."""
     produced_by: dict[int, tuple[str, torch.Tensor]] = {}
     pairs: list[tuple[str, str]] = []
 
@@ -52,11 +55,11 @@ def conv_batch_norm_pairs(model: nn.Module, example: torch.Tensor) -> list[tuple
             handles.append(module.register_forward_pre_hook(norm_hook(name)))
     try:
         with torch.no_grad():
-            model(example)
+            output = model(example)
     finally:
         for handle in handles:
             handle.remove()
-    return pairs
+    return pairs, output
 
 
 def _outputs(output: torch.Tensor | tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
@@ -74,19 +77,17 @@ def _norm_remainder(norm: nn.BatchNorm2d) -> nn.Module:
 def fold_batch_norms(model: ModelT, example: torch.Tensor | None = None) -> ModelT:
     """An eval-mode copy of ``model`` with every convolution -> batch norm pair folded into one
     convolution; ``model`` itself when it has no batch norm or is training. ``example``: an input
-    to find the pairs and check the copy on (default: a fixed random image of 4 x the size
-    multiple of a FlowFeat model). If the copy's outputs differ from the model's (a convolution
-    output that something besides its batch norm also reads), the model is returned, with a
-    warning."""
+    to find the pairs and check the copy on (default: the backends' check input,
+    :func:`check_input`, for a FlowFeat model). If the copy's outputs differ from the model's (a
+    convolution output that something besides its batch norm also reads), the model is
+    returned, with a warning."""
     if model.training or not any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
         return model
     if example is None:
-        side = 4 * model.size_multiple
-        device = next(model.parameters()).device
-        example = torch.randn(1, 3, side, side, generator=torch.Generator().manual_seed(0)).to(device)
+        example = check_input(model.size_multiple, next(model.parameters()).device)
+    pairs, want = conv_batch_norm_pairs(model, example)
     folded = copy.deepcopy(model)
     modules = dict(folded.named_modules())
-    pairs = conv_batch_norm_pairs(folded, example)
     for conv_name, norm_name in pairs:
         parent_name, _, conv_attr = conv_name.rpartition(".")
         norm_parent_name, _, norm_attr = norm_name.rpartition(".")
@@ -94,9 +95,9 @@ def fold_batch_norms(model: ModelT, example: torch.Tensor | None = None) -> Mode
         setattr(modules[parent_name], conv_attr, fuse_conv_bn_eval(modules[conv_name], norm))
         setattr(modules[norm_parent_name], norm_attr, _norm_remainder(norm))
     with torch.no_grad():
-        want, got = _outputs(model(example)), _outputs(folded(example))
-    change = max(float((g - w).abs().max() / w.abs().max().clamp_min(1e-12))
-                 for w, g in zip(want, got, strict=True))
+        got = folded(example)
+    change = max(relative_error(g.cpu().numpy(), w.cpu().numpy())
+                 for w, g in zip(_outputs(want), _outputs(got), strict=True))
     if change > FOLD_TOLERANCE:
         LOGGER.warning("batch norms not folded: the folded copy's outputs moved by %.1e (relative), "
                        "more than %.0e; serving the model as it is", change, FOLD_TOLERANCE)
