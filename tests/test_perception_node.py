@@ -30,6 +30,7 @@ from test_perception_support import (
     set_parameters,
     spin_for,
     spin_until,
+    stream_until,
 )
 
 from flowfeat_core.hub.checkpoint import FORMAT_KEY
@@ -138,18 +139,6 @@ def test_runtime_parameters_valid_accepted_invalid_rejected(peer, node, camera, 
     assert node.alive()
 
 
-def stream_until(peer, camera, frames, condition, timeout, node) -> list[float]:
-    """Send frames at ~20 Hz until ``condition()``; returns the send times."""
-    deadline = time.monotonic() + timeout
-    sent = []
-    while not condition():
-        assert time.monotonic() < deadline, f"condition not met in {timeout} s\n{node.output()}"
-        camera.send(frames[len(sent) % len(frames)])
-        sent.append(time.monotonic())
-        spin_for(peer, 0.05)
-    return sent
-
-
 def test_checkpoint_swap_reload_and_bad_checkpoint_while_streaming(peer, node, camera, outputs,
                                                                    frames, checkpoint, tmp_path):
     diagnostics = Diagnostics(peer, NODE)
@@ -162,12 +151,12 @@ def test_checkpoint_swap_reload_and_bad_checkpoint_while_streaming(peer, node, c
         return bool(msgs) and np.allclose(image_msg_to_array(msgs[-1]), expected, atol=2e-3)
 
     outputs.clear()
-    stream_until(peer, camera, [frame], lambda: outputs.count("flowfeat/features/pca") >= 5, 30,
+    stream_until(peer, camera.send, [frame], lambda: outputs.count("flowfeat/features/pca") >= 5, 30,
                  node)
     [result] = set_parameters(peer, NODE, checkpoint=str(second))
     assert result.successful
-    stream_until(peer, camera, [frame], lambda: features_match(wanted), 30, node)
-    stream_until(peer, camera, [frame], lambda: outputs.count("flowfeat/features/pca") >= 30, 30,
+    stream_until(peer, camera.send, [frame], lambda: features_match(wanted), 30, node)
+    stream_until(peer, camera.send, [frame], lambda: outputs.count("flowfeat/features/pca") >= 30, 30,
                  node)
     gaps = np.diff(outputs.received["flowfeat/features/pca"])
     assert gaps.max() < 1.5, f"output stopped for {gaps.max():.2f} s during the swap"
@@ -182,11 +171,11 @@ def test_checkpoint_swap_reload_and_bad_checkpoint_while_streaming(peer, node, c
     save_file({k: v for k, v in list(tensors.items())[:5]}, str(broken), metadata=metadata)
     [result] = set_parameters(peer, NODE, checkpoint=str(broken))
     assert result.successful  # accepted for loading; the failure comes from the loader
-    stream_until(peer, camera, [frame], lambda: "missing" in diagnostics.values.get(
+    stream_until(peer, camera.send, [frame], lambda: "missing" in diagnostics.values.get(
         "last_load_error", ""), 30, node)
     assert diagnostics.values["model"] == str(second)
     outputs.clear()
-    stream_until(peer, camera, [frame], lambda: outputs.count("flowfeat/features") >= 2, 30, node)
+    stream_until(peer, camera.send, [frame], lambda: outputs.count("flowfeat/features") >= 2, 30, node)
     assert features_match(wanted)
     assert "load failed, keeping" in node.output()
 
@@ -199,14 +188,14 @@ def test_checkpoint_swap_reload_and_bad_checkpoint_while_streaming(peer, node, c
     spin_until(peer, future.done, 60, "reload")
     assert future.result().success, future.result().message
     assert "reloaded" in future.result().message
-    stream_until(peer, camera, [frame], lambda: features_match(replaced), 30, node)
+    stream_until(peer, camera.send, [frame], lambda: features_match(replaced), 30, node)
 
     # watch_checkpoint reloads on its own when the file changes.
     assert set_parameters(peer, NODE, watch_checkpoint=True)[0].successful
     time.sleep(1.1)  # a distinct modification time
     make_checkpoint(second)
     watched = expected_features(second, frame)
-    stream_until(peer, camera, [frame], lambda: features_match(watched), 30, node)
+    stream_until(peer, camera.send, [frame], lambda: features_match(watched), 30, node)
     assert set_parameters(peer, NODE, watch_checkpoint=False,
                           checkpoint=str(checkpoint))[0].successful
 
@@ -421,18 +410,18 @@ def test_a_probe_stops_under_another_model_and_a_misfit_probe_is_refused(peer, n
     assert set_parameters(peer, NODE, checkpoint=str(other))[0].successful
     spin_until(peer, lambda: not peer.get_publishers_info_by_topic(relative), 30,
                "depth withdrawn under another model", node)
-    stream_until(peer, camera, [frames[0]], lambda: "was trained on model" in diagnostics.message,
+    stream_until(peer, camera.send, [frames[0]], lambda: "was trained on model" in diagnostics.message,
                  30, node)
     assert diagnostics.level == 1 and bound.model_info[MODEL_DIGEST] in diagnostics.message
     assert set_parameters(peer, NODE, checkpoint=str(checkpoint))[0].successful
     spin_until(peer, lambda: peer.get_publishers_info_by_topic(relative), 30, "depth back", node)
-    stream_until(peer, camera, [frames[0]], lambda: "trained on" not in diagnostics.message, 30,
+    stream_until(peer, camera.send, [frames[0]], lambda: "trained on" not in diagnostics.message, 30,
                  node)
 
     narrow = save_probe(tmp_path / "narrow.safetensors", Probe(ProbeSpec(
         task="depth", head="linear", dense_channels=64, encoder_channels=0, metric=False)))
     assert set_parameters(peer, NODE, depth_probe=str(narrow))[0].successful  # loads in the back
-    stream_until(peer, camera, [frames[0]], lambda: "expects 64 dense feature channels; the model "
+    stream_until(peer, camera.send, [frames[0]], lambda: "expects 64 dense feature channels; the model "
                  "gives 128" in diagnostics.values.get("last_load_error", ""), 30, node)
     assert peer.get_publishers_info_by_topic(relative)  # the bound probe keeps running
     assert set_parameters(peer, NODE, depth_probe="")[0].successful

@@ -25,6 +25,7 @@ from test_perception_support import (
     spin_for,
     spin_until,
     stamp_of,
+    stream_until,
 )
 
 from flowfeat_core.inference.device import cpu_inference_threads
@@ -114,16 +115,8 @@ def test_cameras_share_batches_and_unwatched_outputs_are_not_computed(peer, chec
         # Only right's camera_info is wanted: the model never runs, left is not even decoded.
         info_only = Outputs(peer, "/mc/right", ("flowfeat/camera_info",))
         spin_until(peer, info_only.connected, 20, "output connection", node)
-        # Keep sending until 5 came out: the mailbox keeps only the newest frame, so under load
-        # a fixed burst can leave fewer than 5 to process (a deadline, not a speed check).
-        deadline = time.monotonic() + 20
-        index = 0
-        while info_only.count("flowfeat/camera_info") < 5 and time.monotonic() < deadline:
-            left.send(frames[index % 6])
-            right.send(frames[index % 6])
-            spin_for(peer, 0.05)
-            index += 1
-        assert info_only.count("flowfeat/camera_info") >= 5, node.output()
+        stream_until(peer, lambda frame: (left.send(frame), right.send(frame)), frames,
+                     lambda: info_only.count("flowfeat/camera_info") >= 5, 20, node)
         spin_until(peer, lambda: int(diagnostics.values.get("processed_frames", 0)) >= 5, 10,
                    "diagnostics", node)
         assert diagnostics.values["stage_model_ms"] == "0.000"
@@ -137,15 +130,10 @@ def test_cameras_share_batches_and_unwatched_outputs_are_not_computed(peer, chec
         spin_until(peer, lambda: all(o.connected() for o in outs.values()), 20, "outputs", node)
         # Pairs arrive faster than the model runs, so they wait together and batch; keep sending
         # until both cameras have outputs (the first ones include the model's warm-up).
-        deadline = time.monotonic() + 40
-        index = 0
-        while (not all(o.count("flowfeat/features/pca") >= 3 for o in outs.values())
-               and time.monotonic() < deadline):
-            left.send(frames[index % 6], frame_id="left")
-            right.send(frames[index % 6], frame_id="right")
-            spin_for(peer, 0.02)
-            index += 1
-        assert all(o.count("flowfeat/features/pca") >= 3 for o in outs.values()), node.output()
+        stream_until(peer, lambda frame: (left.send(frame, frame_id="left"),
+                                          right.send(frame, frame_id="right")), frames,
+                     lambda: all(o.count("flowfeat/features/pca") >= 3 for o in outs.values()),
+                     40, node, pause_s=0.02)
         spin_for(peer, 1.0)
     finally:
         assert node.stop() == 0, node.output()

@@ -128,6 +128,23 @@ def spin_for(peer: Node, seconds: float) -> None:
         peer.test_executor.spin_once(timeout_sec=0.01)
 
 
+def stream_until(peer: Node, send: Callable[[np.ndarray], object], frames: list[np.ndarray],
+                 condition: Callable[[], bool], timeout: float, node: PerceptionProcess,
+                 pause_s: float = 0.05) -> list[float]:
+    """``send`` the frames in turn, one every ``pause_s``, until ``condition()``; returns the
+    send times. The node's mailbox keeps only the newest frame, so a test that needs N outputs
+    keeps sending until they came out instead of sending a fixed burst (a deadline, not a speed
+    check)."""
+    deadline = time.monotonic() + timeout
+    sent = []
+    while not condition():
+        assert time.monotonic() < deadline, f"condition not met in {timeout} s\n{node.output()}"
+        send(frames[len(sent) % len(frames)])
+        sent.append(time.monotonic())
+        spin_for(peer, pause_s)
+    return sent
+
+
 def stamp_of(msg) -> float:
     return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
 
